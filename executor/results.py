@@ -1,0 +1,173 @@
+"""Plain data passed between the executor's parts and up to the model and server layers.
+
+Everything here is a frozen dataclass with JSON-friendly fields (``to_dict``), so that a
+result can be stored, sent over LSP, or printed by the CLI without translation layers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class Severity(str, enum.Enum):
+    ERROR = "error"
+    WARNING = "warning"
+    NOTE = "note"
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    """One compiler, assembler or linker message, located where the tool said."""
+
+    file: str | None
+    line: int | None  # 1-based, as the tools print it
+    column: int | None
+    severity: Severity
+    message: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "severity": self.severity.value}
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    """Outcome of one compiler / assembler / linker invocation."""
+
+    ok: bool
+    output: str | None  # path of what was produced (assembly or binary), None on failure
+    command: tuple[str, ...]
+    diagnostics: tuple[Diagnostic, ...] = ()
+    stderr: str = ""
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "output": self.output,
+            "command": list(self.command),
+            "diagnostics": [d.to_dict() for d in self.diagnostics],
+            "stderr": self.stderr,
+            "seconds": self.seconds,
+        }
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """One execution of a binary (normally inside the sandbox).
+
+    ``cpu_seconds`` is user+sys time of the program's process tree as rusage reports it; the
+    sandbox's own start-up is not part of it.
+    """
+
+    exit_code: int | None  # None when killed by a signal
+    signal: int | None
+    stdout: bytes
+    stderr: bytes
+    cpu_seconds: float
+    wall_seconds: float
+    max_rss_kib: int = 0
+    timed_out: bool = False
+    output_truncated: bool = False  # the program wrote more than the output cap
+    out_of_memory: bool = False
+    sandbox_violation: bool = False  # killed by the seccomp filter (SIGSYS)
+    sandboxed: bool = True
+
+
+class TestStatus(str, enum.Enum):
+    PASSED = "passed"
+    WRONG_OUTPUT = "wrong-output"
+    CRASHED = "crashed"
+    NONZERO_EXIT = "nonzero-exit"
+    TIMED_OUT = "timed-out"
+    OUT_OF_MEMORY = "out-of-memory"
+    OUTPUT_TOO_LARGE = "output-too-large"
+    SANDBOX_VIOLATION = "blocked-by-sandbox"
+
+
+@dataclass(frozen=True)
+class TestVerdict:
+    """The verdict of one test case: status plus a short human explanation."""
+
+    name: str
+    status: TestStatus
+    detail: str = ""  # a short diff, a signal name, ...
+    cpu_seconds: float = 0.0
+
+    @property
+    def passed(self) -> bool:
+        return self.status is TestStatus.PASSED
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "status": self.status.value,
+            "detail": self.detail,
+            "cpu_seconds": self.cpu_seconds,
+        }
+
+
+@dataclass(frozen=True)
+class SpeedupEstimate:
+    """Measured speed-up of a candidate over the baseline (>1 is faster).
+
+    ``median`` is the median over rounds of (baseline CPU time / candidate CPU time), each
+    round running every timed test once for each side, interleaved; ``ci_low``/``ci_high``
+    are a bootstrap 95% confidence interval of that median.
+    """
+
+    median: float
+    ci_low: float
+    ci_high: float
+    runs: int  # rounds of interleaved baseline/candidate runs
+    baseline_cpu_seconds: float  # median summed CPU time of one round
+    candidate_cpu_seconds: float
+    per_test: dict[str, float] = field(default_factory=dict)  # test -> median ratio
+    samples: tuple[float, ...] = ()  # per-round ratios
+    note: str = ""  # outliers, budget exhausted, ...
+    converged: bool = True  # CI reached the requested precision
+
+    @property
+    def significant_faster(self) -> bool:
+        return self.ci_low > 1.0
+
+    @property
+    def significant_slower(self) -> bool:
+        return self.ci_high < 1.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "median": self.median,
+            "ci_low": self.ci_low,
+            "ci_high": self.ci_high,
+            "runs": self.runs,
+            "baseline_cpu_seconds": self.baseline_cpu_seconds,
+            "candidate_cpu_seconds": self.candidate_cpu_seconds,
+            "per_test": dict(self.per_test),
+            "note": self.note,
+            "converged": self.converged,
+        }
+
+
+class Verdict(str, enum.Enum):
+    FASTER = "faster"
+    NOT_FASTER = "not-faster"
+    TESTS_FAILED = "tests-failed"
+    BUILD_FAILED = "build-failed"
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A static estimate from llvm-mca. Never a measurement; always labelled as such."""
+
+    cycles_per_iteration: float
+    instructions_per_cycle: float
+    cpu: str
+    instructions: int
+    uops: int = 0
+    block_rthroughput: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
