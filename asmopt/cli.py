@@ -1,2 +1,236 @@
+"""The one command line: thin wrappers over the executor and the model.
+
+Heavy modules are imported inside each command so that ``asmopt serve`` and ``--help`` start
+fast.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import click
+
+from asmopt import __version__
+
+
+def _console(stderr: bool = False):  # -> rich.console.Console
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False)
+
+
+def _fail(message: str, code: int = 2) -> None:
+    _console(stderr=True).print(f"[bold red]error:[/] {message}")
+    sys.exit(code)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="asmopt")
 def main() -> None:
-    print("asmopt")
+    """Make x86-64 code faster than gcc -O3, and prove it."""
+
+
+# -- verify ---------------------------------------------------------------------------------
+
+
+def comparator_option(f):
+    f = click.option(
+        "--compare",
+        type=click.Choice(["tokens", "exact", "floats"]),
+        default="tokens",
+        show_default=True,
+        help="How outputs are compared (tokens: whitespace-insensitive, as CodeNet judges).",
+    )(f)
+    f = click.option(
+        "--tolerance",
+        type=float,
+        default=1e-6,
+        show_default=True,
+        help="Relative tolerance for --compare floats.",
+    )(f)
+    return f
+
+
+def sandbox_options(f):
+    f = click.option(
+        "--no-sandbox",
+        is_flag=True,
+        help="Run generated code WITHOUT bubblewrap (prints a warning).",
+    )(f)
+    f = click.option(
+        "--timeout",
+        type=float,
+        default=10.0,
+        show_default=True,
+        help="Wall-clock seconds a test may run at most.",
+    )(f)
+    return f
+
+
+@main.command()
+@click.argument("candidate", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--baseline",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The program's C source (built with gcc -O3) or its baseline .s.",
+)
+@click.option(
+    "--tests",
+    "tests_dir",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Directory of NAME.in / NAME.out test cases.",
+)
+@click.option("--cflags", default="-O3", show_default=True, help="Flags for the baseline build.")
+@click.option("--compiler", default="gcc", show_default=True)
+@click.option("--no-measure", is_flag=True, help="Only run the tests; skip the benchmark.")
+@click.option(
+    "--ci",
+    "target_ci",
+    type=float,
+    default=0.02,
+    show_default=True,
+    help="Stop timing when the 95% CI half-width is within this fraction.",
+)
+@click.option(
+    "--budget", type=float, default=60.0, show_default=True, help="Seconds of benchmarking at most."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@comparator_option
+@sandbox_options
+def verify(
+    candidate: Path,
+    baseline: Path,
+    tests_dir: Path,
+    cflags: str,
+    compiler: str,
+    no_measure: bool,
+    target_ci: float,
+    budget: float,
+    as_json: bool,
+    compare: str,
+    tolerance: float,
+    no_sandbox: bool,
+    timeout: float,
+) -> None:
+    """Run CANDIDATE.s against the tests and benchmark it against the baseline."""
+    from asmopt.executor.benchmark import BenchmarkOptions
+    from asmopt.executor.sandbox import SandboxError, SandboxLimits
+    from asmopt.executor.testcases import Comparator, TestSetError, load_tests
+    from asmopt.executor.verify import BaselineError, VerifyOptions, prepare_baseline
+
+    if not candidate.exists():
+        _fail(f"{candidate} does not exist")
+    try:
+        tests = load_tests(tests_dir)
+    except TestSetError as err:
+        _fail(str(err))
+    options = VerifyOptions(
+        comparator=Comparator(mode=compare, rel_tol=tolerance),  # type: ignore[arg-type]
+        limits=SandboxLimits(wall_seconds=timeout, cpu_seconds=int(timeout) + 1),
+        bench=BenchmarkOptions(target_rel_ci=target_ci, budget_seconds=budget),
+        measure=not no_measure,
+    )
+    sandbox = _make_sandbox(options.limits, no_sandbox)
+    store = _workspace_store(candidate)
+    err_console = _console(stderr=True)
+    try:
+        with (
+            tempfile.TemporaryDirectory(prefix="asmopt-verify-") as tmp,
+            err_console.status("building the baseline") as status,
+        ):
+            base = prepare_baseline(
+                baseline,
+                tests,
+                Path(tmp),
+                sandbox,
+                compiler=compiler,
+                cflags=cflags.split(),
+                options=options,
+                progress=lambda m: status.update(m),
+            )
+            from asmopt.executor.verify import verify_candidate
+
+            result = verify_candidate(
+                candidate.read_text(errors="replace"),
+                base,
+                sandbox,
+                options,
+                store=store,
+                meta={"target": baseline.stem, "policy": "user", "source": str(candidate)},
+                progress=lambda m: status.update(f"candidate: {m}"),
+            )
+    except (BaselineError, SandboxError) as err:
+        _fail(str(err))
+    finally:
+        sandbox.close()
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), indent=2))
+    else:
+        from asmopt.report import print_verification
+
+        print_verification(_console(), result, candidate.name)
+    sys.exit(0 if result.all_passed else 1)
+
+
+def _make_sandbox(limits, no_sandbox: bool):
+    from asmopt.executor.sandbox import Sandbox, SandboxUnavailable
+
+    try:
+        return Sandbox(limits, enabled=not no_sandbox)
+    except SandboxUnavailable as err:
+        _fail(str(err))
+
+
+def _workspace_store(anchor: Path):
+    """The result store of the workspace that holds ``anchor``: the nearest folder upwards
+    with an ``asmopt.toml`` or ``.git``, else the file's own folder."""
+    from asmopt.executor.store import ResultStore
+
+    return ResultStore(workspace_root(anchor))
+
+
+def workspace_root(anchor: Path) -> Path:
+    start = anchor.resolve().parent
+    for folder in (start, *start.parents):
+        if (folder / "asmopt.toml").exists() or (folder / ".git").exists():
+            return folder
+    return start
+
+
+# -- doctor ---------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True)
+def doctor(as_json: bool) -> None:
+    """Check the toolchain, sandbox, llvm-mca, valgrind and optional back-ends."""
+    from asmopt.doctor import run_checks
+
+    checks = run_checks()
+    if as_json:
+        click.echo(json.dumps([c.to_dict() for c in checks], indent=2))
+    else:
+        from rich.table import Table
+
+        table = Table(title="asmopt doctor")
+        table.add_column("check")
+        table.add_column("status")
+        table.add_column("detail / fix")
+        for c in checks:
+            mark = {
+                "ok": "[green]ok[/]",
+                "missing": "[red]missing[/]",
+                "optional": "[yellow]optional[/]",
+            }[c.status]
+            table.add_row(c.name, mark, c.detail if c.status == "ok" else c.fix or c.detail)
+        _console().print(table)
+    sys.exit(1 if any(c.status == "missing" for c in checks) else 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,61 @@
+"""Terminal rendering of verdicts (rich), shared by `verify`, `optimize` and `bench`."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from rich.console import Console
+from rich.table import Table
+
+if TYPE_CHECKING:
+    from asmopt.executor.results import SpeedupEstimate
+    from asmopt.executor.verify import VerificationResult
+
+STATUS_STYLE = {
+    "passed": "green",
+    "wrong-output": "red",
+    "crashed": "red",
+    "nonzero-exit": "red",
+    "timed-out": "yellow",
+    "out-of-memory": "yellow",
+    "output-too-large": "yellow",
+    "blocked-by-sandbox": "magenta",
+}
+
+
+def format_speedup(s: SpeedupEstimate | None) -> str:
+    """`1.31× [1.27–1.35]`, the one way a speed-up is written everywhere."""
+    if s is None:
+        return "—"
+    return f"{s.median:.2f}× [{s.ci_low:.2f}–{s.ci_high:.2f}]"
+
+
+def print_verification(console: Console, result: VerificationResult, name: str) -> None:
+    """Per-test verdicts, then the speed-up with its CI and how it was measured."""
+    if result.build is not None and not result.build.ok:
+        console.print(f"[bold red]build failed[/] for {name}")
+        for d in result.build.diagnostics:
+            where = f"{d.file}:{d.line}" if d.line else (d.file or "")
+            console.print(f"  {where}: {d.severity.value}: {d.message}")
+        if not result.build.diagnostics:
+            console.print(result.build.stderr)
+        return
+    table = Table(title=f"{name}: {result.tests_passed}/{len(result.tests)} tests passed")
+    table.add_column("test")
+    table.add_column("verdict")
+    table.add_column("detail", overflow="fold")
+    for t in result.tests:
+        style = STATUS_STYLE.get(t.status.value, "white")
+        table.add_row(t.name, f"[{style}]{t.status.value}[/]", t.detail)
+    console.print(table)
+    s = result.speedup
+    if s is not None:
+        console.print(
+            f"speed-up vs baseline: [bold]{format_speedup(s)}[/] (median of {s.runs} "
+            f"interleaved rounds, 95% bootstrap CI; CPU time "
+            f"{s.baseline_cpu_seconds * 1e3:.1f} ms → {s.candidate_cpu_seconds * 1e3:.1f} ms)"
+        )
+        if s.note:
+            console.print(f"[yellow]note:[/] {s.note}")
+    colour = {"faster": "green", "not-faster": "yellow"}.get(result.verdict.value, "red")
+    console.print(f"verdict: [bold {colour}]{result.verdict.value}[/] — {result.message}")

@@ -1,0 +1,408 @@
+"""The whole verdict on one candidate: build, run every test in the sandbox, benchmark.
+
+``prepare_baseline`` builds the ``gcc -O3`` reference once (assembly, binary, expected
+outputs); ``verify_candidate`` then judges any number of candidate assembly files against it.
+Results are remembered in the workspace store so that the same candidate is never verified
+twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import tempfile
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from asmopt.executor.benchmark import BenchmarkError, BenchmarkOptions, benchmark
+from asmopt.executor.results import (
+    BuildResult,
+    SpeedupEstimate,
+    TestStatus,
+    TestVerdict,
+    Verdict,
+)
+from asmopt.executor.sandbox import Sandbox, SandboxLimits
+from asmopt.executor.store import ResultStore, candidate_key
+from asmopt.executor.testcases import Comparator, TestCase, judge, tests_digest
+from asmopt.executor.toolchain import build_binary, compile_to_asm, toolchain_fingerprint
+
+Progress = Callable[[str], None]
+
+
+class BaselineError(RuntimeError):
+    """The reference build cannot serve as a baseline; the message says why."""
+
+
+@dataclass(frozen=True)
+class VerifyOptions:
+    """Everything that changes a verdict; part of the result-store key."""
+
+    comparator: Comparator = field(default_factory=Comparator)
+    limits: SandboxLimits = field(default_factory=SandboxLimits)
+    bench: BenchmarkOptions = field(default_factory=BenchmarkOptions)
+    measure: bool = True  # benchmark candidates that pass every test
+    timed_tests: tuple[str, ...] | None = None  # None: time every test
+    timeout_factor: float = 10.0  # a test may take this many times the baseline's wall time
+    min_timeout: float = 2.0
+    linker: str = "gcc"
+    ldflags: tuple[str, ...] = ("-lm",)
+    extra_inputs: tuple[Path, ...] = ()  # other sources/objects linked into every binary
+
+    def key(self) -> str:
+        return repr(
+            (
+                self.comparator,
+                self.timed_tests,
+                self.linker,
+                self.ldflags,
+                tuple(str(p) for p in self.extra_inputs),
+                self.measure,
+                self.bench.target_rel_ci,
+            )
+        )
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """The ``gcc -O3`` reference a candidate must match and beat."""
+
+    source: Path
+    asm: str
+    binary: Path
+    tests: tuple[TestCase, ...]
+    expected: dict[str, bytes]  # test name -> expected stdout
+    wall_seconds: dict[str, float]  # test name -> the baseline's wall time
+    build: BuildResult
+    compiler: str = "gcc"
+    cflags: tuple[str, ...] = ("-O3",)
+
+    @property
+    def asm_hash(self) -> str:
+        return hashlib.sha256(self.asm.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class VerificationResult:
+    """The verdict on one candidate, in the shape ``asmopt verify --json`` prints."""
+
+    verdict: Verdict
+    candidate_hash: str
+    build: BuildResult | None
+    tests: tuple[TestVerdict, ...] = ()
+    speedup: SpeedupEstimate | None = None
+    identical_to_baseline: bool = False
+    message: str = ""
+    cached: bool = False
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def tests_passed(self) -> int:
+        return sum(1 for t in self.tests if t.passed)
+
+    @property
+    def all_passed(self) -> bool:
+        return bool(self.tests) and self.tests_passed == len(self.tests)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "verdict": self.verdict.value,
+            "candidate": self.candidate_hash,
+            "message": self.message,
+            "identical_to_baseline": self.identical_to_baseline,
+            "build": self.build.to_dict() if self.build else None,
+            "tests": {
+                "passed": self.tests_passed,
+                "total": len(self.tests),
+                "verdicts": [t.to_dict() for t in self.tests],
+            },
+            "speedup": self.speedup.to_dict() if self.speedup else None,
+            "cached": self.cached,
+            **({"meta": self.meta} if self.meta else {}),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> VerificationResult:
+        from asmopt.executor.results import Diagnostic, Severity
+
+        build = None
+        if data.get("build"):
+            b = data["build"]
+            build = BuildResult(
+                ok=b["ok"],
+                output=b.get("output"),
+                command=tuple(b.get("command", ())),
+                diagnostics=tuple(
+                    Diagnostic(
+                        d.get("file"),
+                        d.get("line"),
+                        d.get("column"),
+                        Severity(d.get("severity", "error")),
+                        d.get("message", ""),
+                    )
+                    for d in b.get("diagnostics", ())
+                ),
+                stderr=b.get("stderr", ""),
+                seconds=b.get("seconds", 0.0),
+            )
+        tests = tuple(
+            TestVerdict(
+                t["name"], TestStatus(t["status"]), t.get("detail", ""), t.get("cpu_seconds", 0.0)
+            )
+            for t in data.get("tests", {}).get("verdicts", ())
+        )
+        speedup = None
+        if data.get("speedup"):
+            s = data["speedup"]
+            speedup = SpeedupEstimate(
+                median=s["median"],
+                ci_low=s["ci_low"],
+                ci_high=s["ci_high"],
+                runs=s["runs"],
+                baseline_cpu_seconds=s.get("baseline_cpu_seconds", 0.0),
+                candidate_cpu_seconds=s.get("candidate_cpu_seconds", 0.0),
+                per_test=dict(s.get("per_test", {})),
+                note=s.get("note", ""),
+                converged=s.get("converged", True),
+            )
+        return cls(
+            verdict=Verdict(data["verdict"]),
+            candidate_hash=data.get("candidate", ""),
+            build=build,
+            tests=tests,
+            speedup=speedup,
+            identical_to_baseline=data.get("identical_to_baseline", False),
+            message=data.get("message", ""),
+            cached=True,
+            meta=dict(data.get("meta", {})),
+        )
+
+
+def _timeout_for(baseline: Baseline, test: TestCase, options: VerifyOptions) -> float:
+    base = baseline.wall_seconds.get(test.name, options.limits.wall_seconds)
+    return min(options.limits.wall_seconds, max(options.min_timeout, options.timeout_factor * base))
+
+
+def prepare_baseline(
+    source: Path,
+    tests: Sequence[TestCase],
+    workdir: Path,
+    sandbox: Sandbox,
+    *,
+    compiler: str = "gcc",
+    cflags: Sequence[str] = ("-O3",),
+    options: VerifyOptions | None = None,
+    progress: Progress | None = None,
+) -> Baseline:
+    """Build the reference from a C file (``compiler -S cflags``) or take a ``.s`` as is, link
+    it as every candidate will be linked, and run every test to learn expected outputs.
+
+    A baseline that fails one of its own tests (wrong output, crash, timeout) is refused: a
+    candidate can't be judged against it.
+    """
+    opts = options or VerifyOptions()
+    source = Path(source)
+    if not source.exists():
+        raise BaselineError(f"{source} does not exist")
+    if not tests:
+        raise BaselineError("no tests: a candidate can't be verified without any")
+    workdir.mkdir(parents=True, exist_ok=True)
+    asm_path = workdir / "baseline.s"
+    if source.suffix in (".s", ".S", ".asm"):
+        shutil.copyfile(source, asm_path)
+        build = BuildResult(ok=True, output=str(asm_path), command=())
+    else:
+        if progress:
+            progress(f"baseline: {compiler} {' '.join(cflags)} -S {source.name}")
+        build = compile_to_asm(source, asm_path, compiler=compiler, flags=tuple(cflags))
+        if not build.ok:
+            first = build.diagnostics[0].message if build.diagnostics else build.stderr[:300]
+            raise BaselineError(f"{source.name} does not compile: {first}")
+    binary = workdir / "baseline.bin"
+    link = build_binary(
+        [asm_path, *opts.extra_inputs], binary, linker=opts.linker, ldflags=opts.ldflags
+    )
+    if not link.ok:
+        raise BaselineError(f"the baseline does not link: {link.stderr.strip()[:500]}")
+    expected: dict[str, bytes] = {}
+    walls: dict[str, float] = {}
+    if progress:
+        progress(f"baseline: running {len(tests)} tests")
+    for test in tests:
+        run = sandbox.run(binary, test.stdin, test.args, limits=opts.limits)
+        reference = test.expected if test.expected is not None else run.stdout
+        verdict = judge(test, run, opts.comparator, expected=reference)
+        if not verdict.passed:
+            raise BaselineError(
+                f"the baseline fails its own test {test.name}: {verdict.status.value}"
+                f"{' — ' + verdict.detail if verdict.detail else ''}"
+            )
+        expected[test.name] = reference
+        walls[test.name] = run.wall_seconds
+    return Baseline(
+        source=source,
+        asm=asm_path.read_text(errors="replace"),
+        binary=binary,
+        tests=tuple(tests),
+        expected=expected,
+        wall_seconds=walls,
+        build=build,
+        compiler=compiler,
+        cflags=tuple(cflags),
+    )
+
+
+def candidate_hash(asm: str) -> str:
+    return hashlib.sha256(asm.encode()).hexdigest()[:16]
+
+
+def store_key(asm: str, baseline: Baseline, options: VerifyOptions) -> str:
+    digest = tests_digest(
+        [replace(t, expected=baseline.expected.get(t.name, t.expected)) for t in baseline.tests]
+    )
+    return candidate_key(
+        asm,
+        digest,
+        tuple(options.ldflags),
+        toolchain_fingerprint(options.linker),
+        extra=baseline.asm_hash + options.key(),
+    )
+
+
+def verify_candidate(
+    asm: str,
+    baseline: Baseline,
+    sandbox: Sandbox,
+    options: VerifyOptions | None = None,
+    *,
+    store: ResultStore | None = None,
+    meta: dict[str, Any] | None = None,
+    progress: Progress | None = None,
+    cancel: threading.Event | None = None,
+) -> VerificationResult:
+    """Assemble and link ``asm`` like the baseline, run every test, benchmark if all pass."""
+    opts = options or VerifyOptions()
+    chash = candidate_hash(asm)
+    key = store_key(asm, baseline, opts) if store is not None else ""
+    if store is not None:
+        cached = store.get(key)
+        if cached is not None:
+            return VerificationResult.from_dict(cached)
+    result = _verify_uncached(asm, chash, baseline, sandbox, opts, progress, cancel)
+    if meta:
+        result = replace(result, meta=dict(meta))
+    if store is not None:
+        record = result.to_dict()
+        record.update(meta or {})
+        store.put(key, record)
+    return result
+
+
+def _verify_uncached(
+    asm: str,
+    chash: str,
+    baseline: Baseline,
+    sandbox: Sandbox,
+    opts: VerifyOptions,
+    progress: Progress | None,
+    cancel: threading.Event | None,
+) -> VerificationResult:
+    identical = asm == baseline.asm
+    with tempfile.TemporaryDirectory(prefix="asmopt-cand-") as tmp:
+        src = Path(tmp) / "candidate.s"
+        src.write_text(asm)
+        binary = Path(tmp) / "candidate.bin"
+        if progress:
+            progress("build")
+        build = build_binary(
+            [src, *opts.extra_inputs], binary, linker=opts.linker, ldflags=opts.ldflags
+        )
+        if not build.ok:
+            first = build.diagnostics[0].message if build.diagnostics else build.stderr[:300]
+            return VerificationResult(
+                Verdict.BUILD_FAILED,
+                chash,
+                build,
+                identical_to_baseline=identical,
+                message=f"does not assemble or link: {first}",
+            )
+        verdicts: list[TestVerdict] = []
+        for i, test in enumerate(baseline.tests):
+            if progress:
+                progress(f"test {i + 1}/{len(baseline.tests)}")
+            limits = replace(opts.limits, wall_seconds=_timeout_for(baseline, test, opts))
+            run = sandbox.run(binary, test.stdin, test.args, limits=limits, cancel=cancel)
+            verdicts.append(
+                judge(test, run, opts.comparator, expected=baseline.expected[test.name])
+            )
+        passed = sum(1 for v in verdicts if v.passed)
+        if passed < len(verdicts):
+            failed = next(v for v in verdicts if not v.passed)
+            return VerificationResult(
+                Verdict.TESTS_FAILED,
+                chash,
+                build,
+                tuple(verdicts),
+                identical_to_baseline=identical,
+                message=f"{len(verdicts) - passed} of {len(verdicts)} tests failed "
+                f"(first: {failed.name}, {failed.status.value})",
+            )
+        if not opts.measure:
+            return VerificationResult(
+                Verdict.NOT_FASTER,
+                chash,
+                build,
+                tuple(verdicts),
+                identical_to_baseline=identical,
+                message="all tests pass (not measured)",
+            )
+        timed = [
+            t for t in baseline.tests if opts.timed_tests is None or t.name in opts.timed_tests
+        ]
+        if progress:
+            progress("benchmark")
+        bench_limits = replace(
+            opts.limits,
+            wall_seconds=max(_timeout_for(baseline, t, opts) for t in timed),
+        )
+        try:
+            speedup = benchmark(
+                sandbox,
+                baseline.binary,
+                binary,
+                timed,
+                opts.bench,
+                limits=bench_limits,
+                cancel=cancel,
+            )
+        except BenchmarkError as err:
+            return VerificationResult(
+                Verdict.TESTS_FAILED,
+                chash,
+                build,
+                tuple(verdicts),
+                identical_to_baseline=identical,
+                message=str(err),
+            )
+    faster = speedup.significant_faster and not identical
+    if faster:
+        message = f"{speedup.median:.2f}x faster [{speedup.ci_low:.2f}–{speedup.ci_high:.2f}]"
+    elif identical:
+        message = "identical to the baseline"
+    else:
+        message = (
+            f"not measurably faster: {speedup.median:.2f}x "
+            f"[{speedup.ci_low:.2f}–{speedup.ci_high:.2f}]"
+        )
+    return VerificationResult(
+        Verdict.FASTER if faster else Verdict.NOT_FASTER,
+        chash,
+        build,
+        tuple(verdicts),
+        speedup,
+        identical_to_baseline=identical,
+        message=message,
+    )
