@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
-class Severity(str, enum.Enum):
+class Severity(enum.StrEnum):
     ERROR = "error"
     WARNING = "warning"
     NOTE = "note"
@@ -76,7 +76,9 @@ class RunResult:
     sandboxed: bool = True
 
 
-class TestStatus(str, enum.Enum):
+class TestStatus(enum.StrEnum):
+    __test__ = False  # not a pytest class, despite its name
+
     PASSED = "passed"
     WRONG_OUTPUT = "wrong-output"
     CRASHED = "crashed"
@@ -90,6 +92,8 @@ class TestStatus(str, enum.Enum):
 @dataclass(frozen=True)
 class TestVerdict:
     """The verdict of one test case: status plus a short human explanation."""
+
+    __test__ = False  # not a pytest class, despite its name
 
     name: str
     status: TestStatus
@@ -151,7 +155,7 @@ class SpeedupEstimate:
         }
 
 
-class Verdict(str, enum.Enum):
+class Verdict(enum.StrEnum):
     FASTER = "faster"
     NOT_FASTER = "not-faster"
     TESTS_FAILED = "tests-failed"
@@ -171,3 +175,27 @@ class Estimate:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class InstructionCount:
+    """Instructions executed in one run, counted by valgrind's callgrind (its "Ir" event).
+
+    A deterministic count of instructions, never a time: it tracks CPU time poorly and says
+    nothing about latency, vector width or cache misses.
+    """
+
+    total: int  # the whole process: dynamic loader, libc and the program
+    program: int  # in the program's own binary (not libc or the loader)
+    per_function: dict[str, int] = field(default_factory=dict)  # self count, largest first
+    exit_code: int | None = None  # None when killed by a signal
+    signal: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "total": self.total,
+            "program": self.program,
+            "per_function": dict(self.per_function),
+            "exit_code": self.exit_code,
+            "signal": self.signal,
+        }

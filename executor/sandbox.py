@@ -38,6 +38,8 @@ NOBODY = 65534
 KiB = 1024
 MiB = 1024 * KiB
 GiB = 1024 * MiB
+# Where a program sees the one writable directory a caller may lend it (``output_dir``).
+SANDBOX_OUTPUT_DIR = "/sandbox/out"
 
 # Calls a benchmark program never needs and an escape attempt often does. The process is
 # killed (SIGSYS) so the verdict can say "blocked by the sandbox" instead of guessing from
@@ -224,6 +226,23 @@ class Sandbox:
             self._staged[key] = staged
             return staged
 
+    def make_output_dir(self) -> Path:
+        """A fresh, empty directory that a run may write into (see ``run(output_dir=...)``).
+
+        It lives in the session directory (removed by :meth:`close`), is owned by the user the
+        program runs as, and is private to it (mode 0700).
+        """
+        with self._lock:
+            path = Path(tempfile.mkdtemp(prefix="out-", dir=self._session))
+        if self.enabled and self._drop_to_nobody:
+            os.chown(path, NOBODY, NOBODY)
+        os.chmod(path, 0o700)
+        return path
+
+    def output_path(self, output_dir: Path) -> str:
+        """The path under which a program run with ``output_dir`` sees that directory."""
+        return SANDBOX_OUTPUT_DIR if self.enabled else str(Path(output_dir).resolve())
+
     def command(
         self,
         program: Path,
@@ -231,6 +250,7 @@ class Sandbox:
         status_fd: int,
         bpf_fd: int | None,
         limits: SandboxLimits,
+        output_dir: Path | None = None,
     ) -> list[str]:
         """The full command line for one run (exposed for tests and for wrapping tools)."""
         runner_args = [
@@ -297,6 +317,9 @@ class Sandbox:
             "PATH",
             "/usr/bin:/bin",
         ]
+        if output_dir is not None:
+            # The only host path a program can write: a directory made for this purpose.
+            cmd += ["--bind", str(output_dir), SANDBOX_OUTPUT_DIR]
         if bpf_fd is not None:
             cmd += ["--seccomp", str(bpf_fd)]
         cmd += ["/sandbox/runner", *runner_args, "/sandbox/prog", *args]
@@ -310,14 +333,24 @@ class Sandbox:
         *,
         limits: SandboxLimits | None = None,
         cancel: threading.Event | None = None,
+        output_dir: Path | None = None,
     ) -> RunResult:
         """Run ``binary`` once with ``stdin`` and ``args`` and report what happened.
+
+        ``output_dir`` (made by :meth:`make_output_dir`) is bound writable where the program
+        sees it as :meth:`output_path`; the program may leave files there (profile data of an
+        instrumented build). Treat what it leaves as untrusted: it may be anything, links
+        included. Every other path stays read-only or private.
 
         Never raises for anything the program does; raises ``SandboxError`` when the sandbox
         itself fails to start, and ``Cancelled`` when ``cancel`` is set during the run.
         """
         if self._closed:
             raise SandboxError("sandbox is closed")
+        if output_dir is not None and not Path(output_dir).is_dir():
+            raise SandboxError(
+                f"output directory {output_dir} does not exist: make it with make_output_dir()"
+            )
         limits = limits or self.limits
         program = self.stage(binary)
         status_r, status_w = os.pipe()
@@ -328,7 +361,7 @@ class Sandbox:
             os.write(bpf_w, self._bpf)  # a few hundred bytes: fits in the pipe buffer
             os.close(bpf_w)
             pass_fds.append(bpf_r)
-        cmd = self.command(program, tuple(args), status_w, bpf_r, limits)
+        cmd = self.command(program, tuple(args), status_w, bpf_r, limits, output_dir)
         drop = self.enabled and self._drop_to_nobody
         start = time.perf_counter()
         try:
@@ -504,11 +537,12 @@ def _result(
                 sandboxed=sandboxed,
             )
         text = stderr.decode(errors="replace").strip()
-        if text.startswith("bwrap:") or (returncode in (1, 125, 126) and not fields):
-            raise SandboxError(
-                f"the sandbox failed to start (exit {returncode}): {text[:500] or 'no message'}"
-            )
-        raise SandboxError(f"the sandbox runner reported nothing (exit {returncode}): {text[:500]}")
+        if text.startswith("bwrap:"):
+            raise SandboxError(f"the sandbox failed to start (exit {returncode}): {text[:500]}")
+        # The runner itself was killed: the program killed every process it could see
+        # (kill(-1, ...)), which includes the runner. Report the signal bubblewrap saw.
+        sig = returncode - 128 if returncode > 128 else signal.SIGKILL
+        return RunResult(None, sig, stdout, stderr, 0.0, wall, sandboxed=sandboxed)
     kind, value, utime, stime, maxrss = fields
     cpu = (int(utime) + int(stime)) / 1e6
     code: int | None = int(value) if kind == "exited" else None
