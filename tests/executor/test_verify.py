@@ -1,0 +1,154 @@
+"""The verify pipeline and the benchmark: verdicts a user sees, speed-ups that hold up."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from asmopt.executor.benchmark import BenchmarkOptions, bootstrap_median_ci, outlier_count
+from asmopt.executor.results import TestStatus, Verdict
+from asmopt.executor.sandbox import Sandbox, SandboxLimits
+from asmopt.executor.store import ResultStore
+from asmopt.executor.testcases import TestCase
+from asmopt.executor.verify import (
+    BaselineError,
+    VerificationResult,
+    VerifyOptions,
+    prepare_baseline,
+    verify_candidate,
+)
+
+# A loop whose -O0 build is several times slower than its -O3 build: a known, large effect.
+SUM = r"""
+#include <stdio.h>
+static unsigned a[1 << 16];
+int main(void) {
+    long n; if (scanf("%ld", &n) != 1) return 1;
+    for (long r = 0; r <= n >> 16; r++)
+        for (int i = 0; i < (1 << 16); i++) a[i] = a[i] * 3u + (unsigned)i;
+    unsigned long acc = 0;
+    for (int i = 0; i < (1 << 16); i++) acc += a[i] ^ (acc >> 3);
+    printf("%lu\n", acc);
+    return 0;
+}
+"""
+
+FAST = BenchmarkOptions(min_rounds=5, budget_seconds=8, target_rel_ci=0.03)
+
+
+def _asm(tmp: Path, code: str, *flags: str) -> str:
+    src = tmp / "p.c"
+    src.write_text(code)
+    out = tmp / "p.s"
+    subprocess.run(["gcc", *flags, "-S", str(src), "-o", str(out)], check=True)
+    return out.read_text()
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory):
+    root = tmp_path_factory.mktemp("verify")
+    src = root / "sum.c"
+    src.write_text(SUM)
+    tests = [TestCase("small", b"1000\n", None), TestCase("big", b"100000000\n", None)]
+    options = VerifyOptions(bench=FAST, limits=SandboxLimits(wall_seconds=20, cpu_seconds=20))
+    sandbox = Sandbox(options.limits)
+    baseline = prepare_baseline(src, tests, root / "work", sandbox, options=options)
+    yield sandbox, baseline, options
+    sandbox.close()
+
+
+def test_identical_copy_is_not_faster(setup) -> None:
+    sandbox, baseline, options = setup
+    result = verify_candidate(baseline.asm, baseline, sandbox, options)
+    assert result.all_passed
+    assert result.identical_to_baseline
+    assert result.verdict is Verdict.NOT_FASTER
+    assert result.speedup is not None
+    assert result.speedup.ci_low <= 1.0 <= result.speedup.ci_high * 1.02
+
+
+def test_slower_build_is_measured_as_slower(setup, tmp_path: Path) -> None:
+    sandbox, baseline, options = setup
+    result = verify_candidate(_asm(tmp_path, SUM, "-O0"), baseline, sandbox, options)
+    assert result.all_passed
+    assert result.verdict is Verdict.NOT_FASTER
+    assert result.speedup is not None and result.speedup.significant_slower
+    assert result.speedup.median < 0.8
+    assert set(result.speedup.per_test) == {"small", "big"}
+
+
+def test_expected_output_comes_from_the_baseline(setup, tmp_path: Path) -> None:
+    sandbox, baseline, options = setup
+    assert baseline.expected["small"].strip().isdigit()
+    wrong = SUM.replace("a[i] * 3u", "a[i] * 5u")
+    result = verify_candidate(_asm(tmp_path, wrong, "-O2"), baseline, sandbox, options)
+    assert result.verdict is Verdict.TESTS_FAILED
+    assert any(t.status is TestStatus.WRONG_OUTPUT for t in result.tests)
+    assert result.speedup is None
+
+
+def test_assembly_errors_point_at_lines(setup) -> None:
+    sandbox, baseline, options = setup
+    asm = baseline.asm.replace("\tret\n", "\tret\n\tbogus %rax\n", 1)
+    result = verify_candidate(asm, baseline, sandbox, options)
+    assert result.verdict is Verdict.BUILD_FAILED
+    assert result.build is not None and result.build.diagnostics
+    line = result.build.diagnostics[0].line
+    assert line is not None and "bogus" in asm.splitlines()[line - 1]
+
+
+def test_store_remembers_results_across_instances(setup, tmp_path: Path) -> None:
+    sandbox, baseline, options = setup
+    asm = _asm(tmp_path, SUM, "-O1")
+    first = verify_candidate(asm, baseline, sandbox, options, store=ResultStore(tmp_path))
+    assert not first.cached
+    again = verify_candidate(asm, baseline, sandbox, options, store=ResultStore(tmp_path))
+    assert again.cached
+    assert again.verdict is first.verdict
+    assert again.to_dict()["tests"] == first.to_dict()["tests"]
+    assert again.speedup is not None and first.speedup is not None
+    assert again.speedup.median == first.speedup.median
+
+
+def test_round_trip_of_the_json_shape(setup) -> None:
+    sandbox, baseline, options = setup
+    result = verify_candidate(baseline.asm, baseline, sandbox, options)
+    data = result.to_dict()
+    assert {"verdict", "tests", "speedup"} <= set(data)
+    assert {"passed", "total", "verdicts"} <= set(data["tests"])
+    assert {"median", "ci_low", "ci_high", "runs"} <= set(data["speedup"])
+    back = VerificationResult.from_dict(data)
+    assert back.to_dict()["speedup"] == data["speedup"]
+
+
+def test_baseline_that_fails_its_own_tests_is_refused(tmp_path: Path) -> None:
+    src = tmp_path / "p.c"
+    src.write_text('#include <stdio.h>\nint main(void){puts("1");return 0;}\n')
+    with Sandbox() as box, pytest.raises(BaselineError, match="fails its own test t"):
+        prepare_baseline(src, [TestCase("t", b"", b"2\n")], tmp_path / "w", box)
+
+
+def test_c_that_does_not_compile_is_refused(tmp_path: Path) -> None:
+    src = tmp_path / "p.c"
+    src.write_text("int main(void) { return x; }\n")
+    with Sandbox() as box, pytest.raises(BaselineError, match="does not compile"):
+        prepare_baseline(src, [TestCase("t", b"", None)], tmp_path / "w", box)
+
+
+def test_bootstrap_ci_covers_the_median_and_narrows_with_data() -> None:
+    rng = np.random.default_rng(1)
+    few = rng.normal(1.0, 0.05, 8)
+    many = rng.normal(1.0, 0.05, 200)
+    m1, lo1, hi1 = bootstrap_median_ci(few)
+    m2, lo2, hi2 = bootstrap_median_ci(many)
+    assert lo1 <= m1 <= hi1 and lo2 <= m2 <= hi2
+    assert hi2 - lo2 < hi1 - lo1
+    assert lo2 < 1.0 < hi2
+
+
+def test_outliers_are_counted() -> None:
+    assert outlier_count([1.0, 1.01, 0.99, 1.0, 1.02, 3.0]) == 1
+    assert outlier_count([1.0, 1.0, 1.0]) == 0
