@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
 from asmopt.executor.results import RunResult, SpeedupEstimate
 from asmopt.executor.sandbox import Sandbox, SandboxLimits
 from asmopt.executor.testcases import TestCase

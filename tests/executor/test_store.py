@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from asmopt.executor.results import SpeedupEstimate, Verdict
 from asmopt.executor.store import SCHEMA_VERSION, ResultStore, ResultStoreError, candidate_key
 

@@ -10,6 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
 from asmopt.executor.results import RunResult
 from asmopt.executor.results import TestStatus as Status  # not a test class
 from asmopt.executor.testcases import (
@@ -22,8 +25,6 @@ from asmopt.executor.testcases import (
     natural_key,
 )
 from asmopt.executor.testcases import tests_digest as digest_of  # "test*" names get collected
-from hypothesis import given
-from hypothesis import strategies as st
 
 
 def write(directory: Path, files: Mapping[str, bytes | str]) -> Path:
