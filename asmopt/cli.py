@@ -202,6 +202,178 @@ def workspace_root(anchor: Path) -> Path:
     return start
 
 
+# -- optimize -------------------------------------------------------------------------------
+
+
+@main.command()
+@click.argument("source", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--function",
+    "-f",
+    "function",
+    default=None,
+    help="Optimize only this function (default: the whole file).",
+)
+@click.option(
+    "--tests",
+    "tests_dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Directory of NAME.in / NAME.out tests (default: from asmopt.toml or tests/ "
+    "beside the source).",
+)
+@click.option(
+    "--policy",
+    "policies",
+    multiple=True,
+    type=click.Choice(["compiler", "transformers", "openai", "vllm"]),
+    help="Policies to run (repeatable). Default: compiler, plus a configured LLM.",
+)
+@click.option("--model", default=None, help="Checkpoint directory or .gguf for an LLM policy.")
+@click.option("--endpoint", default=None, help="OpenAI-compatible server URL (vllm serve, ...).")
+@click.option("-n", "--samples", type=int, default=None, help="Samples per LLM policy.")
+@click.option("--temperature", type=float, default=None)
+@click.option(
+    "--allow-native",
+    is_flag=True,
+    help="Allow -march=native candidates (non-portable; labelled as such).",
+)
+@click.option("--budget", type=float, default=None, help="Seconds of benchmarking per candidate.")
+@click.option("--workers", type=int, default=None, help="Verifications at once (default: cores).")
+@click.option("--write", "write", is_flag=True, help="Write the winner to PROG.opt.s.")
+@click.option("--force", is_flag=True, help="With --write: replace an existing PROG.opt.s.")
+@click.option("--json", "as_json", is_flag=True, help="Print the winner as one JSON object.")
+@sandbox_options
+def optimize(source: Path, function: str | None, tests_dir: Path | None,
+             policies: tuple[str, ...], model: str | None, endpoint: str | None,
+             samples: int | None, temperature: float | None, allow_native: bool,
+             budget: float | None, workers: int | None, write: bool, force: bool,
+             as_json: bool, no_sandbox: bool, timeout: float) -> None:  # fmt: skip
+    """Find a faster verified version of SOURCE (.c or .s) than gcc -O3.
+
+    Exit status: 0 a faster candidate was found, 1 none was, 2 the job could not run.
+    """
+    from asmopt.executor.store import ResultStore
+    from asmopt.model.optimizer import OptimizeError, OptimizeRequest
+    from asmopt.model.optimizer import optimize as run_optimize
+    from asmopt.model.settings import SettingsError, Target, load_config
+
+    if not source.exists():
+        _fail(f"{source} does not exist")
+    root = workspace_root(source)
+    try:
+        config = load_config(root)
+        settings = config.settings.replace(
+            policies=list(policies) or None, model=model, endpoint=endpoint, samples=samples,
+            temperature=temperature, allow_native=allow_native or None, bench_budget=budget,
+            workers=workers, sandbox=False if no_sandbox else None, test_timeout=timeout,
+        )  # fmt: skip
+    except SettingsError as err:
+        _fail(str(err))
+    target = None
+    if tests_dir is not None:
+        if not tests_dir.is_dir():
+            _fail(f"test directory {tests_dir} does not exist")
+        target = Target(name=source.stem, sources=(source.resolve(),), tests=tests_dir.resolve())
+    out_path = source.with_name(source.stem + ".opt.s")
+    if write and out_path.exists() and not force:
+        _fail(f"{out_path} exists: pass --force to replace it, or move it away")
+    if model is not None and not Path(model).exists() and "openai" not in settings.policies:
+        _fail(f"model path {model} does not exist")
+
+    request = OptimizeRequest(source, function, settings, target=target, workspace=root)
+    outcome = _run_with_progress(run_optimize, request, ResultStore(root), quiet=as_json)
+    if isinstance(outcome, OptimizeError):
+        _fail(str(outcome))
+    if as_json:
+        click.echo(json.dumps(_outcome_json(outcome), indent=2))
+    else:
+        from asmopt.report import print_outcome
+
+        print_outcome(_console(), outcome)
+    if write and outcome.winner is not None:
+        out_path.write_text(outcome.winner.candidate.asm)
+        if not as_json:
+            _console().print(f"wrote {out_path}")
+    sys.exit(0 if outcome.winner is not None else 1)
+
+
+def _run_with_progress(run, request, store, quiet: bool):
+    """Run the job in a thread while a progress line shows its stage; Ctrl-C cancels it."""
+    import threading
+
+    from asmopt.model.optimizer import OptimizeError
+
+    cancel = threading.Event()
+    box: dict[str, object] = {}
+    stage_text = {"text": "starting"}
+
+    def progress(stage: str, message: str) -> None:
+        stage_text["text"] = f"{stage}: {message}"
+
+    def work() -> None:
+        try:
+            box["outcome"] = run(request, store=store, progress=progress, cancel=cancel)
+        except OptimizeError as err:
+            box["outcome"] = err
+
+    thread = threading.Thread(target=work, daemon=True)
+    thread.start()
+    console = _console(stderr=True)
+    try:
+        if quiet or not console.is_terminal:
+            last = ""
+            while thread.is_alive():
+                thread.join(0.2)
+                if not quiet and stage_text["text"] != last:
+                    last = stage_text["text"]
+                    console.print(f"[dim]{last}[/]")
+        else:
+            with console.status("starting") as status:
+                while thread.is_alive():
+                    thread.join(0.1)
+                    status.update(stage_text["text"])
+    except KeyboardInterrupt:
+        cancel.set()
+        thread.join(5)
+        _fail("cancelled", code=130)
+    return box.get("outcome")
+
+
+def _outcome_json(outcome) -> dict:
+    """The winner in `asmopt verify --json`'s schema plus its policy; `not-faster` without."""
+    if outcome.winner is not None:
+        data = outcome.winner.result.to_dict()
+        data.update(policy=outcome.winner.candidate.policy, label=outcome.winner.candidate.label)
+    else:
+        passing = [c for c in outcome.candidates if c.result.all_passed]
+        best = passing[0] if passing else (outcome.candidates[0] if outcome.candidates else None)
+        data = (
+            best.result.to_dict()
+            if best
+            else {"tests": {"passed": 0, "total": 0, "verdicts": []}, "speedup": None}
+        )
+        data.update(
+            policy=best.candidate.policy if best else None,
+            label=best.candidate.label if best else None,
+        )
+        data["verdict"] = "not-faster"
+    data["message"] = outcome.message
+    data["candidates"] = [
+        {
+            "policy": c.candidate.policy,
+            "label": c.candidate.label,
+            "kind": c.kind,
+            "verdict": c.result.verdict.value,
+            "tests_passed": c.result.tests_passed,
+            "tests_total": len(c.result.tests),
+            "speedup": c.result.speedup.to_dict() if c.result.speedup else None,
+        }
+        for c in outcome.candidates
+    ]
+    return data
+
+
 # -- doctor ---------------------------------------------------------------------------------
 
 

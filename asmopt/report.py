@@ -59,3 +59,46 @@ def print_verification(console: Console, result: VerificationResult, name: str) 
             console.print(f"[yellow]note:[/] {s.note}")
     colour = {"faster": "green", "not-faster": "yellow"}.get(result.verdict.value, "red")
     console.print(f"verdict: [bold {colour}]{result.verdict.value}[/] — {result.message}")
+
+
+def print_outcome(console: Console, outcome) -> None:  # outcome: OptimizeOutcome
+    """The candidates table (policy, tests passed, speed-up with CI) and the winner."""
+    table = Table(
+        title=f"{outcome.target}: candidates vs gcc -O3"
+        + (f" (function {outcome.function})" if outcome.function else "")
+    )
+    table.add_column("#", justify="right")
+    table.add_column("policy")
+    table.add_column("candidate", overflow="fold")
+    table.add_column("tests")
+    table.add_column("speed-up [95% CI]")
+    table.add_column("verdict")
+    for i, ranked in enumerate(outcome.candidates, 1):
+        r = ranked.result
+        tests = f"{r.tests_passed}/{len(r.tests)}" if r.tests else "—"
+        colour = {"faster": "green", "not-faster": "yellow"}.get(r.verdict.value, "red")
+        label = ranked.candidate.label or ranked.candidate.policy
+        if ranked.kind != "candidate":
+            label = f"{label} ({ranked.kind})"
+        table.add_row(
+            str(i),
+            ranked.candidate.policy,
+            label,
+            tests,
+            format_speedup(r.speedup),
+            f"[{colour}]{r.verdict.value}[/]",
+        )
+    console.print(table)
+    for reason in outcome.unusable:
+        console.print(f"[dim]no candidate: {reason}[/]")
+    if outcome.winner is not None:
+        w = outcome.winner
+        console.print(
+            f"[bold green]winner:[/] {w.candidate.label or w.candidate.policy} — "
+            f"{w.result.tests_passed}/{len(w.result.tests)} tests, "
+            f"[bold]{format_speedup(w.result.speedup)}[/] vs gcc -O3"
+        )
+        if w.result.speedup is not None and w.result.speedup.note:
+            console.print(f"[yellow]note:[/] {w.result.speedup.note}")
+    else:
+        console.print(f"[yellow]no faster candidate:[/] {outcome.message}")

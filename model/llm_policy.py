@@ -1,0 +1,112 @@
+"""A language model as a policy: the paper's prompt in, whole assembly files out.
+
+For the whole file (the paper's setting) the model gets the C source and its ``gcc -O3``
+assembly in the paper's exact template, and its answer (the last ```assembly fence) is the
+candidate. For one function it gets that function's C and assembly region, and its answer is
+spliced into the translation unit's baseline assembly. Anything unusable becomes a
+``NoCandidate`` with the reason, never an exception.
+"""
+
+from __future__ import annotations
+
+import re
+
+from asmopt.executor.asmfile import AsmStructureError, function_text
+from asmopt.model.backends import ChatBackend
+from asmopt.model.policy import Candidate, NoCandidate, Proposal, Request
+from asmopt.model.prompts import (
+    build_function_prompt,
+    build_prompt,
+    chat_messages,
+    extract_assembly,
+)
+from asmopt.model.splice import SpliceError, splice_function
+
+
+def c_function_text(c_source: str, name: str) -> str | None:
+    """The text of C function ``name`` (signature and body), found by brace matching after
+    its definition; None when it is not defined in ``c_source``."""
+    for match in re.finditer(rf"\b{re.escape(name)}\s*\([^;{{)]*\)\s*\{{", c_source):
+        # Walk back to the start of the line that holds the return type.
+        start = c_source.rfind("\n", 0, match.start()) + 1
+        depth = 0
+        for i in range(match.end() - 1, len(c_source)):
+            ch = c_source[i]
+            if ch == "{":
+                depth += 1
+            elif ch == "}":
+                depth -= 1
+                if depth == 0:
+                    return c_source[start : i + 1] + "\n"
+    return None
+
+
+class LLMPolicy:
+    """Samples candidates from a chat back-end (``transformers``, ``openai`` or ``vllm``)."""
+
+    def __init__(
+        self,
+        backend: ChatBackend,
+        *,
+        temperature: float = 0.5,
+        max_new_tokens: int = 2000,
+        seed: int | None = None,
+    ) -> None:
+        self.backend = backend
+        self.name = backend.name
+        self.temperature = temperature
+        self.max_new_tokens = max_new_tokens
+        self.seed = seed
+
+    def prompt_for(self, request: Request) -> str:
+        """The user message for ``request`` (exposed so data sets and tests can see it)."""
+        if request.function is None:
+            if request.c_source is None:
+                # An assembly file with no C: the per-function wording needs a name, so the
+                # paper's template gets an empty C block rather than an invented one.
+                return build_prompt("", request.baseline_asm)
+            return build_prompt(request.c_source, request.baseline_asm)
+        try:
+            region = function_text(request.baseline_asm, request.function)
+        except AsmStructureError:
+            region = request.baseline_asm
+        c_part = c_function_text(request.c_source, request.function) if request.c_source else None
+        return build_function_prompt(c_part, region, request.function)
+
+    def propose(self, request: Request, n: int = 1) -> list[Proposal]:
+        """``n`` samples; each becomes a whole-file Candidate or a NoCandidate with a reason.
+
+        Raises ``PolicyError`` only when the back-end cannot run at all.
+        """
+        if request.c_source is None and request.function is None and not request.baseline_asm:
+            return [NoCandidate(self.name, "nothing to optimize: no C source and no assembly")]
+        prompt = self.prompt_for(request)
+        texts = self.backend.complete(
+            chat_messages(prompt),
+            n=n,
+            temperature=self.temperature,
+            max_new_tokens=self.max_new_tokens,
+            seed=self.seed,
+        )
+        return [self._proposal(request, text, i, len(texts)) for i, text in enumerate(texts)]
+
+    def _proposal(self, request: Request, text: str, index: int, total: int) -> Proposal:
+        asm = extract_assembly(text)
+        if asm is None:
+            return NoCandidate(
+                self.name, "the model's answer has no ```assembly block", raw_response=text
+            )
+        label = f"{self.name} sample {index + 1} of {total}"
+        if request.function is None:
+            return Candidate(asm=asm, policy=self.name, label=label, raw_response=text)
+        try:
+            whole = splice_function(request.baseline_asm, request.function, asm)
+        except SpliceError as err:
+            return NoCandidate(self.name, f"unusable answer: {err}", raw_response=text)
+        return Candidate(
+            asm=whole,
+            policy=self.name,
+            label=label,
+            function=request.function,
+            raw_response=text,
+        )

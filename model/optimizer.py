@@ -1,0 +1,345 @@
+"""The "Optimize function" job as one call, shared by `asmopt optimize` and the language server.
+
+``optimize(OptimizeRequest(...))`` resolves the target (``asmopt.toml`` or the defaults),
+loads its tests, builds the ``gcc -O3`` baseline in the sandbox, asks every configured policy
+for candidates, verifies and benchmarks them (``portfolio.optimize``), and returns the ranked
+result. Everything a user can get wrong ends in an ``OptimizeError`` whose message says what
+to do; nothing is written outside the workspace's ``.asmopt/`` store.
+"""
+
+from __future__ import annotations
+
+import difflib
+import tempfile
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from asmopt.executor.asmfile import parse_functions
+from asmopt.executor.benchmark import BenchmarkOptions
+from asmopt.executor.sandbox import Sandbox, SandboxError, SandboxLimits
+from asmopt.executor.store import ResultStore
+from asmopt.executor.testcases import Comparator, TestSetError, load_tests
+from asmopt.executor.toolchain import compile_to_asm
+from asmopt.executor.verify import (
+    BaselineError,
+    VerificationResult,
+    VerifyOptions,
+    prepare_baseline,
+)
+from asmopt.model.policy import Candidate, Policy, PolicyError, Request
+from asmopt.model.settings import Settings, SettingsError, Target, has_main, load_config
+
+Progress = Callable[[str, str], None]  # (stage, message); stages below
+STAGES = ("baseline", "generate", "verify", "benchmark")
+
+
+class OptimizeError(RuntimeError):
+    """The job cannot run; the message is for the user and says what to do."""
+
+
+@dataclass(frozen=True)
+class OptimizeRequest:
+    """Optimize ``function`` (None: the whole file) of ``source``."""
+
+    source: Path
+    function: str | None
+    settings: Settings = field(default_factory=Settings)
+    target: Target | None = None
+    workspace: Path | None = None
+
+
+@dataclass(frozen=True)
+class RankedCandidate:
+    """A verified candidate, as the CLI table and the editor show it."""
+
+    candidate: Candidate
+    result: VerificationResult
+    kind: str = "candidate"  # candidate | function | mix
+    sources: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        c = self.candidate
+        return {
+            "candidate": {
+                "asm": c.asm,
+                "policy": c.policy,
+                "label": c.label,
+                "function": c.function,
+                "portable": c.portable,
+            },
+            "result": self.result.to_dict(),
+            "kind": self.kind,
+            "sources": dict(self.sources),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RankedCandidate:
+        c = data["candidate"]
+        candidate = Candidate(
+            asm=c["asm"],
+            policy=c["policy"],
+            label=c.get("label", ""),
+            function=c.get("function"),
+            portable=c.get("portable", True),
+        )
+        result = VerificationResult.from_dict(data["result"])
+        return cls(candidate, result, data.get("kind", "candidate"), dict(data.get("sources", {})))
+
+
+@dataclass(frozen=True)
+class OptimizeOutcome:
+    """The ranked result of one job; ``winner`` is None unless a candidate passed every test
+    and is measurably faster than the baseline."""
+
+    winner: RankedCandidate | None
+    candidates: tuple[RankedCandidate, ...]
+    baseline_asm: str
+    function: str | None
+    message: str
+    target: str = ""
+    unusable: tuple[str, ...] = ()  # why some proposals were not candidates
+    notes: tuple[str, ...] = ()
+    cancelled: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "winner": self.winner.to_dict() if self.winner else None,
+            "candidates": [c.to_dict() for c in self.candidates],
+            "baseline_asm": self.baseline_asm,
+            "function": self.function,
+            "message": self.message,
+            "target": self.target,
+            "unusable": list(self.unusable),
+            "notes": list(self.notes),
+            "cancelled": self.cancelled,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> OptimizeOutcome:
+        winner = RankedCandidate.from_dict(data["winner"]) if data.get("winner") else None
+        return cls(
+            winner=winner,
+            candidates=tuple(RankedCandidate.from_dict(c) for c in data.get("candidates", ())),
+            baseline_asm=data.get("baseline_asm", ""),
+            function=data.get("function"),
+            message=data.get("message", ""),
+            target=data.get("target", ""),
+            unusable=tuple(data.get("unusable", ())),
+            notes=tuple(data.get("notes", ())),
+            cancelled=data.get("cancelled", False),
+        )
+
+
+def make_policies(settings: Settings) -> list[Policy]:
+    """The policies ``settings`` asks for, ready to propose. LLM back-ends load lazily."""
+    from asmopt.model.compiler_search import CompilerSearchPolicy
+
+    policies: list[Policy] = []
+    for name in settings.effective_policies():
+        if name == "compiler":
+            policies.append(CompilerSearchPolicy())
+            continue
+        from asmopt.model.backends.factory import make_backend
+        from asmopt.model.llm_policy import LLMPolicy
+
+        opts: dict[str, Any] = {}
+        if name == "openai":
+            opts["timeout"] = settings.llm_timeout
+        backend = make_backend(name, settings.model, settings.endpoint, **opts)
+        policies.append(
+            LLMPolicy(
+                backend, temperature=settings.temperature, max_new_tokens=settings.max_new_tokens
+            )
+        )
+    return policies
+
+
+def verify_options(settings: Settings, target: Target | None = None) -> VerifyOptions:
+    """The executor's options for ``settings`` (and the target's own choices)."""
+    compare = (target.compare if target and target.compare else None) or settings.compare
+    return VerifyOptions(
+        comparator=Comparator(mode=compare, rel_tol=settings.tolerance),  # type: ignore[arg-type]
+        limits=SandboxLimits(
+            wall_seconds=settings.test_timeout, cpu_seconds=int(settings.test_timeout) + 1
+        ),
+        bench=BenchmarkOptions(
+            target_rel_ci=settings.ci_target, budget_seconds=settings.bench_budget
+        ),
+        timed_tests=target.benchmark_tests if target else None,
+        ldflags=target.ldflags if target else ("-lm",),
+    )
+
+
+def resolve_target(request: OptimizeRequest) -> Target:
+    source = request.source.resolve()
+    if request.target is not None:
+        return request.target
+    workspace = request.workspace or source.parent
+    try:
+        config = load_config(workspace)
+    except SettingsError as err:
+        raise OptimizeError(str(err)) from err
+    target = config.target_for(source)
+    assert target is not None  # target_for always falls back to the default target
+    return target
+
+
+def optimize(
+    request: OptimizeRequest,
+    *,
+    store: ResultStore | None = None,
+    progress: Progress | None = None,
+    cancel: threading.Event | None = None,
+    policies: list[Policy] | None = None,
+) -> OptimizeOutcome:
+    """Run the whole job; see the module docstring. ``policies`` overrides the settings'."""
+    from asmopt.model import portfolio
+
+    settings = request.settings
+    source = request.source.resolve()
+    say: Progress = progress or (lambda _stage, _msg: None)
+    if not source.exists():
+        raise OptimizeError(f"{source} does not exist")
+    if source.suffix not in (".c", ".s", ".S", ".asm"):
+        raise OptimizeError(f"{source.name}: asmopt optimizes C (.c) and assembly (.s) files")
+    target = resolve_target(request)
+    if target.tests is None:
+        raise OptimizeError(
+            f"no tests found for {source.name}: put NAME.in (and optionally NAME.out) files in "
+            f"a tests/ folder beside it, or name a tests directory in asmopt.toml ([[target]] "
+            f"tests = ...)"
+        )
+    try:
+        tests = load_tests(target.tests)
+    except TestSetError as err:
+        raise OptimizeError(str(err)) from err
+
+    c_source = source.read_text(errors="replace") if source.suffix == ".c" else None
+    other_sources = [s for s in target.sources if s.resolve() != source]
+    main_elsewhere = any(
+        s.suffix == ".c" and has_main(s.read_text(errors="replace")) for s in other_sources
+    )
+    if c_source is not None and not has_main(c_source) and not main_elsewhere:
+        raise OptimizeError(
+            f"{source.name} has no main(): a program with tests is needed. Add the file that "
+            "holds main to the target's sources in asmopt.toml"
+        )
+
+    compiler = target.compiler or settings.compiler
+    cflags = target.cflags or settings.cflags
+    options = verify_options(settings, target)
+    try:
+        chosen = policies if policies is not None else make_policies(settings)
+    except PolicyError as err:
+        raise OptimizeError(str(err)) from err
+
+    try:
+        sandbox = Sandbox(options.limits, enabled=settings.sandbox)
+    except SandboxError as err:
+        raise OptimizeError(str(err)) from err
+    try:
+        with tempfile.TemporaryDirectory(prefix="asmopt-opt-") as tmp:
+            work = Path(tmp)
+            extra = _build_other_sources(other_sources, work, compiler, cflags)
+            if extra:
+                options = _with_extra_inputs(options, extra)
+            say(
+                "baseline",
+                f"{compiler} {' '.join(cflags)}: building and running {len(tests)} tests",
+            )
+            try:
+                baseline = prepare_baseline(
+                    source, tests, work / "baseline", sandbox, compiler=compiler,
+                    cflags=cflags, options=options,
+                )  # fmt: skip
+            except BaselineError as err:
+                raise OptimizeError(str(err)) from err
+            if request.function is not None:
+                _check_function(baseline.asm, request.function, c_source)
+            portfolio_request = Request(
+                baseline_asm=baseline.asm,
+                c_source=c_source,
+                function=request.function,
+                source_path=source,
+                cflags=tuple(cflags),
+                tests_dir=target.tests,
+                allow_native=settings.allow_native,
+            )
+
+            def report(message: str) -> None:
+                lowered = message.lower()
+                if lowered.startswith("asking"):
+                    say("generate", message)
+                elif "benchmark" in lowered:
+                    say("benchmark", message)
+                else:
+                    say("verify", message)
+
+            try:
+                result = portfolio.optimize(
+                    portfolio_request, chosen, baseline, sandbox, options, store=store,
+                    workers=settings.workers or None, proposals_per_policy=settings.samples,
+                    progress=report, cancel=cancel,
+                )  # fmt: skip
+            except PolicyError as err:
+                raise OptimizeError(str(err)) from err
+    finally:
+        sandbox.close()
+
+    ranked = tuple(RankedCandidate(t.candidate, t.result, t.kind, dict(t.sources))
+                   for t in result.trials)  # fmt: skip
+    winner = None
+    if result.winner is not None:
+        winner = next(r for r in ranked if r.result is result.winner.result)
+    return OptimizeOutcome(
+        winner=winner,
+        candidates=ranked,
+        baseline_asm=baseline.asm,
+        function=request.function,
+        message=result.message,
+        target=target.name,
+        unusable=tuple(f"{u.policy}: {u.reason}" for u in result.unusable),
+        notes=tuple(result.notes),
+        cancelled=result.cancelled,
+    )
+
+
+def _check_function(asm: str, name: str, c_source: str | None) -> None:
+    names = [f.name for f in parse_functions(asm)]
+    if name in names:
+        return
+    if c_source is not None and name in c_source:
+        raise OptimizeError(
+            f"gcc inlined `{name}` into its callers at -O3, so it has no code of its own; "
+            "optimize the caller or the whole file"
+        )
+    close = difflib.get_close_matches(name, names, n=3)
+    hint = f" Did you mean {', '.join(close)}?" if close else f" Functions: {', '.join(names)}"
+    raise OptimizeError(f"no function `{name}` in the program.{hint}")
+
+
+def _build_other_sources(
+    sources: list[Path], work: Path, compiler: str, cflags: tuple[str, ...]
+) -> list[Path]:
+    """The target's other C sources, compiled once to assembly with the baseline flags and
+    linked unchanged into the baseline and every candidate."""
+    built = []
+    for i, src in enumerate(sources):
+        if src.suffix in (".s", ".S", ".o"):
+            built.append(src)
+            continue
+        out = work / f"extra{i}-{src.stem}.s"
+        result = compile_to_asm(src, out, compiler=compiler, flags=cflags)
+        if not result.ok:
+            raise OptimizeError(f"{src.name} does not compile: {result.stderr.strip()[:300]}")
+        built.append(out)
+    return built
+
+
+def _with_extra_inputs(options: VerifyOptions, extra: list[Path]) -> VerifyOptions:
+    from dataclasses import replace
+
+    return replace(options, extra_inputs=tuple(extra))
