@@ -194,8 +194,14 @@ def optimize(
     progress: Progress | None = None,
     cancel: threading.Event | None = None,
     policies: list[Policy] | None = None,
+    strict: bool = True,
 ) -> OptimizeOutcome:
-    """Run the whole job; see the module docstring. ``policies`` overrides the settings'."""
+    """Run the whole job; see the module docstring. ``policies`` overrides the settings'.
+
+    With ``strict`` (the CLI), a policy that cannot run at all (model missing, endpoint down)
+    fails the job with its message; without it (the editor) the other policies' results are
+    kept and the failure is reported in ``unusable``.
+    """
     from asmopt.model import portfolio
 
     settings = request.settings
@@ -289,6 +295,9 @@ def optimize(
     finally:
         sandbox.close()
 
+    broken = [u for u in result.unusable if " cannot run: " in u.reason]
+    if strict and broken:
+        raise OptimizeError("; ".join(u.reason for u in broken))
     ranked = tuple(RankedCandidate(t.candidate, t.result, t.kind, dict(t.sources))
                    for t in result.trials)  # fmt: skip
     winner = None
