@@ -20,9 +20,13 @@ import tempfile
 import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from asmopt.executor.results import InstructionCount
 from asmopt.executor.toolchain import require_tool
+
+if TYPE_CHECKING:
+    from asmopt.executor.sandbox import Sandbox
 
 __all__ = [
     "CallgrindError",
@@ -238,3 +242,69 @@ def _compressed_name(table: dict[str, str], value: str) -> str:
         table[ident] = name
         return name
     return table.get(ident, f"({ident})")
+
+
+def count_instructions_sandboxed(
+    sandbox: Sandbox,
+    binary: Path,
+    stdin: bytes,
+    args: Sequence[str] = (),
+    timeout: float = 120,
+) -> InstructionCount:
+    """:func:`count_instructions` for a generated binary: valgrind and the program run inside
+    ``sandbox`` (same isolation as any test run), writing the profile into a directory the
+    sandbox lends for this run alone."""
+    from dataclasses import replace
+
+    valgrind = Path(require_tool("valgrind")).resolve()
+    # Debian's valgrind is a shell wrapper that execs "$0.bin"; the sandbox stages the program
+    # under another name, so run the real launcher directly.
+    if valgrind.with_name(valgrind.name + ".bin").exists():
+        valgrind = valgrind.with_name(valgrind.name + ".bin")
+    program = Path(binary)
+    if not program.is_file():
+        raise CallgrindError(f"{program} does not exist: build the binary before counting")
+    out = sandbox.make_output_dir()
+    inside = sandbox.output_path(out)
+    copy = out / "prog"
+    copy.write_bytes(program.read_bytes())
+    copy.chmod(0o755)
+    if out.stat().st_uid != os.geteuid():
+        os.chown(copy, out.stat().st_uid, out.stat().st_gid)
+    # valgrind reserves a large address space of its own; time limits follow ``timeout``.
+    limits = replace(
+        sandbox.limits,
+        memory_bytes=max(sandbox.limits.memory_bytes, 64 << 30),
+        wall_seconds=timeout,
+        cpu_seconds=int(timeout) + 1,
+    )
+    run = sandbox.run(
+        valgrind,
+        stdin,
+        [
+            "--tool=callgrind",
+            "--vgdb=no",  # its gdbserver FIFOs need mknod, which the sandbox refuses
+            f"--callgrind-out-file={inside}/callgrind.out",
+            "--dump-instr=no",
+            f"{inside}/prog",
+            *args,
+        ],
+        limits=limits,
+        output_dir=out,
+    )
+    stderr = run.stderr.decode(errors="replace")
+    unhandled = _UNHANDLED.search(stderr)
+    if unhandled:
+        raise UnsupportedInstructionError(
+            f"valgrind cannot run {program.name}: it executes an instruction valgrind does not "
+            "support, most likely AVX-512; rely on timing for it"
+        )
+    profile = out / "callgrind.out"
+    if run.timed_out:
+        raise CallgrindError(f"valgrind timed out after {timeout:.0f} s on {program.name}")
+    if not profile.exists():
+        tail = "\n".join(stderr.strip().splitlines()[-8:]) or "(nothing)"
+        raise CallgrindError(f"valgrind wrote no profile for {program.name}; it said:\n{tail}")
+    total, by_object = parse_callgrind_output(profile.read_text(errors="replace"))
+    code = run.exit_code if run.exit_code is not None else -(run.signal or 0)
+    return _count(total, by_object, profile.read_text(errors="replace"), copy, code)

@@ -161,3 +161,24 @@ totals: 1000
         ("/lib/libc.so.6", "printf"): 300,
         ("/tmp/prog", "work"): 7,
     }
+
+
+def test_counting_inside_the_sandbox_matches_counting_outside(tmp_path: Path) -> None:
+    """The sandboxed count is the real thing: same instructions in the program's own code."""
+    pytest.importorskip("pyseccomp")
+    from asmopt.executor.callgrind import count_instructions, count_instructions_sandboxed
+    from asmopt.executor.sandbox import Sandbox
+
+    src = tmp_path / "loop.c"
+    src.write_text(
+        '#include <stdio.h>\nint main(void){long n; if(scanf("%ld",&n)!=1) return 1;'
+        ' unsigned long s=0; for(long i=0;i<n;i++) s+=i*i; printf("%lu\\n", s); return 0;}\n'
+    )
+    binary = tmp_path / "loop"
+    subprocess.run(["gcc", "-O1", str(src), "-o", str(binary)], check=True)
+    outside = count_instructions(binary, b"100000\n")
+    with Sandbox() as box:
+        inside = count_instructions_sandboxed(box, binary, b"100000\n")
+    assert inside.exit_code == 0
+    assert inside.program == outside.program
+    assert inside.program > 100000
