@@ -100,6 +100,11 @@ def sandbox_options(f):
     "--budget", type=float, default=60.0, show_default=True, help="Seconds of benchmarking at most."
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option(
+    "--instructions",
+    is_flag=True,
+    help="Also count executed instructions with callgrind (deterministic; not time).",
+)
 @comparator_option
 @sandbox_options
 def verify(
@@ -112,6 +117,7 @@ def verify(
     target_ci: float,
     budget: float,
     as_json: bool,
+    instructions: bool,
     compare: str,
     tolerance: float,
     no_sandbox: bool,
@@ -164,16 +170,33 @@ def verify(
                 meta={"target": baseline.stem, "policy": "user", "source": str(candidate)},
                 progress=lambda m: status.update(f"candidate: {m}"),
             )
+            counts = None
+            if instructions and result.all_passed:
+                from asmopt.executor.callgrind import CallgrindError
+                from asmopt.executor.verify import instruction_counts
+
+                status.update("counting instructions (callgrind)")
+                try:
+                    counts = instruction_counts(
+                        candidate.read_text(errors="replace"), base, sandbox, options
+                    )
+                except CallgrindError as err:
+                    counts = {"error": str(err)}
     except (BaselineError, SandboxError) as err:
         _fail(str(err))
     finally:
         sandbox.close()
     if as_json:
-        click.echo(json.dumps(result.to_dict(), indent=2))
+        data = result.to_dict()
+        if counts is not None:
+            data["instructions"] = counts
+        click.echo(json.dumps(data, indent=2))
     else:
-        from asmopt.report import print_verification
+        from asmopt.report import print_instructions, print_verification
 
         print_verification(_console(), result, candidate.name)
+        if counts is not None:
+            print_instructions(_console(), counts)
     sys.exit(0 if result.all_passed else 1)
 
 
@@ -372,6 +395,324 @@ def _outcome_json(outcome) -> dict:
         for c in outcome.candidates
     ]
     return data
+
+
+# -- bench ----------------------------------------------------------------------------------
+
+
+@main.command()
+@click.argument("data", type=click.Path(path_type=Path))
+@click.option(
+    "--policy",
+    "policies",
+    multiple=True,
+    default=("compiler",),
+    show_default=True,
+    help="compiler, transformers, openai, vllm, or baseline (a copy: calibrates the harness). "
+    "Repeat to pool several.",
+)
+@click.option("--model", default=None, help="Checkpoint directory, .gguf or model id/name.")
+@click.option("--endpoint", default=None, help="OpenAI-compatible base URL (openai policy).")
+@click.option("-n", "--samples", type=int, default=1, show_default=True, help="Samples per row.")
+@click.option(
+    "--workers",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Verification processes (0: one per core; 1: all in this process).",
+)
+@click.option(
+    "--ray",
+    "ray_address",
+    default=None,
+    help="Run verification on Ray: host:port, ray://host:10001, auto, or local.",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Results, resume state and report (default: asmopt-bench/<data>-<policy>).",
+)
+@click.option(
+    "--max-tests", type=int, default=10, show_default=True, help="First N tests of each row."
+)
+@click.option(
+    "--budget",
+    type=float,
+    default=10.0,
+    show_default=True,
+    help="Seconds of benchmarking per candidate at most.",
+)
+@click.option(
+    "--ci",
+    "target_ci",
+    type=float,
+    default=0.02,
+    show_default=True,
+    help="Stop timing when the 95% CI half-width is within this fraction.",
+)
+@click.option(
+    "--compare",
+    type=click.Choice(["exact", "tokens", "floats"]),
+    default="exact",
+    show_default=True,
+    help="Output comparison (exact: the paper's rule).",
+)
+@click.option(
+    "--skip-invalid", is_flag=True, help="Leave out malformed rows (listed) instead of stopping."
+)
+@click.option("--limit", type=int, default=None, help="Only the first N rows.")
+@click.option(
+    "--temperature", type=float, default=0.5, show_default=True, help="LLM sampling temperature."
+)
+@sandbox_options
+def bench(
+    data: Path,
+    policies: tuple[str, ...],
+    model: str | None,
+    endpoint: str | None,
+    samples: int,
+    workers: int,
+    ray_address: str | None,
+    out_dir: Path | None,
+    max_tests: int,
+    budget: float,
+    target_ci: float,
+    compare: str,
+    skip_invalid: bool,
+    limit: int | None,
+    temperature: float,
+    no_sandbox: bool,
+    timeout: float,
+) -> None:
+    """Generate, verify and benchmark every row of DATA (parquet, JSONL or a directory of
+    targets); write report.json, report.md and plots under --out. Resumable: run the same
+    command again after an interruption."""
+    from asmopt.executor.benchmark import BenchmarkOptions
+    from asmopt.executor.sandbox import SandboxLimits
+    from asmopt.executor.testcases import Comparator
+    from asmopt.executor.verify import VerifyOptions
+    from asmopt.model.dataset import DataSet, DatasetError, read_dataset
+    from asmopt.model.evaluate import (
+        BenchError,
+        BenchInterrupted,
+        BenchOptions,
+        PolicySpec,
+        describe,
+        options_summary,
+        run_bench,
+    )
+    from asmopt.model.report import build_report, remove_report, write_report
+
+    if samples < 1:
+        _fail("-n/--samples must be at least 1")
+    try:
+        dataset = read_dataset(data, max_tests=max_tests, skip_invalid=skip_invalid)
+    except DatasetError as err:
+        _fail(str(err))
+    err_console = _console(stderr=True)
+    for reason in dataset.skipped:
+        err_console.print(f"[yellow]skipped:[/] {reason}")
+    if limit is not None:
+        dataset = DataSet(dataset.origin, dataset.problems[:limit], dataset.skipped)
+    spec = PolicySpec(
+        names=tuple(policies), model=model, endpoint=endpoint, temperature=temperature
+    )
+    out_dir = out_dir or Path("asmopt-bench") / f"{Path(data).stem}-{spec.label}"
+    options = BenchOptions(
+        samples=samples,
+        workers=workers,
+        ray_address=ray_address,
+        sandbox=not no_sandbox,
+        verify=VerifyOptions(
+            comparator=Comparator(mode=compare),  # type: ignore[arg-type]
+            limits=SandboxLimits(wall_seconds=timeout, cpu_seconds=int(timeout) + 1),
+            bench=BenchmarkOptions(target_rel_ci=target_ci, budget_seconds=budget),
+        ),
+    )
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    remove_report(out_dir)
+    progress = Progress(
+        TextColumn("[bold]bench[/]"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[last]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+    )
+    try:
+        with progress:
+            task = progress.add_task("rows", total=len(dataset.problems), last="")
+
+            def on_row(row, done: int, total: int) -> None:
+                mark = " (stored)" if row.cached else ""
+                progress.update(task, completed=done, last=f"{row.name}: {row.status}{mark}")
+
+            result = run_bench(dataset, spec, out_dir, options, on_row=on_row)
+    except BenchInterrupted as err:
+        err_console.print(f"[yellow]{err}[/] (no report written)")
+        sys.exit(130)
+    except BenchError as err:
+        _fail(str(err))
+    report = build_report(result, data=str(data), options=options_summary(options))
+    write_report(report, out_dir)
+    p, h = report["paper"], report["honest"]
+
+    def x(v):
+        return "—" if v is None else f"{v:.2f}x"
+
+    console = _console()
+    console.print(describe(result))
+    console.print(
+        f"paper:  compile {p['compile_rate']:.1f}%  pass {p['pass_rate']:.1f}%  "
+        f"mean {x(p['mean_speedup'])}  geomean {x(p['geomean_speedup'])}  "
+        f"p25/50/75 {x(p['p25'])}/{x(p['p50'])}/{x(p['p75'])}"
+    )
+    console.print(
+        f"honest: pass {h['pass_rate']:.1f}% (no copies)  geomean {x(h['geomean_speedup'])} "
+        f"[{x(h['ci_low'])}–{x(h['ci_high'])}]  significantly faster "
+        f"{100 * h['faster_share']:.1f}%  slower {100 * h['slower_share']:.1f}%"
+    )
+    console.print(f"report: {out_dir / 'report.md'} ({report['status']})")
+    sys.exit(0 if report["complete"] else 1)
+
+
+# -- dataset --------------------------------------------------------------------------------
+
+
+@main.group()
+def dataset() -> None:
+    """Build and inspect data sets in the paper's verl parquet format."""
+
+
+@dataset.command("build")
+@click.argument("src_dir", type=click.Path(path_type=Path))
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--min-speedup",
+    type=float,
+    default=None,
+    help="Keep programs whose -O0 build is at least this many times slower than -O3 "
+    "(the paper: 3).",
+)
+@click.option("--val", "val_fraction", type=float, default=0.1, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--tokenizer", default=None, help="tokenizer.json or a tokenizer directory.")
+@click.option(
+    "--max-tokens",
+    type=int,
+    default=None,
+    help="Drop rows whose question + answer exceed this many tokens (the paper: 4000).",
+)
+@click.option("--max-tests", type=int, default=10, show_default=True)
+@click.option(
+    "--compare",
+    type=click.Choice(["exact", "tokens", "floats"]),
+    default="tokens",
+    show_default=True,
+    help="How given .out files are checked against the gcc -O3 build.",
+)
+@click.option("--jsonl", is_flag=True, help="Also write the rows as JSON lines.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@sandbox_options
+def dataset_build(
+    src_dir: Path,
+    out_dir: Path,
+    min_speedup: float | None,
+    val_fraction: float,
+    seed: int,
+    tokenizer: str | None,
+    max_tokens: int | None,
+    max_tests: int,
+    compare: str,
+    jsonl: bool,
+    as_json: bool,
+    no_sandbox: bool,
+    timeout: float,
+) -> None:
+    """Build train/val parquet from SRC_DIR (C programs with tests, or an asmopt.toml)."""
+    from asmopt.model.dataset import BuildOptions, DatasetError, build_dataset, load_tokenizer
+
+    if max_tokens is not None and tokenizer is None:
+        _fail("--max-tokens needs --tokenizer PATH")
+    try:
+        counter = load_tokenizer(tokenizer) if tokenizer else None
+        options = BuildOptions(
+            min_speedup=min_speedup,
+            val_fraction=val_fraction,
+            seed=seed,
+            tokenizer=counter,
+            max_tokens=max_tokens,
+            max_tests=max_tests,
+            compare=compare,
+            timeout=timeout,
+            sandbox=not no_sandbox,
+            jsonl=jsonl,
+        )
+        with _console(stderr=True).status("building") as status:
+            summary = build_dataset(
+                src_dir,
+                out_dir,
+                options,
+                progress=lambda name, i, n: status.update(f"{i}/{n} {name}"),
+            )
+    except DatasetError as err:
+        _fail(str(err))
+    if as_json:
+        click.echo(json.dumps(summary.to_dict(), indent=2))
+    else:
+        console = _console()
+        console.print(
+            f"{summary.train} train, {summary.val} val, {len(summary.dropped)} dropped -> "
+            f"{out_dir}"
+        )
+        for d in summary.dropped:
+            console.print(f"  dropped {d.name}: {d.reason} ({d.detail})")
+    sys.exit(0)
+
+
+@dataset.command("show")
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True)
+def dataset_show(file: Path, as_json: bool) -> None:
+    """Summarize a data set: rows, splits, tests per row, assembly size."""
+    from asmopt.model.dataset import DatasetError, read_dataset, summarize
+
+    try:
+        data = read_dataset(file, max_tests=None, skip_invalid=True)
+    except DatasetError as err:
+        _fail(str(err))
+    summary = summarize(data)
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+        return
+    console = _console()
+    console.print(f"[bold]{summary['origin']}[/]: {summary['rows']} rows")
+    console.print(f"  splits: {summary['splits']}")
+    t, a = summary["tests_per_row"], summary["asm_lines"]
+    console.print(f"  tests per row: {t['min']}–{t['max']} (mean {t['mean']:.1f})")
+    console.print(f"  baseline assembly lines: {a['min']}–{a['max']} (mean {a['mean']:.0f})")
+    console.print(
+        f"  with C source: {summary['with_c_source']}, with precompiled baseline: "
+        f"{summary['with_baseline_binary']}"
+    )
+    if summary["prompt_matches_template"] is not None:
+        console.print(
+            f"  prompts equal to the paper's template: "
+            f"{100 * summary['prompt_matches_template']:.0f}%"
+        )
+    for reason in summary["skipped"]:
+        console.print(f"  [yellow]invalid:[/] {reason}")
 
 
 # -- doctor ---------------------------------------------------------------------------------

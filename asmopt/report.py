@@ -102,3 +102,22 @@ def print_outcome(console: Console, outcome) -> None:  # outcome: OptimizeOutcom
             console.print(f"[yellow]note:[/] {w.result.speedup.note}")
     else:
         console.print(f"[yellow]no faster candidate:[/] {outcome.message}")
+
+
+def print_instructions(console: Console, counts: dict) -> None:
+    """callgrind counts, named as instructions: they are not time."""
+    if "error" in counts:
+        console.print(f"[yellow]instructions: not counted[/] — {counts['error']}")
+        return
+    ratio = counts.get("ratio")
+    console.print(
+        f"instructions executed (callgrind, the program's own code; not time): "
+        f"{counts['baseline']:,} → {counts['candidate']:,}"
+        + (
+            f" ({ratio:.2f}× fewer)"
+            if ratio and ratio >= 1
+            else f" ({1 / ratio:.2f}× more)"
+            if ratio
+            else ""
+        )
+    )

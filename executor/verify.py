@@ -406,3 +406,41 @@ def _verify_uncached(
         identical_to_baseline=identical,
         message=message,
     )
+
+
+def instruction_counts(
+    asm: str, baseline: Baseline, sandbox: Sandbox, options: VerifyOptions | None = None
+) -> dict[str, Any]:
+    """callgrind instruction counts (the program's own code) of baseline and candidate on every
+    timed test: a deterministic second metric, reported as instructions, never as time.
+
+    Raises ``CallgrindError`` (``UnsupportedInstructionError`` for AVX-512 code) when valgrind
+    cannot count.
+    """
+    from asmopt.executor.callgrind import count_instructions_sandboxed
+
+    opts = options or VerifyOptions()
+    timed = [t for t in baseline.tests if opts.timed_tests is None or t.name in opts.timed_tests]
+    with tempfile.TemporaryDirectory(prefix="asmopt-ir-") as tmp:
+        src = Path(tmp) / "candidate.s"
+        src.write_text(asm)
+        binary = Path(tmp) / "candidate.bin"
+        build = build_binary(
+            [src, *opts.extra_inputs], binary, linker=opts.linker, ldflags=opts.ldflags
+        )
+        if not build.ok:
+            raise BaselineError(f"the candidate does not build: {build.stderr.strip()[:300]}")
+        per_test = {}
+        for test in timed:
+            base = count_instructions_sandboxed(sandbox, baseline.binary, test.stdin, test.args)
+            cand = count_instructions_sandboxed(sandbox, binary, test.stdin, test.args)
+            per_test[test.name] = {"baseline": base.program, "candidate": cand.program}
+    total_base = sum(v["baseline"] for v in per_test.values())
+    total_cand = sum(v["candidate"] for v in per_test.values())
+    return {
+        "metric": "instructions executed in the program's own code (callgrind); not time",
+        "baseline": total_base,
+        "candidate": total_cand,
+        "ratio": total_base / total_cand if total_cand else None,
+        "per_test": per_test,
+    }

@@ -119,3 +119,19 @@ def test_doctor_reports_readiness(tmp_path: Path) -> None:
     assert checks["gcc"]["status"] == "ok"
     assert {"llvm-mca", "valgrind", "clang"} <= set(checks)
     assert proc.returncode == 0
+
+
+def test_verify_counts_instructions_on_request(project: Path) -> None:
+    small = project / "small"
+    small.mkdir()
+    (small / "t1.in").write_text("1000\n")
+    proc = asmopt(
+        "verify", "slow.s", "--baseline", "prog.c", "--tests", "small", "--json",
+        "--instructions", "--budget", "2", cwd=project,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    counts = json.loads(proc.stdout)["instructions"]
+    assert "not time" in counts["metric"]
+    # -O0 executes several times the instructions of -O3 in the hot loop.
+    assert counts["candidate"] > 2 * counts["baseline"] > 0
+    assert counts["ratio"] < 0.5
