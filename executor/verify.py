@@ -321,6 +321,7 @@ def _verify_uncached(
             [src, *opts.extra_inputs], binary, linker=opts.linker, ldflags=opts.ldflags
         )
         if not build.ok:
+            build = _relative_to_candidate(build, src)
             first = build.diagnostics[0].message if build.diagnostics else build.stderr[:300]
             return VerificationResult(
                 Verdict.BUILD_FAILED,
@@ -406,6 +407,16 @@ def _verify_uncached(
         identical_to_baseline=identical,
         message=message,
     )
+
+
+def _relative_to_candidate(build: BuildResult, src: Path) -> BuildResult:
+    """Messages name ``candidate.s`` rather than a temporary path that no longer exists."""
+    tmp = str(src)
+    diagnostics = tuple(
+        replace(d, file="candidate.s") if d.file in (tmp, src.name) else d
+        for d in build.diagnostics
+    )
+    return replace(build, diagnostics=diagnostics, stderr=build.stderr.replace(tmp, "candidate.s"))
 
 
 def instruction_counts(
