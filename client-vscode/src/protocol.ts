@@ -1,0 +1,70 @@
+/**
+ * The custom messages of docs/protocol.md, as types. Shared by the extension and the
+ * integration test; no `vscode` import.
+ */
+
+export const CANDIDATE_REQUEST = 'asmopt/candidate';
+export const STATUS_NOTIFICATION = 'asmopt/status';
+
+export const Commands = {
+    // Run by the server (workspace/executeCommand); the language client registers them.
+    optimizeFunction: 'asmopt.optimizeFunction',
+    optimizeFile: 'asmopt.optimizeFile',
+    applyCandidate: 'asmopt.applyCandidate',
+    cancel: 'asmopt.cancel',
+    // Client only.
+    showCandidateDiff: 'asmopt.showCandidateDiff',
+    restartServer: 'asmopt.restartServer',
+    showOutput: 'asmopt.showOutput',
+} as const;
+
+export const SERVER_COMMANDS: readonly string[] = [
+    Commands.optimizeFunction,
+    Commands.optimizeFile,
+    Commands.applyCandidate,
+    Commands.cancel,
+];
+
+/** Language ids the server handles (protocol.md: any id ending in `asm`, plus `c`). */
+export const LANGUAGE_IDS = ['c', 'asm', 'gas', 'x86asm', 'asm-intel-x86-generic'] as const;
+
+export function isSupportedLanguage(languageId: string): boolean {
+    return languageId === 'c' || languageId.endsWith('asm') || (LANGUAGE_IDS as readonly string[]).includes(languageId);
+}
+
+export interface CandidateParams {
+    uri: string;
+    function: string | null;
+}
+
+export interface Speedup {
+    median: number;
+    ciLow: number;
+    ciHigh: number;
+    runs: number;
+}
+
+export interface CandidateResult {
+    original: string;
+    candidate: string;
+    targetUri: string;
+    function: string | null;
+    speedup: Speedup | null;
+    testsPassed: number;
+    testsTotal: number;
+    policy: string;
+    label: string;
+}
+
+export type ServerState = 'starting' | 'idle' | 'running';
+
+export interface StatusJob {
+    uri: string;
+    function: string | null;
+    stage: string;
+}
+
+export interface StatusParams {
+    state: ServerState;
+    jobs: StatusJob[];
+}
