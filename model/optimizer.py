@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from asmopt.executor.asmfile import parse_functions
+from asmopt.executor.asmfile import parse_functions, referenced_symbols
 from asmopt.executor.benchmark import BenchmarkOptions
 from asmopt.executor.sandbox import Sandbox, SandboxError, SandboxLimits
 from asmopt.executor.store import ResultStore
@@ -317,8 +317,15 @@ def optimize(
 
 
 def _check_function(asm: str, name: str, c_source: str | None) -> None:
-    names = [f.name for f in parse_functions(asm)]
+    functions = parse_functions(asm)
+    names = [f.name for f in functions]
     if name in names:
+        if name != "main" and not _called_elsewhere(asm, name, functions):
+            raise OptimizeError(
+                f"gcc inlined `{name}` into its callers at -O3: its out-of-line copy is never "
+                "called, so a faster version of it alone cannot make the program faster; optimize "
+                "the caller or the whole file (or mark it __attribute__((noinline)))"
+            )
         return
     if c_source is not None and name in c_source:
         raise OptimizeError(
@@ -328,6 +335,16 @@ def _check_function(asm: str, name: str, c_source: str | None) -> None:
     close = difflib.get_close_matches(name, names, n=3)
     hint = f" Did you mean {', '.join(close)}?" if close else f" Functions: {', '.join(names)}"
     raise OptimizeError(f"no function `{name}` in the program.{hint}")
+
+
+def _called_elsewhere(asm: str, name: str, functions: list) -> bool:
+    """Does any code outside ``name``'s own family refer to it (call, jump, address taken)?"""
+    lines = asm.splitlines()
+    own = [f for f in functions if f.name == name or f.parent == name]
+    keep = [
+        line for i, line in enumerate(lines) if not any(f.start_line <= i < f.end_line for f in own)
+    ]
+    return name in referenced_symbols("\n".join(keep))
 
 
 def _build_other_sources(

@@ -77,6 +77,7 @@ def test_optimize_finds_a_verified_faster_candidate(example: Path) -> None:
             "cannot reach",
         ),
         ("ok", ["dispatch.c", "--tests", "missing"], "does not exist"),
+        ("inlined", ["inl.c", "--function", "work"], "inlined `work`"),
     ],
 )
 def test_bad_input_gets_a_clear_message_and_writes_nothing(
@@ -88,6 +89,12 @@ def test_bad_input_gets_a_clear_message_and_writes_nothing(
         (example / "sub").mkdir()
         (example / "sub" / "lonely.c").write_text("int main(void){return 0;}\n")
         args = ["sub/lonely.c"]
+    elif setup == "inlined":
+        (example / "inl.c").write_text(
+            "#include <stdio.h>\nlong work(long n) { long s = 0; for (long i = 0; i < n; i++) "
+            's += i ^ (s >> 2); return s; }\nint main(void) { long n; if (scanf("%ld", &n) '
+            '!= 1) return 1; printf("%ld\\n", work(n)); return 0; }\n'
+        )
     elif setup == "no_main":
         (example / "lib.c").write_text("int twice(int x) { return 2 * x; }\n")
     before = _files(example)
