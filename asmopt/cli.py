@@ -525,6 +525,7 @@ def bench(
         workers=workers,
         ray_address=ray_address,
         sandbox=not no_sandbox,
+        generation_workers=4 if endpoint else 1,  # a served model takes parallel requests
         verify=VerifyOptions(
             comparator=Comparator(mode=compare),  # type: ignore[arg-type]
             limits=SandboxLimits(wall_seconds=timeout, cpu_seconds=int(timeout) + 1),
@@ -673,8 +674,7 @@ def dataset_build(
     else:
         console = _console()
         console.print(
-            f"{summary.train} train, {summary.val} val, {len(summary.dropped)} dropped -> "
-            f"{out_dir}"
+            f"{summary.train} train, {summary.val} val, {len(summary.dropped)} dropped -> {out_dir}"
         )
         for d in summary.dropped:
             console.print(f"  dropped {d.name}: {d.reason} ({d.detail})")
@@ -743,6 +743,29 @@ def doctor(as_json: bool) -> None:
             table.add_row(c.name, mark, c.detail if c.status == "ok" else c.fix or c.detail)
         _console().print(table)
     sys.exit(1 if any(c.status == "missing" for c in checks) else 0)
+
+
+# -- serve ----------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option(
+    "--stdio", "stdio", is_flag=True, default=True, help="Speak LSP on stdin/stdout (default)."
+)
+@click.option(
+    "--tcp", "tcp", metavar="HOST:PORT", default=None, help="Listen on TCP instead (debugging)."
+)
+def serve(stdio: bool, tcp: str | None) -> None:
+    """Run the language server (docs/protocol.md)."""
+    address = None
+    if tcp is not None:
+        host, _, port = tcp.rpartition(":")
+        if not port.isdigit():
+            _fail(f"--tcp wants HOST:PORT, got {tcp!r}")
+        address = (host or "127.0.0.1", int(port))
+    from asmopt.server.server import main as serve_main  # pygls only when serving
+
+    serve_main(address)
 
 
 if __name__ == "__main__":  # pragma: no cover

