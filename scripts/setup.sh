@@ -11,6 +11,8 @@ dev=0
 [[ "${1:-}" == "--dev" ]] && dev=1
 
 apt_packages=(gcc libc6-dev binutils clang llvm valgrind bubblewrap libseccomp2 python3 python3-venv)
+# The VS Code client's build and tests need Node and npm (any already installed Node is kept).
+((dev)) && ! command -v npm >/dev/null && apt_packages+=(nodejs npm)
 missing=()
 for pkg in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
