@@ -1,0 +1,35 @@
+"""One module per LSP feature; each has ``register(server)``."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from asmopt.server.server import AsmoptLanguageServer
+
+
+def register_all(server: AsmoptLanguageServer) -> None:
+    from asmopt.server.features import (
+        apply,
+        code_actions,
+        code_lens,
+        configuration,
+        diagnostics,
+        hover,
+        inlay_hints,
+        optimize,
+        text_sync,
+    )
+
+    for feature in (
+        configuration,
+        text_sync,
+        diagnostics,
+        code_lens,
+        code_actions,
+        inlay_hints,
+        hover,
+        optimize,
+        apply,
+    ):
+        feature.register(server)

@@ -1,0 +1,253 @@
+"""The asmopt language server: a thin pygls server that owns the shared state, and one module
+per feature under :mod:`asmopt.server.features` that hooks into it.
+
+The event loop only routes messages and answers from memory: parsing assembly, checking it
+with the assembler, reading the result store, building with ``-g`` and llvm-mca all run in
+threads, and optimization jobs run in worker processes (:mod:`asmopt.server.jobs`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from lsprotocol import types
+from pygls.lsp.server import LanguageServer
+from pygls.uris import to_fs_path
+
+from asmopt import __version__
+from asmopt.server.documents import Buffer, DocumentStore, FunctionInfo, Language
+from asmopt.server.jobs import JobManager
+from asmopt.server.options import ServerOptions, workspace_config
+from asmopt.server.results import ResultIndex, source_key
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+STATUS = "asmopt/status"
+CANDIDATE = "asmopt/candidate"
+
+
+class AsmoptLanguageServer(LanguageServer):
+    """Shared state of the server; features live in :mod:`asmopt.server.features`."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "asmopt", __version__, text_document_sync_kind=types.TextDocumentSyncKind.Incremental
+        )
+        self.documents = DocumentStore()
+        self.options = ServerOptions()
+        self.results = ResultIndex()
+        self.jobs = JobManager(self._job_changed, self._job_done)
+        # Features subscribe to job events (progress, lenses, diagnostics).
+        self.job_listeners: list[Callable[[Any], None]] = []
+        self.done_listeners: list[Callable[[Any, Any], None]] = []
+        self._debounced: dict[tuple[str, str], asyncio.Task[Any]] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._refresh_pending = False
+        self._config_cache: dict[Path, tuple[float, Any, str | None]] = {}
+        self._warned: set[str] = set()
+        # Set once the editor's settings have been pulled after `initialized`: a run asked
+        # for before that must not start with the defaults.
+        self.settings_ready = asyncio.Event()
+        # Per-buffer caches of work done off the loop, by uri: (version, value).
+        self.assembler_checks: dict[str, tuple[int | None, Any]] = {}
+        self.debug_builds: dict[str, tuple[Any, ...]] = {}  # (version, future, text)
+        self.estimates: dict[tuple[str, str], Any] = {}  # (asm hash, function) -> future
+
+    # ---------------------------------------------------------------- messages
+
+    def show(self, message: str, kind: types.MessageType = types.MessageType.Info) -> None:
+        self.window_show_message(types.ShowMessageParams(type=kind, message=f"asmopt: {message}"))
+
+    def warn_once(self, key: str, message: str) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            self.show(message, types.MessageType.Warning)
+
+    def log(self, message: str) -> None:
+        self.window_log_message(types.LogMessageParams(type=types.MessageType.Log, message=message))
+
+    # ---------------------------------------------------------------- tasks
+
+    def spawn(self, coro: Awaitable[Any]) -> asyncio.Task[Any]:
+        """Run ``coro`` in the background; an exception is logged, never raised."""
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("background task failed", exc_info=task.exception())
+            self.log(f"asmopt background task failed: {task.exception()!r}")
+
+    def debounce(
+        self, uri: str, what: str, delay: float, job: Callable[[], Awaitable[Any]]
+    ) -> None:
+        """Run ``job`` after ``delay`` seconds unless the same (uri, what) is asked again."""
+        key = (uri, what)
+        old = self._debounced.pop(key, None)
+        if old is not None:
+            old.cancel()
+
+        async def later() -> None:
+            await asyncio.sleep(delay)
+            if self._debounced.get(key) is task:
+                del self._debounced[key]
+            await job()
+
+        task = self.spawn(later())
+        self._debounced[key] = task
+
+    def forget(self, uri: str) -> None:
+        """Cancel the pending work of a closed buffer."""
+        for key in [k for k in self._debounced if k[0] == uri]:
+            self._debounced.pop(key).cancel()
+
+    @staticmethod
+    async def in_thread(fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.to_thread(fn, *args)
+
+    # ---------------------------------------------------------------- documents
+
+    @property
+    def position_encoding(self) -> str:
+        encoding = self.server_capabilities.position_encoding
+        return str(encoding.value if hasattr(encoding, "value") else encoding or "utf-16")
+
+    async def functions(self, buffer: Buffer) -> list[FunctionInfo]:
+        """The buffer's functions; assembly is parsed in a thread."""
+        ready = buffer.functions_if_ready()
+        if ready is not None:
+            return ready
+        text = buffer.text
+        found = await self.in_thread(buffer.asm_functions, text)
+        if buffer.text is text:
+            return buffer.functions()
+        return found
+
+    @staticmethod
+    def path_of(uri: str) -> Path | None:
+        """The file behind a ``file:`` URI; None for other schemes (untitled buffers)."""
+        if not uri.startswith("file:"):
+            return None
+        path = to_fs_path(uri)
+        return Path(path) if path else None
+
+    def source_of(self, uri: str) -> str | None:
+        path = self.path_of(uri)
+        return source_key(path) if path is not None else None
+
+    def workspace_root(self, path: Path) -> Path:
+        """The workspace folder holding ``path`` (the deepest), else the file's folder."""
+        best: Path | None = None
+        folders = [self.path_of(f.uri) for f in self.workspace.folders.values()]
+        root_path = getattr(self.workspace, "root_path", None)
+        if root_path:
+            folders.append(Path(root_path))
+        resolved = path.resolve()
+        for folder in folders:
+            if folder is None:
+                continue
+            folder = folder.resolve()
+            if resolved.is_relative_to(folder) and (
+                best is None or len(folder.parts) > len(best.parts)
+            ):
+                best = folder
+        return best or resolved.parent
+
+    def target_for(self, path: Path) -> tuple[Any, Any, str | None]:
+        """(config, target, config problem) for a file; blocking (reads asmopt.toml)."""
+        root = self.workspace_root(path)
+        toml = root / "asmopt.toml"
+        try:
+            mtime = toml.stat().st_mtime
+        except OSError:
+            mtime = -1.0
+        cached = self._config_cache.get(root)
+        if cached is None or cached[0] != mtime:
+            config, problem = workspace_config(root)
+            cached = (mtime, config, problem)
+            self._config_cache[root] = cached
+        _, config, problem = cached
+        return config, config.target_for(path), problem
+
+    # ---------------------------------------------------------------- views
+
+    def refresh_views(self) -> None:
+        """Ask the client to re-request lenses and inlay hints (coalesced)."""
+        if self._refresh_pending:
+            return
+        self._refresh_pending = True
+
+        async def send() -> None:
+            await asyncio.sleep(0.05)
+            self._refresh_pending = False
+            caps = self.client_capabilities.workspace
+            if caps and caps.code_lens and caps.code_lens.refresh_support:
+                await self._request_quietly(self.workspace_code_lens_refresh_async)
+            if caps and caps.inlay_hint and caps.inlay_hint.refresh_support:
+                await self._request_quietly(self.workspace_inlay_hint_refresh_async)
+
+        self.spawn(send())
+
+    @staticmethod
+    async def _request_quietly(request: Callable[..., Awaitable[Any]]) -> None:
+        try:
+            await asyncio.wait_for(request(None), timeout=10)
+        except Exception as err:  # a client that cannot refresh just keeps old lenses
+            logger.debug("refresh failed: %s", err)
+
+    def send_status(self, state: str | None = None) -> None:
+        jobs = [
+            {"uri": j.uri, "function": j.function, "stage": j.stage} for j in self.jobs.active()
+        ]
+        if state is None:
+            state = "running" if jobs else "idle"
+        self.protocol.notify(STATUS, {"state": state, "jobs": jobs})
+
+    # ---------------------------------------------------------------- jobs
+
+    def _job_changed(self, job: Any) -> None:
+        for listener in self.job_listeners:
+            try:
+                listener(job)
+            except Exception:
+                logger.exception("job listener failed")
+
+    def _job_done(self, job: Any, result: Any) -> None:
+        for listener in self.done_listeners:
+            try:
+                listener(job, result)
+            except Exception:
+                logger.exception("job listener failed")
+
+    def buffers_of_source(self, source: str) -> list[Buffer]:
+        return [b for b in self.documents if self.source_of(b.uri) == source]
+
+
+def create_server() -> AsmoptLanguageServer:
+    """A server with every feature registered."""
+    from asmopt.server import features
+
+    server = AsmoptLanguageServer()
+    features.register_all(server)
+    return server
+
+
+def main(tcp: tuple[str, int] | None = None) -> None:
+    """Serve on stdio, or on TCP for debugging."""
+    logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
+    server = create_server()
+    if tcp is not None:
+        server.start_tcp(*tcp)
+    else:
+        server.start_io()
+
+
+__all__ = ["CANDIDATE", "STATUS", "AsmoptLanguageServer", "Language", "create_server", "main"]

@@ -1,0 +1,103 @@
+"""A stand-in for ``asmopt.model.optimizer.optimize`` that the worker loads through
+``ASMOPT_WORKER_OPTIMIZE``: same signature, same result types, no sandbox or benchmark.
+
+What it does is read from ``fake.json`` beside the source (read on every call, so a test can
+change it between runs): ``{"mode": ..., "stage_delay": seconds}`` with mode
+
+- ``faster``: a winner 1.31× [1.27–1.35], 10/10 tests (the default);
+- ``fail``: no winner, the closest candidate failed 3/10 tests;
+- ``none``: no winner, a candidate that passed but was not faster;
+- ``slow``: starts child processes in sessions of their own (as the sandbox does), then waits
+  for the cancel event; ``stubborn``: the same but ignores the cancel;
+- ``error``: raises OptimizeError; ``crash``: the process dies.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+
+from asmopt.executor.results import SpeedupEstimate, TestStatus, TestVerdict, Verdict
+from asmopt.executor.verify import VerificationResult
+from asmopt.model.optimizer import OptimizeError, OptimizeOutcome, RankedCandidate
+from asmopt.model.policy import Candidate
+
+MARKER = "# asmopt-fake-candidate"
+CHILD_MARKER = "1000.4242"  # `sleep 1000.4242`: easy to find in /proc
+
+
+def _baseline(source: Path) -> str:
+    if source.suffix == ".c":
+        done = subprocess.run(
+            ["gcc", "-O3", "-S", str(source), "-o", "-"], capture_output=True, text=True, check=True
+        )
+        return done.stdout
+    return source.read_text()
+
+
+def _candidate(baseline: str, function: str | None) -> str:
+    lines = baseline.splitlines()
+    for i, line in enumerate(lines):
+        if function is None or line.strip() == f"{function}:":
+            lines.insert(i + 1, f"\t{MARKER}")
+            break
+    return "\n".join(lines) + "\n"
+
+
+def _result(verdict: Verdict, passed: int, total: int, median: float | None) -> VerificationResult:
+    tests = tuple(
+        TestVerdict(
+            f"t{i}",
+            TestStatus.PASSED if i < passed else TestStatus.WRONG_OUTPUT,
+            "" if i < passed else "expected 3, got 4",
+        )
+        for i in range(total)
+    )
+    speedup = None
+    if median is not None:
+        speedup = SpeedupEstimate(median, median - 0.04, median + 0.04, 40, 0.1, 0.1 / median)
+    return VerificationResult(verdict, "c0ffee" + verdict.value, None, tests, speedup)
+
+
+def optimize(request, *, store=None, progress=None, cancel=None, **_):
+    source = Path(request.source)
+    control = source.parent / "fake.json"
+    config = json.loads(control.read_text()) if control.exists() else {}
+    mode = config.get("mode", "faster")
+    delay = float(config.get("stage_delay", 0.05))
+    say = progress or (lambda stage, message: None)
+    (source.parent / "settings-seen.json").write_text(json.dumps(request.settings.to_dict()))
+    if mode == "error":
+        raise OptimizeError("no tests found for prog.c: put NAME.in files in a tests/ folder")
+    if mode == "crash":
+        os._exit(9)
+    say("baseline", "gcc -O3: building")
+    baseline = _baseline(source)
+    if mode in ("slow", "stubborn"):
+        children = [
+            subprocess.Popen(["sleep", CHILD_MARKER], start_new_session=True) for _ in range(3)
+        ]
+        say("verify", "running tests")
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if mode == "slow" and cancel is not None and cancel.is_set():
+                break
+            time.sleep(0.02)
+        del children  # left running on purpose: the worker and the server must kill them
+        return OptimizeOutcome(None, (), baseline, request.function, "cancelled", cancelled=True)
+    for stage in ("generate", "verify", "benchmark"):
+        time.sleep(delay)
+        say(stage, f"{stage} step")
+    asm = _candidate(baseline, request.function)
+    c = Candidate(asm=asm, policy="compiler", label="clang -O3", function=request.function)
+    if mode == "faster":
+        ranked = RankedCandidate(c, _result(Verdict.FASTER, 10, 10, 1.31))
+        return OptimizeOutcome(ranked, (ranked,), baseline, request.function, "1 faster")
+    if mode == "fail":
+        ranked = RankedCandidate(c, _result(Verdict.TESTS_FAILED, 7, 10, None))
+        return OptimizeOutcome(None, (ranked,), baseline, request.function, "all failed")
+    ranked = RankedCandidate(c, _result(Verdict.NOT_FASTER, 10, 10, 1.0))
+    return OptimizeOutcome(None, (ranked,), baseline, request.function, "none faster")

@@ -1,0 +1,42 @@
+"""Server-initiated work-done progress: create, then begin / report (one per stage) / end,
+and asmopt/status notifications."""
+
+from __future__ import annotations
+
+import pytest
+
+pytestmark = pytest.mark.asyncio
+
+
+async def test_progress_begin_report_end_with_stages(workspace, lsp):
+    lsp.set_fake(workspace, "faster")
+    async with lsp.session(workspace) as s:
+        uri = s.open("prog.c")
+        await s.command("asmopt.optimizeFunction", uri, "sum_to")
+        await s.wait_for_lens(uri, "✓")
+        await s.wait_for(lambda: any(k and k[-1] == "end" for k in s.progress_kinds()), what="end")
+        ((_token, values),) = s.client.progress_reports.items()
+        kinds = [v.kind for v in values]
+        assert kinds[0] == "begin" and kinds[-1] == "end"
+        assert set(kinds[1:-1]) == {"report"}
+        begin = values[0]
+        assert begin.cancellable is True
+        assert "sum_to" in begin.title
+        stages = [v.message.split(":")[0] for v in values[1:-1]]
+        for stage in ("baseline", "generate", "verify", "benchmark"):
+            assert stage in stages
+        assert "1.31×" in values[-1].message
+        states = [st["state"] if isinstance(st, dict) else st.state for st in s.statuses]
+        assert "running" in states and states[-1] == "idle"
+
+
+async def test_no_progress_without_client_support(workspace, lsp):
+    from lsprotocol import types
+
+    caps = types.ClientCapabilities()
+    lsp.set_fake(workspace, "faster")
+    async with lsp.session(workspace, capabilities=caps) as s:
+        uri = s.open("prog.c")
+        await s.command("asmopt.optimizeFunction", uri, "sum_to")
+        await s.wait_for_lens(uri, "✓")
+        assert s.client.progress_reports == {}
