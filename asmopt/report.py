@@ -52,7 +52,7 @@ def print_verification(console: Console, result: VerificationResult, name: str) 
     if s is not None:
         console.print(
             f"speed-up vs baseline: [bold]{format_speedup(s)}[/] (median of {s.runs} "
-            f"interleaved rounds, 95% bootstrap CI; CPU time "
+            f"interleaved rounds, 95% CI of the median; CPU time "
             f"{s.baseline_cpu_seconds * 1e3:.1f} ms → {s.candidate_cpu_seconds * 1e3:.1f} ms)"
         )
         if s.note:

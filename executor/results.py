@@ -119,7 +119,7 @@ class SpeedupEstimate:
 
     ``median`` is the median over rounds of (baseline CPU time / candidate CPU time), each
     round running every timed test once for each side, interleaved; ``ci_low``/``ci_high``
-    are a bootstrap 95% confidence interval of that median.
+    are a distribution-free 95% confidence interval of that median (order statistics).
     """
 
     median: float
