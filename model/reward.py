@@ -1,0 +1,655 @@
+"""Rewards for reinforcement learning: the paper's two designs and asmopt's default.
+
+Every reward is a pure function of what the executor found out about one candidate, a
+:class:`RewardInput` (built from a :class:`~asmopt.executor.verify.VerificationResult`):
+
+- :func:`reward_design1`, the paper's "correctness-guided" reward;
+- :func:`reward_design2`, the paper's "speed-up only" reward (its released run);
+- :func:`reward_asmopt`, our default, which fixes what the paper's rewards get wrong.
+
+The same three are exposed with verl's custom-reward signature,
+``compute_score(data_source, solution_str, ground_truth, extra_info)``, as
+:func:`compute_score` (ours), :func:`compute_score_design1` and :func:`compute_score_design2`:
+verl loads this file by path (``reward.custom_reward_function.path``) and calls the function
+named by ``reward.custom_reward_function.name``. They take the text of the last ```assembly
+fence of the response, build the row's baseline from ``extra_info`` (``unoptimized_assembly``,
+``inputs``, ``outputs``; cached per row), verify the candidate IN THE SANDBOX and return a float.
+
+:class:`RewardPool` scores a batch in parallel worker processes (each with its own sandbox
+and baseline cache) for the local PPO trainer. A reward that cannot be computed raises
+:class:`RewardError` naming the row; it is never replaced by a quiet 0.
+
+Facts from the paper's code (``Anjiang-Wei/SuperCoder``,
+``verl/verl/utils/reward_score/speedup_assembly_design{1,2}.py``), which these reproduce:
+
+- the answer is taken by stripping ```` ```assembly\\n```` and ```` ``` ```` from the response;
+  it is "identical to the baseline" when it equals ``unoptimized_assembly`` after ``strip()``
+  (checked before anything is run: design 1 gives 1, design 2 gives 0);
+- ``gcc x.s -o bin -lm`` failing gives -1 (design 1), 0 (design 2);
+- the first 10 tests run; a non-zero return code on any test (crash, non-zero exit, timeout)
+  gives -0.5 (design 1), 0 (design 2);
+- otherwise the fraction of tests whose stdout equals the expected output exactly; below 1
+  that fraction is the reward (design 1), 0 (design 2);
+- "speedup" is ``mean over tests of (baseline mean time / candidate mean time)`` with
+  hyperfine (3 warm-ups, 10 runs), i.e. the raw ratio, not ratio - 1; when it is > 1 the reward
+  is ``1 + 10 * speedup`` (design 1: ``q_val = 10``, so 1.2x earns 13.0) or ``speedup``
+  (design 2); when it is <= 1 (or could not be measured) 1 (design 1), 0 (design 2).
+
+Here the speed-up fed to the paper's designs is the same quantity from our interleaved
+CPU-time benchmark: the mean over timed tests of each test's median baseline/candidate ratio
+(:attr:`RewardInput.paper_speedup`). Crashes are what the paper counts as a non-zero return
+code: a signal, a non-zero exit, a timeout, the memory or output limit, a sandbox kill.
+"""
+
+# No ``from __future__ import annotations`` here: verl imports this file by path without
+# registering it in sys.modules, and dataclasses cannot resolve string annotations then.
+import hashlib
+import logging
+import math
+import multiprocessing
+import os
+import tempfile
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from asmopt.executor.results import TestStatus
+from asmopt.executor.verify import VerificationResult
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "REWARDS",
+    "RewardConfig",
+    "RewardError",
+    "RewardInput",
+    "RewardPool",
+    "RewardSettings",
+    "Scored",
+    "compute_score",
+    "compute_score_design1",
+    "compute_score_design2",
+    "reward_asmopt",
+    "reward_design1",
+    "reward_design2",
+]
+
+# The paper runs the first 10 tests of a row.
+PAPER_MAX_TESTS = 10
+# Design 1's weight on the speed-up (``q_val`` in the paper's code).
+PAPER_DESIGN1_WEIGHT = 10.0
+
+# Test outcomes the paper's code sees as a non-zero return code ("a test crashes").
+_CRASHES = frozenset(
+    {
+        TestStatus.CRASHED,
+        TestStatus.NONZERO_EXIT,
+        TestStatus.TIMED_OUT,
+        TestStatus.OUT_OF_MEMORY,
+        TestStatus.OUTPUT_TOO_LARGE,
+        TestStatus.SANDBOX_VIOLATION,
+    }
+)
+
+
+class RewardError(RuntimeError):
+    """A reward could not be computed (bad row, broken sandbox, dead worker); the message says
+    which row and why. Never turned into a reward of 0."""
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+@dataclass(frozen=True)
+class RewardInput:
+    """What a reward needs to know about one candidate.
+
+    ``speedup`` is the median over benchmark rounds of the baseline/candidate CPU-time ratio
+    (summed over timed tests) with its 95% CI ``ci_low``..``ci_high``; ``paper_speedup`` is
+    the paper's quantity, the mean over tests of per-test ratios. Both are None when the
+    candidate was not measured (it failed, or measuring was off). ``instructions_ratio`` is
+    baseline/candidate callgrind instruction counts, only when asked for.
+    """
+
+    compiled: bool
+    tests_total: int = 0
+    tests_passed: int = 0
+    crashed: bool = False
+    identical_to_baseline: bool = False
+    speedup: float | None = None
+    ci_low: float | None = None
+    ci_high: float | None = None
+    paper_speedup: float | None = None
+    instructions_ratio: float | None = None
+
+    @property
+    def all_passed(self) -> bool:
+        return self.compiled and self.tests_total > 0 and self.tests_passed == self.tests_total
+
+    @classmethod
+    def no_assembly(cls) -> "RewardInput":
+        """The response holds no assembly to build: scored like a build failure."""
+        return cls(compiled=False)
+
+    @classmethod
+    def from_result(
+        cls, result: VerificationResult, instructions_ratio: float | None = None
+    ) -> "RewardInput":
+        """The reward's view of an executor verdict."""
+        compiled = result.build is not None and result.build.ok
+        s = result.speedup
+        paper = None
+        if s is not None:
+            per_test = list(s.per_test.values())
+            paper = sum(per_test) / len(per_test) if per_test else s.median
+        return cls(
+            compiled=compiled,
+            tests_total=len(result.tests),
+            tests_passed=result.tests_passed,
+            crashed=any(t.status in _CRASHES for t in result.tests),
+            identical_to_baseline=result.identical_to_baseline,
+            speedup=s.median if s else None,
+            ci_low=s.ci_low if s else None,
+            ci_high=s.ci_high if s else None,
+            paper_speedup=paper,
+            instructions_ratio=instructions_ratio,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+# --------------------------------------------------------------------------- the rewards
+
+
+def reward_design1(r: RewardInput) -> float:
+    """The paper's design 1 (correctness-guided), value for value (see the module docstring):
+    -1 no build; -0.5 a test crashes; passed/total if some fail; 1 if identical to the
+    baseline or correct but not faster; ``1 + 10 * speedup`` if correct and speedup > 1."""
+    if r.identical_to_baseline:
+        return 1.0
+    if not r.compiled or r.tests_total == 0:
+        return -1.0
+    if r.crashed:
+        return -0.5
+    if r.tests_passed < r.tests_total:
+        return r.tests_passed / r.tests_total
+    if r.paper_speedup is not None and r.paper_speedup > 1.0:
+        return 1.0 + PAPER_DESIGN1_WEIGHT * r.paper_speedup
+    return 1.0
+
+
+def reward_design2(r: RewardInput) -> float:
+    """The paper's design 2 (speed-up only, its released run): ``speedup`` if every test
+    passes and speedup > 1, else 0; a copy of the baseline gets 0."""
+    if r.identical_to_baseline or not r.all_passed:
+        return 0.0
+    if r.paper_speedup is not None and r.paper_speedup > 1.0:
+        return float(r.paper_speedup)
+    return 0.0
+
+
+@dataclass(frozen=True)
+class RewardConfig:
+    """The constants of :func:`reward_asmopt`. Every wrong answer scores below every correct
+    one; among correct ones only a measured, significant speed-up earns anything."""
+
+    build_failed: float = -1.0  # no assembly, or it does not assemble/link
+    crashed: float = -0.8  # a test crashed, exited non-zero, timed out or hit a limit
+    wrong_base: float = -0.7  # wrong output: wrong_base + wrong_span * passed/total
+    wrong_span: float = 0.3  # ... so in [-0.7, -0.4)
+    speedup_weight: float = 5.0  # weight * log(lower CI bound) when it is > 1
+    max_speedup: float = 10.0  # larger speed-ups (often a measurement artefact) are capped
+    slowdown_weight: float = 1.0  # weight * log(upper CI bound) when it is < 1 ...
+    max_slowdown_penalty: float = 0.3  # ... floored at -0.3: slow but right beats wrong
+    metric: str = "time"  # "time" (the CI of the CPU-time ratio) or "instructions"
+    instructions_tolerance: float = 0.01  # relative change in instructions that counts
+
+    def __post_init__(self) -> None:
+        if self.metric not in ("time", "instructions"):
+            raise ValueError(f"metric must be 'time' or 'instructions', not {self.metric!r}")
+
+
+def reward_asmopt(r: RewardInput, config: RewardConfig | None = None) -> float:
+    """asmopt's default reward; fixes three faults of the paper's designs.
+
+    - No reward for a copy of the baseline (design 1 pays it 1, the "correct" floor), and
+      none for a correct answer that is not measurably faster: 0. So editing the baseline
+      trivially earns nothing.
+    - Speed-up credit only when the 95% CI's lower bound exceeds 1 (the paper pays any
+      mean ratio > 1, and its clamped protocol shows identical binaries as >= 1.05x faster in
+      about a fifth of trials here): ``speedup_weight * log(min(ci_low, max_speedup))``.
+      The logarithm makes 2x and 4x one step apart, as users feel them, and keeps a noisy
+      outlier from dominating a batch.
+    - A significant slow-down (CI's upper bound < 1) is penalised,
+      ``max(-max_slowdown_penalty, slowdown_weight * log(ci_high))``, where the paper pays it
+      like a neutral answer.
+
+    Failures keep the paper's order (no build < crash < wrong output, more tests passed is
+    better) but sit below zero: -1 no build; -0.8 a crash; -0.7 + 0.3 * passed/total for wrong
+    output. With ``metric="instructions"`` the callgrind instruction ratio replaces the time
+    CI (deterministic, so a change beyond ``instructions_tolerance`` counts); instructions are
+    not time, so it is never the default.
+    """
+    c = config or RewardConfig()
+    if not r.compiled or r.tests_total == 0:
+        return c.build_failed
+    if r.crashed:
+        return c.crashed
+    if r.tests_passed < r.tests_total:
+        return c.wrong_base + c.wrong_span * r.tests_passed / r.tests_total
+    if r.identical_to_baseline:
+        return 0.0
+    if c.metric == "instructions":
+        if r.instructions_ratio is None:
+            raise RewardError(
+                "metric 'instructions' needs callgrind counts: score with "
+                "RewardSettings(metric='instructions')"
+            )
+        low = high = r.instructions_ratio
+        if abs(low - 1.0) <= c.instructions_tolerance:
+            return 0.0
+    else:
+        if r.ci_low is None or r.ci_high is None:
+            return 0.0  # correct, not measured
+        low, high = r.ci_low, r.ci_high
+    if low > 1.0:
+        return c.speedup_weight * math.log(min(low, c.max_speedup))
+    if high < 1.0:
+        return max(-c.max_slowdown_penalty, c.slowdown_weight * math.log(high))
+    return 0.0
+
+
+REWARDS: dict[str, Callable[[RewardInput], float]] = {
+    "asmopt": reward_asmopt,
+    "design1": reward_design1,
+    "design2": reward_design2,
+}
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+@dataclass(frozen=True)
+class RewardSettings:
+    """How candidates are judged while training: shorter benchmarks than ``asmopt verify``
+    (a reward is needed for every sample), the same sandbox."""
+
+    bench_budget: float = 10.0  # seconds of benchmarking per correct candidate at most
+    ci_target: float = 0.03  # stop timing when the 95% CI half-width is within 3%
+    test_timeout: float = 10.0
+    compare: str = "tokens"  # tokens (CodeNet), exact (the paper's ==) or floats
+    max_tests: int = PAPER_MAX_TESTS
+    sandbox: bool = True  # only an explicit user flag may turn it off
+    metric: str = "time"  # "instructions": also count callgrind instructions
+
+
+@dataclass(frozen=True)
+class Problem:
+    """What a reward needs of a data-set row: the baseline assembly and the tests."""
+
+    key: str
+    baseline_asm: str
+    inputs: tuple[bytes, ...]
+    outputs: tuple[bytes, ...]
+
+    @classmethod
+    def from_extra_info(cls, extra_info: dict[str, Any] | None, max_tests: int) -> "Problem":
+        """The problem of a row in the paper's format (``extra_info`` of verl's parquet)."""
+        from asmopt.model.dataset import DatasetError, problem_from_row
+
+        if not extra_info:
+            raise RewardError(
+                "extra_info is missing: the row must carry unoptimized_assembly, inputs and "
+                "outputs (the paper's format; write it with asmopt.model.dataset.make_row)"
+            )
+        try:
+            problem = problem_from_row({"extra_info": dict(extra_info)}, 0, "extra_info", max_tests)
+        except DatasetError as err:
+            raise RewardError(f"bad row: {err}") from err
+        return cls.from_dataset_problem(problem)
+
+    @classmethod
+    def from_dataset_problem(cls, problem: Any) -> "Problem":
+        """From an :class:`asmopt.model.dataset.Problem`."""
+        if not problem.tests:
+            raise RewardError(f"{problem.name}: no tests, so no candidate can be judged")
+        inputs = tuple(t.stdin for t in problem.tests)
+        outputs = tuple(t.expected if t.expected is not None else b"" for t in problem.tests)
+        digest = hashlib.sha256(problem.baseline_asm.encode())
+        for data in (*inputs, *outputs):
+            digest.update(len(data).to_bytes(8, "little") + data)
+        return cls(digest.hexdigest()[:24], problem.baseline_asm, inputs, outputs)
+
+
+@dataclass(frozen=True)
+class Scored:
+    """One scored sample: the reward, and what it was computed from (for metrics)."""
+
+    reward: float
+    inputs: RewardInput
+    message: str = ""
+
+
+class Evaluator:
+    """Verifies candidates against rows in one process: one sandbox, baselines cached per row.
+
+    Not thread-safe; each worker process owns one.
+    """
+
+    def __init__(self, settings: RewardSettings | None = None) -> None:
+        self.settings = settings or RewardSettings()
+        self._sandbox: Any = None
+        self._baselines: dict[str, Any] = {}
+        self._workdir = Path(tempfile.mkdtemp(prefix="asmopt-reward-"))
+
+    def _options(self) -> Any:
+        from asmopt.executor.benchmark import BenchmarkOptions
+        from asmopt.executor.sandbox import SandboxLimits
+        from asmopt.executor.testcases import Comparator
+        from asmopt.executor.verify import VerifyOptions
+
+        s = self.settings
+        return VerifyOptions(
+            comparator=Comparator(mode=s.compare),  # type: ignore[arg-type]
+            limits=SandboxLimits(wall_seconds=s.test_timeout, cpu_seconds=int(s.test_timeout) + 1),
+            bench=BenchmarkOptions(target_rel_ci=s.ci_target, budget_seconds=s.bench_budget),
+        )
+
+    def sandbox(self) -> Any:
+        if self._sandbox is None:
+            from asmopt.executor.sandbox import Sandbox, SandboxError
+
+            try:
+                self._sandbox = Sandbox(self._options().limits, enabled=self.settings.sandbox)
+            except SandboxError as err:
+                raise RewardError(f"the sandbox cannot run: {err}") from err
+        return self._sandbox
+
+    def baseline(self, problem: Problem) -> Any:
+        """The row's baseline, built and run once per process."""
+        cached = self._baselines.get(problem.key)
+        if cached is not None:
+            return cached
+        from asmopt.executor.testcases import TestCase
+        from asmopt.executor.verify import BaselineError, prepare_baseline
+
+        work = self._workdir / problem.key
+        work.mkdir(parents=True, exist_ok=True)
+        source = work / "unoptimized.s"
+        source.write_text(problem.baseline_asm)
+        tests = [
+            TestCase(name=f"t{i}", stdin=i_data, expected=o_data)
+            for i, (i_data, o_data) in enumerate(zip(problem.inputs, problem.outputs, strict=True))
+        ]
+        try:
+            baseline = prepare_baseline(
+                source, tests, work / "build", self.sandbox(), options=self._options()
+            )
+        except BaselineError as err:
+            raise RewardError(
+                f"row {problem.key}: its baseline (unoptimized_assembly) cannot be judged "
+                f"against: {err}; fix or drop the row"
+            ) from err
+        self._baselines[problem.key] = baseline
+        return baseline
+
+    def evaluate(self, asm: str | None, problem: Problem) -> RewardInput:
+        """Verify ``asm`` (None: the response had no assembly) against ``problem``."""
+        if asm is None:
+            return RewardInput.no_assembly()
+        from asmopt.executor.verify import verify_candidate
+
+        baseline = self.baseline(problem)
+        # The paper compares with surrounding whitespace stripped; hand the exact baseline
+        # text to the executor so that it, too, knows the candidate is a copy.
+        if asm.strip() == baseline.asm.strip():
+            asm = baseline.asm
+        options = self._options()
+        result = verify_candidate(asm, baseline, self.sandbox(), options)
+        ratio = None
+        if self.settings.metric == "instructions" and result.all_passed:
+            from asmopt.executor.callgrind import CallgrindError
+            from asmopt.executor.verify import instruction_counts
+
+            try:
+                ratio = instruction_counts(asm, baseline, self.sandbox(), options)["ratio"]
+            except CallgrindError as err:
+                raise RewardError(f"callgrind cannot count this candidate: {err}") from err
+        return RewardInput.from_result(result, instructions_ratio=ratio)
+
+    def close(self) -> None:
+        import shutil
+
+        if self._sandbox is not None:
+            self._sandbox.close()
+            self._sandbox = None
+        shutil.rmtree(self._workdir, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- verl interface
+
+# verl calls compute_score once per sample in long-lived reward worker processes; the
+# evaluator (sandbox + baselines per row) lives as long as the process so that each row's
+# baseline is built once. Keyed by settings so different reward_kwargs never share one.
+_EVALUATORS: dict[RewardSettings, Evaluator] = {}
+
+
+def _evaluator(settings: RewardSettings) -> Evaluator:
+    evaluator = _EVALUATORS.get(settings)
+    if evaluator is None:
+        evaluator = _EVALUATORS[settings] = Evaluator(settings)
+    return evaluator
+
+
+def _settings_from(kwargs: dict[str, Any]) -> RewardSettings:
+    known = RewardSettings.__dataclass_fields__
+    unknown = set(kwargs) - set(known)
+    if unknown:
+        raise RewardError(
+            f"unknown reward_kwargs {sorted(unknown)}; known: {', '.join(sorted(known))}"
+        )
+    return RewardSettings(**kwargs)
+
+
+def _score_response(
+    reward: Callable[[RewardInput], float],
+    solution_str: str,
+    extra_info: dict[str, Any] | None,
+    kwargs: dict[str, Any],
+) -> float:
+    from asmopt.model.prompts import extract_assembly
+
+    settings = _settings_from(kwargs)
+    problem = Problem.from_extra_info(extra_info, settings.max_tests)
+    asm = extract_assembly(solution_str)
+    return float(reward(_evaluator(settings).evaluate(asm, problem)))
+
+
+def compute_score(
+    data_source: Any,
+    solution_str: str,
+    ground_truth: Any = None,
+    extra_info: dict[str, Any] | None = None,
+    **reward_kwargs: Any,
+) -> float:
+    """verl custom reward, asmopt's default (:func:`reward_asmopt`).
+
+    ``reward_kwargs`` (verl's ``custom_reward_function.reward_kwargs``) may set any
+    :class:`RewardSettings` field, e.g. ``bench_budget``. Raises :class:`RewardError` when
+    the row cannot be judged.
+    """
+    metric = reward_kwargs.get("metric", "time")
+    return _score_response(
+        lambda r: reward_asmopt(r, RewardConfig(metric=metric)),
+        solution_str,
+        extra_info,
+        reward_kwargs,
+    )
+
+
+def compute_score_design1(
+    data_source: Any,
+    solution_str: str,
+    ground_truth: Any = None,
+    extra_info: dict[str, Any] | None = None,
+    **reward_kwargs: Any,
+) -> float:
+    """verl custom reward: the paper's design 1 (:func:`reward_design1`), verified here in the
+    sandbox with our benchmark."""
+    return _score_response(reward_design1, solution_str, extra_info, reward_kwargs)
+
+
+def compute_score_design2(
+    data_source: Any,
+    solution_str: str,
+    ground_truth: Any = None,
+    extra_info: dict[str, Any] | None = None,
+    **reward_kwargs: Any,
+) -> float:
+    """verl custom reward: the paper's design 2 (:func:`reward_design2`)."""
+    return _score_response(reward_design2, solution_str, extra_info, reward_kwargs)
+
+
+VERL_FUNCTIONS = {
+    "asmopt": "compute_score",
+    "design1": "compute_score_design1",
+    "design2": "compute_score_design2",
+}
+
+
+# --------------------------------------------------------------------------- batches
+
+_WORKER: Evaluator | None = None
+
+
+def _worker_init(settings: RewardSettings) -> None:
+    global _WORKER
+    _WORKER = Evaluator(settings)
+
+
+def _worker_evaluate(asm: str | None, problem: Problem) -> RewardInput:
+    assert _WORKER is not None, "reward worker used before its initializer ran"
+    return _WORKER.evaluate(asm, problem)
+
+
+class RewardPool:
+    """Scores batches of candidates in parallel worker processes.
+
+    Each worker owns a sandbox and a baseline cache; results are also cached here per (row,
+    candidate text), so a candidate seen before costs nothing. A worker that raises makes
+    :meth:`score` raise :class:`RewardError` naming the row; a worker that dies (killed,
+    out of memory) does too, and the pool is restarted for the next call.
+    """
+
+    def __init__(
+        self,
+        reward: str | Callable[[RewardInput], float] = "asmopt",
+        settings: RewardSettings | None = None,
+        workers: int | None = None,
+        *,
+        cache: bool = True,
+    ) -> None:
+        if isinstance(reward, str):
+            if reward not in REWARDS:
+                raise ValueError(f"unknown reward {reward!r}: choose from {', '.join(REWARDS)}")
+            reward_fn = REWARDS[reward]
+        else:
+            reward_fn = reward
+        self.settings = settings or RewardSettings()
+        if reward == "asmopt" and self.settings.metric != "time":
+            metric = self.settings.metric
+
+            def reward_fn(r: RewardInput) -> float:
+                return reward_asmopt(r, RewardConfig(metric=metric))
+
+        self.reward = reward_fn
+        self.workers = max(1, workers or min(8, os.cpu_count() or 1))
+        self._cache: dict[tuple[str, str], RewardInput] | None = {} if cache else None
+        self._pool: ProcessPoolExecutor | None = None
+        self.executor_calls = 0  # candidates actually verified (not served from the cache)
+
+    def _executor(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            # spawn, not fork: the trainer holds torch's threads, which fork would copy broken.
+            self._pool = ProcessPoolExecutor(
+                self.workers,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_worker_init,
+                initargs=(self.settings,),
+            )
+        return self._pool
+
+    def score(
+        self, items: Sequence[tuple[str | None, Problem]], names: Sequence[str] | None = None
+    ) -> list[Scored]:
+        """Score ``(assembly or None, problem)`` pairs; same order as ``items``."""
+        names = list(names) if names is not None else [p.key for _, p in items]
+        keys = [(p.key, hashlib.sha256((a or "\0none").encode()).hexdigest()) for a, p in items]
+        found: dict[int, RewardInput] = {}
+        todo: dict[tuple[str, str], int] = {}  # distinct candidates to verify -> first index
+        for i, key in enumerate(keys):
+            if self._cache is not None and key in self._cache:
+                found[i] = self._cache[key]
+            elif items[i][0] is None:
+                found[i] = RewardInput.no_assembly()
+            elif key not in todo:
+                todo[key] = i
+        if todo:
+            pool = self._executor()
+            futures = {key: pool.submit(_worker_evaluate, *items[i]) for key, i in todo.items()}
+            try:
+                for key, future in futures.items():
+                    i = todo[key]
+                    try:
+                        result = future.result()
+                    except BrokenProcessPool as err:
+                        raise RewardError(
+                            f"a reward worker died while verifying a candidate for "
+                            f"{names[i]} (killed, or out of memory); no reward was recorded "
+                            "for this batch: resume from the last checkpoint"
+                        ) from err
+                    except RewardError as err:
+                        raise RewardError(f"{names[i]}: {err}") from err
+                    except Exception as err:
+                        raise RewardError(
+                            f"the reward worker failed on {names[i]}: "
+                            f"{type(err).__name__}: {err}"
+                        ) from err
+                    self.executor_calls += 1
+                    if self._cache is not None:
+                        self._cache[key] = result
+                    found[i] = result
+            except RewardError:
+                self._restart()
+                raise
+        for i, key in enumerate(keys):
+            if i not in found:
+                found[i] = self._cache[key] if self._cache is not None else found[todo[key]]
+        out = []
+        for i in range(len(items)):
+            value = float(self.reward(found[i]))
+            if not math.isfinite(value):
+                raise RewardError(f"{names[i]}: the reward is {value}, not a finite number")
+            out.append(Scored(value, found[i]))
+        return out
+
+    def _restart(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def __enter__(self) -> "RewardPool":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
