@@ -810,7 +810,11 @@ def data_item(text: str, label: str) -> DataItem | None:
     while end < len(lay.lines):
         nxt = lay.lines[end]
         if nxt.labels or any(
-            s.op in _SECTION_DIRECTIVES or s.op in (".ident", ".intel_syntax", ".att_syntax")
+            s.op in _SECTION_DIRECTIVES
+            or s.op in (".ident", ".intel_syntax", ".att_syntax", ".comm", ".lcomm")
+            # clang puts `.type x,@object` / `.local x` / `.comm x` between two constants:
+            # directives about another symbol end this item.
+            or (s.op in _ATTRIBUTE_DIRECTIVES and _first_arg(s.args) != label)
             for s in nxt.stmts
         ):
             break

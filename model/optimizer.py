@@ -133,6 +133,18 @@ class OptimizeOutcome:
         )
 
 
+class _EveryVariant:
+    """Compiler search tries all of its variants: ``samples`` is the LLMs' sample count."""
+
+    name = "compiler"
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def propose(self, request: Request, n: int = 1) -> list[Any]:
+        return self.inner.propose(request, max(n, len(self.inner.variants_for(request))))
+
+
 def make_policies(settings: Settings) -> list[Policy]:
     """The policies ``settings`` asks for, ready to propose. LLM back-ends load lazily."""
     from asmopt.model.compiler_search import CompilerSearchPolicy
@@ -140,7 +152,7 @@ def make_policies(settings: Settings) -> list[Policy]:
     policies: list[Policy] = []
     for name in settings.effective_policies():
         if name == "compiler":
-            policies.append(CompilerSearchPolicy())
+            policies.append(_EveryVariant(CompilerSearchPolicy()))
             continue
         from asmopt.model.backends.factory import make_backend
         from asmopt.model.llm_policy import LLMPolicy

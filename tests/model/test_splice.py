@@ -245,3 +245,32 @@ def test_static_function_stays_local(baseline: str) -> None:
     clone = "\t.globl\tscale.constprop.0\nscale.constprop.0:\n\tret\n"
     spliced = splice_function(baseline, "scale.constprop.0", clone)
     assert "\t.globl\tscale.constprop.0" not in spliced
+
+
+STATIC_STATE = r"""
+#include <stdio.h>
+static unsigned long long state;
+static unsigned next(void) { state = state * 6364136223846793005ULL + 1; return state >> 33; }
+int main(void) {
+    int n;
+    if (scanf("%d", &n) != 1) return 1;
+    unsigned long long acc = 0;
+    for (int i = 0; i < n * 1000; i++) acc += next() % 7;
+    printf("%d %llu\n", n, acc);
+    return 0;
+}
+"""
+
+
+@pytest.mark.skipif(shutil.which("clang") is None, reason="needs clang")
+def test_clang_function_with_common_state_splices_into_gcc(tmp_path: Path) -> None:
+    """clang writes `.local state` / `.comm state` between two string constants; the splice
+    copies the constant it needs, never the writable variable the baseline already has."""
+    src = tmp_path / "s.c"
+    src.write_text(STATIC_STATE)
+    base = _gcc_s(tmp_path, STATIC_STATE, "-O3")
+    subprocess.run(["clang", "-O3", "-fno-addrsig", "-S", str(src), "-o", str(tmp_path / "c.s")],
+                   check=True)  # fmt: skip
+    spliced = splice_function(base, "main", (tmp_path / "c.s").read_text())
+    assert len(re.findall(r"\.comm\s+state", spliced)) == 1
+    assert _run(tmp_path, spliced) == _run(tmp_path, base)

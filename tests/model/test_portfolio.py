@@ -1,0 +1,261 @@
+"""The portfolio: ranking, a winner that passes every test, losers that fail, and mixing
+functions from two sources; and the register-clobber check that keeps mixes correct."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from asmopt.executor.benchmark import BenchmarkOptions
+from asmopt.executor.results import SpeedupEstimate, TestStatus, TestVerdict, Verdict
+from asmopt.executor.sandbox import Sandbox
+from asmopt.executor.store import ResultStore
+from asmopt.executor.testcases import load_tests
+from asmopt.executor.toolchain import compile_to_asm
+from asmopt.executor.verify import VerificationResult, VerifyOptions, prepare_baseline
+from asmopt.model.policy import Candidate, NoCandidate, PolicyError, Proposal, Request
+from asmopt.model.portfolio import (
+    Trial,
+    clobbers_at_least,
+    clobbers_at_most,
+    mix_is_safe,
+    optimize,
+    rank,
+)
+
+# f and g each waste time in a double loop; each prints, so gcc's callers assume nothing about
+# the registers they use. FAST_F / FAST_G compute the same sums in closed form.
+SLOW_F = """__attribute__((noinline)) void f(long n) {
+    long s = 0;
+    for (long i = 0; i < n; i++)
+        for (long j = 0; j < 200; j++) s += (i ^ j) & 7;
+    printf("%ld\\n", s);
+}
+"""
+SLOW_G = """__attribute__((noinline)) void g(long n) {
+    long s = 0;
+    for (long i = 0; i < n; i++)
+        for (long j = 0; j < 200; j++) s += (i * j) % 5;
+    printf("%ld\\n", s);
+}
+"""
+FAST_F = """__attribute__((noinline)) void f(long n) { printf("%ld\\n", 700 * n); }
+"""
+FAST_G = """__attribute__((noinline)) void g(long n) { printf("%ld\\n", 400 * (n - (n + 4) / 5)); }
+"""
+WRONG_F = """__attribute__((noinline)) void f(long n) { printf("%ld\\n", 700 * n + 1); }
+"""
+MAIN = """int main(void) {
+    long n;
+    if (scanf("%ld", &n) != 1) return 1;
+    f(n);
+    g(n);
+    return 0;
+}
+"""
+
+
+def _program(f: str, g: str) -> str:
+    return "#include <stdio.h>\n" + f + g + MAIN
+
+
+OPTIONS = VerifyOptions(bench=BenchmarkOptions(min_rounds=3, budget_seconds=1.0, max_rounds=12))
+
+
+@dataclass
+class FixedPolicy:
+    """Proposes fixed assembly texts (made by compiling C variants) under fixed labels."""
+
+    name: str
+    proposals: list[tuple[str, str]]  # (label, asm)
+
+    def propose(self, request: Request, n: int = 1) -> list[Proposal]:
+        return [Candidate(asm=a, policy=self.name, label=label) for label, a in self.proposals][:n]
+
+
+@dataclass
+class BrokenPolicy:
+    name: str = "broken"
+
+    def propose(self, request: Request, n: int = 1) -> list[Proposal]:
+        raise PolicyError("model missing: download it first")
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory):
+    root = tmp_path_factory.mktemp("portfolio")
+    tests = root / "tests"
+    tests.mkdir()
+    (tests / "small.in").write_text("100000\n")
+    (tests / "big.in").write_text("160000\n")
+
+    def asm(name: str, text: str) -> str:
+        src = root / f"{name}.c"
+        src.write_text(text)
+        out = root / f"{name}.s"
+        assert compile_to_asm(src, out).ok
+        return out.read_text()
+
+    source = root / "prog.c"
+    source.write_text(_program(SLOW_F, SLOW_G))
+    variants = {
+        "fast f": asm("fast_f", _program(FAST_F, SLOW_G)),
+        "fast g": asm("fast_g", _program(SLOW_F, FAST_G)),
+        "wrong f": asm("wrong_f", _program(WRONG_F, FAST_G)),
+    }
+    with Sandbox() as sandbox:
+        baseline = prepare_baseline(
+            source, load_tests(tests), root / "base", sandbox, options=OPTIONS
+        )
+        yield root, source, tests, baseline, sandbox, variants
+
+
+def _verdict(median: float, low: float, high: float, passed: bool = True) -> VerificationResult:
+    status = TestStatus.PASSED if passed else TestStatus.WRONG_OUTPUT
+    return VerificationResult(
+        verdict=Verdict.FASTER if passed and low > 1 else Verdict.NOT_FASTER,
+        candidate_hash=f"{median}-{low}",
+        build=None,
+        tests=(TestVerdict("t1", status),),
+        speedup=SpeedupEstimate(median, low, high, 10, 1.0, 1.0 / median),
+    )
+
+
+def _trial(label: str, result: VerificationResult) -> Trial:
+    return Trial(Candidate(asm=label, policy="test", label=label), result)
+
+
+def test_rank_puts_the_ci_lower_bound_first():
+    trials = [
+        _trial("wide but high median", _verdict(1.40, 0.98, 1.80)),
+        _trial("narrow", _verdict(1.20, 1.15, 1.25)),
+        _trial("narrow, same low, higher median", _verdict(1.22, 1.15, 1.29)),
+        _trial("failing but fast", _verdict(3.0, 2.9, 3.1, passed=False)),
+        _trial("slower", _verdict(0.9, 0.88, 0.92)),
+    ]
+    assert [t.label for t in rank(trials)] == [
+        "narrow, same low, higher median",
+        "narrow",
+        "wide but high median",
+        "slower",
+        "failing but fast",
+    ]
+
+
+def test_winner_passes_and_wrong_or_garbage_candidates_lose(setup, tmp_path):
+    _, source, tests, baseline, sandbox, variants = setup
+    request = Request(baseline_asm=baseline.asm, source_path=source, tests_dir=tests)
+    policies = [
+        FixedPolicy("wrong", [("wrong f", variants["wrong f"])]),
+        FixedPolicy("garbage", [("garbage", "this is not assembly\n\tfrobnicate %rax\n")]),
+        FixedPolicy("good", [("fast g", variants["fast g"]), ("copy", baseline.asm)]),
+        BrokenPolicy(),
+    ]
+    with ResultStore(tmp_path) as store:
+        result = optimize(
+            request, policies, baseline, sandbox, OPTIONS, store=store, workers=2, mix=False
+        )
+        stored = store.path.exists()
+    by_label = {t.label: t for t in result.trials}
+    assert by_label["wrong f"].result.verdict is Verdict.TESTS_FAILED
+    assert by_label["garbage"].result.verdict is Verdict.BUILD_FAILED
+    assert "copy" not in by_label  # a copy of the baseline is never verified
+    assert any("same assembly as the baseline" in note for note in result.notes)
+    assert any("model missing" in u.reason for u in result.unusable)
+    assert result.winner is not None and result.winner.label == "fast g"
+    assert result.winner.passed and result.winner.confirmed
+    assert all(t.passed for t in result.trials[:1])
+    assert stored
+
+
+def test_mixing_takes_each_function_from_its_fastest_source(setup):
+    _, source, tests, baseline, sandbox, variants = setup
+    request = Request(baseline_asm=baseline.asm, source_path=source, tests_dir=tests)
+    policy = FixedPolicy("two", [("fast f", variants["fast f"]), ("fast g", variants["fast g"])])
+    result = optimize(request, [policy], baseline, sandbox, OPTIONS, workers=2)
+    assert result.mix is not None, result.notes
+    assert result.mix.sources == {"f": "fast f", "g": "fast g"}
+    assert result.mix.passed
+    assert result.winner is not None and result.winner.passed
+    assert result.winner.kind == "mix"
+    single = max(t.result.speedup.median for t in result.trials if t.kind == "candidate")
+    assert result.winner.result.speedup.median > single
+
+
+def test_no_winner_when_nothing_is_faster(setup):
+    _, source, tests, baseline, sandbox, variants = setup
+    request = Request(baseline_asm=baseline.asm, source_path=source, tests_dir=tests)
+    policy = FixedPolicy("bad", [("wrong f", variants["wrong f"])])
+    result = optimize(request, [policy], baseline, sandbox, OPTIONS, workers=1)
+    assert result.winner is None and not result.faster
+    assert "none of 1 candidates passes every test" in result.message
+
+
+# --- register clobbers ----------------------------------------------------------------------
+
+LEAF_USES_RCX = "f:\n\tmovq %rdi, %rax\n\taddq %rcx, %rax\n\tret\n"
+LEAF_WRITES_RAX = "f:\n\tleaq 1(%rdi), %rax\n\tret\n"
+CALLS_PUTS = "f:\n\tsubq $8, %rsp\n\tcall puts@PLT\n\taddq $8, %rsp\n\tret\n"
+
+
+def test_clobber_bounds():
+    assert clobbers_at_most(LEAF_USES_RCX) == {"rdi", "rax", "rcx"}
+    assert clobbers_at_least(LEAF_USES_RCX, {"f"}) == {"rax"}  # rcx and rdi are only read
+    assert clobbers_at_least(CALLS_PUTS, {"f"}) >= {"rax", "rcx", "r11", "xmm0"}
+    assert clobbers_at_most("f:\n\tcqto\n\tidivq %rsi\n\tret\n") >= {"rax", "rdx", "rsi"}
+
+
+def _file(*functions: str) -> str:
+    return "\t.text\n" + "".join(
+        f"\t.globl\t{body.split(':')[0]}\n\t.type\t{body.split(':')[0]}, @function\n{body}"
+        for body in functions
+    )
+
+
+def test_mix_refuses_a_callee_that_clobbers_what_a_gcc_caller_keeps():
+    main = "main:\n\tmovq $5, %rcx\n\tcall f\n\taddq %rcx, %rax\n\tret\n"
+    baseline = _file(main, LEAF_WRITES_RAX)
+    other = _file(main, LEAF_USES_RCX.replace("addq %rcx", "movq $0, %rcx\n\taddq %rcx"))
+    ok, why = mix_is_safe({"f": "other"}, {"baseline": baseline, "other": other}, {})
+    assert not ok and "rcx" in why
+    # A caller built without IPA-RA (clang) assumes every caller-saved register is clobbered.
+    ok, _ = mix_is_safe(
+        {"main": "other"},
+        {"baseline": baseline, "other": other},
+        {"other": False, "baseline": True},
+    )
+    assert ok
+    # A callee whose own version calls out may be replaced by anything.
+    base2 = _file(main, CALLS_PUTS)
+    ok, _ = mix_is_safe({"f": "other"}, {"baseline": base2, "other": other}, {})
+    assert ok
+
+
+def test_policy_noise_is_reported_not_raised(setup):
+    _, source, _, baseline, sandbox, _ = setup
+
+    @dataclass
+    class Exploding:
+        name: str = "exploding"
+
+        def propose(self, request: Request, n: int = 1) -> list[Proposal]:
+            raise ValueError("bug")
+
+    request = Request(baseline_asm=baseline.asm, source_path=Path(source))
+    result = optimize(request, [Exploding()], baseline, sandbox, OPTIONS, workers=1)
+    assert result.trials == () and result.winner is None
+    assert isinstance(result.unusable[0], NoCandidate)
+    assert "ValueError: bug" in result.unusable[0].reason
+
+
+def test_cancelled_before_verifying_returns_at_once(setup):
+    _, source, tests, baseline, sandbox, variants = setup
+    request = Request(baseline_asm=baseline.asm, source_path=source, tests_dir=tests)
+    cancel = threading.Event()
+    cancel.set()
+    policy = FixedPolicy("good", [("fast g", variants["fast g"])])
+    result = optimize(request, [policy], baseline, sandbox, OPTIONS, cancel=cancel)
+    assert result.cancelled and result.winner is None and result.trials == ()
