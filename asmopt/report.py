@@ -61,25 +61,24 @@ def print_verification(console: Console, result: VerificationResult, name: str) 
     console.print(f"verdict: [bold {colour}]{result.verdict.value}[/] — {result.message}")
 
 
-def print_outcome(console: Console, outcome) -> None:  # outcome: OptimizeOutcome
-    """The candidates table (policy, tests passed, speed-up with CI) and the winner."""
-    table = Table(
-        title=f"{outcome.target}: candidates vs gcc -O3"
-        + (f" (function {outcome.function})" if outcome.function else "")
-    )
+def print_outcome(console: Console, outcome, limit: int = 12) -> None:  # OptimizeOutcome
+    """The candidates table (policy, tests passed, speed-up with CI) and the winner; the best
+    ``limit`` candidates are listed, the rest counted (``--json`` lists them all)."""
+    title = f"{outcome.target}: candidates vs gcc -O3"
+    if outcome.function:
+        title += f" (function {outcome.function})"
+    table = Table(title=title)
     table.add_column("#", justify="right")
     table.add_column("policy")
     table.add_column("candidate", overflow="fold")
     table.add_column("tests")
-    table.add_column("speed-up [95% CI]")
-    table.add_column("verdict")
-    for i, ranked in enumerate(outcome.candidates, 1):
+    table.add_column("speed-up [95% CI]", no_wrap=True)
+    table.add_column("verdict", no_wrap=True)
+    for i, ranked in enumerate(outcome.candidates[:limit], 1):
         r = ranked.result
         tests = f"{r.tests_passed}/{len(r.tests)}" if r.tests else "—"
         colour = {"faster": "green", "not-faster": "yellow"}.get(r.verdict.value, "red")
         label = ranked.candidate.label or ranked.candidate.policy
-        if ranked.kind != "candidate":
-            label = f"{label} ({ranked.kind})"
         table.add_row(
             str(i),
             ranked.candidate.policy,
@@ -89,6 +88,12 @@ def print_outcome(console: Console, outcome) -> None:  # outcome: OptimizeOutcom
             f"[{colour}]{r.verdict.value}[/]",
         )
     console.print(table)
+    hidden = len(outcome.candidates) - limit
+    if hidden > 0:
+        failed = sum(1 for c in outcome.candidates[limit:] if not c.result.all_passed)
+        console.print(
+            f"[dim]… and {hidden} more candidates ({failed} failed a test); --json lists all[/]"
+        )
     for reason in outcome.unusable:
         console.print(f"[dim]no candidate: {reason}[/]")
     if outcome.winner is not None:
@@ -102,22 +107,3 @@ def print_outcome(console: Console, outcome) -> None:  # outcome: OptimizeOutcom
             console.print(f"[yellow]note:[/] {w.result.speedup.note}")
     else:
         console.print(f"[yellow]no faster candidate:[/] {outcome.message}")
-
-
-def print_instructions(console: Console, counts: dict) -> None:
-    """callgrind counts, named as instructions: they are not time."""
-    if "error" in counts:
-        console.print(f"[yellow]instructions: not counted[/] — {counts['error']}")
-        return
-    ratio = counts.get("ratio")
-    console.print(
-        f"instructions executed (callgrind, the program's own code; not time): "
-        f"{counts['baseline']:,} → {counts['candidate']:,}"
-        + (
-            f" ({ratio:.2f}× fewer)"
-            if ratio and ratio >= 1
-            else f" ({1 / ratio:.2f}× more)"
-            if ratio
-            else ""
-        )
-    )
