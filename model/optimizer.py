@@ -301,6 +301,7 @@ def optimize(
                     portfolio_request, chosen, baseline, sandbox, options, store=store,
                     workers=settings.workers or None, proposals_per_policy=settings.samples,
                     progress=report, cancel=cancel,
+                    record={"target": target.name, "source": str(source)},
                 )  # fmt: skip
             except PolicyError as err:
                 raise OptimizeError(str(err)) from err

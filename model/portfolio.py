@@ -338,6 +338,7 @@ def optimize(
     mix: bool = True,
     mix_sources: int = 6,
     confirm: int = 3,
+    record: dict[str, str] | None = None,
     progress: Progress | None = None,
     cancel: threading.Event | None = None,
 ) -> PortfolioResult:
@@ -376,6 +377,7 @@ def optimize(
             candidates.append(proposal)
 
     pool = _Verifier(baseline, sandbox, opts, store, workers, say, cancel)
+    pool.record = dict(record or {})
     try:
         trials = pool.verify([(c, "candidate", {}) for c in candidates])
         mixed: Trial | None = None
@@ -458,6 +460,7 @@ class _Verifier:
         self.say = say
         self.cancel = cancel
         self.cancelled = False
+        self.record: dict[str, str] = {}  # fields every stored record carries (target, ...)
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="asmopt-verify")
 
     def close(self) -> None:
@@ -476,6 +479,7 @@ class _Verifier:
             "function": candidate.function,
             "kind": kind,
             "portable": candidate.portable,
+            **self.record,
         }
         result = verify_candidate(
             candidate.asm,

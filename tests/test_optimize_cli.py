@@ -51,6 +51,12 @@ def test_optimize_finds_a_verified_faster_candidate(example: Path) -> None:
     assert data["speedup"]["ci_low"] > 1.0
     assert all(c["verdict"] != "faster" or c["tests_passed"] == c["tests_total"]
                for c in data["candidates"])  # fmt: skip
+    # Every verified candidate is in the workspace store, filed under its target.
+    from asmopt.executor.store import ResultStore
+
+    records = ResultStore(example, read_only=True).records(target="dispatch", limit=None)
+    assert len(records) >= len(data["candidates"]) - 1
+    assert ResultStore(example, read_only=True).best("dispatch", None) is not None
     written = (example / "dispatch.opt.s").read_text()
     assert "main:" in written
     # --write never replaces a file silently.
