@@ -4,8 +4,11 @@ Candidates are real compiler variants of some bench programs (gcc -O2, clang -O3
 gcc -O3 -funroll-loops), judged against the program's gcc -O3 build on its 10 tests:
 
 - ours: ``verify_candidate`` with default ``VerifyOptions`` (build, every test in the
-  sandbox, then ``benchmark`` until the 95% CI is within ±2% or 60 s), two candidates at a
-  time (one per core), and one at a time for comparison;
+  sandbox, then ``benchmark`` until the 95% CI is within ±2% or 60 s; its timing rounds run
+  in one persistent sandbox session), two candidates at a time (one per core), and one at a
+  time for comparison; with ``--compare-one-shot`` also two at a time with a fresh sandbox
+  per timing run (``BenchmarkOptions(persistent_sandbox=False)``, the protocol before
+  sessions), to compare both on the same machine under the same load;
 - the paper's: ``gcc x.s -o bin -lm``, a correctness run of the first 10 tests (unsandboxed),
   then per test ``hyperfine --warmup 3 --runs 10`` of baseline and candidate (sequential,
   wall time, mean), speed-up = per-test mean ratio clamped below at 1.0, averaged. One
@@ -27,7 +30,7 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import _common as c
@@ -35,7 +38,13 @@ import _common as c
 from asmopt.executor.sandbox import Sandbox
 from asmopt.executor.testcases import Comparator
 from asmopt.executor.toolchain import build_binary, compile_to_asm
-from asmopt.executor.verify import Baseline, VerificationResult, prepare_baseline, verify_candidate
+from asmopt.executor.verify import (
+    Baseline,
+    VerificationResult,
+    VerifyOptions,
+    prepare_baseline,
+    verify_candidate,
+)
 
 VARIANTS = {
     "gcc -O2": ("gcc", ("-O2",)),
@@ -73,13 +82,17 @@ def make_candidates(names: list[str], variants: list[str], work: Path) -> list[C
 
 
 def run_ours(
-    cands: list[Candidate], baselines: dict[str, Baseline], sandbox: Sandbox, workers: int
+    cands: list[Candidate],
+    baselines: dict[str, Baseline],
+    sandbox: Sandbox,
+    workers: int,
+    options: VerifyOptions | None = None,
 ) -> tuple[float, list[tuple[VerificationResult, float]]]:
     """Verify every candidate with ``workers`` at a time; (wall seconds, results in order)."""
 
     def one(cand: Candidate) -> tuple[VerificationResult, float]:
         t0 = time.monotonic()
-        res = verify_candidate(cand.asm, baselines[cand.program], sandbox)
+        res = verify_candidate(cand.asm, baselines[cand.program], sandbox, options)
         return res, time.monotonic() - t0
 
     t0 = time.monotonic()
@@ -121,6 +134,11 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="smoke check, under a minute")
     ap.add_argument("--paper-repeats", type=int, help="times the paper's protocol is repeated")
+    ap.add_argument(
+        "--compare-one-shot",
+        action="store_true",
+        help="also time ours with a fresh sandbox per timing run (no session), 2 at a time",
+    )
     args = ap.parse_args(argv)
     if args.quick:
         names, variants = ["editdist"], ["gcc -O2", "clang -O3"]
@@ -148,6 +166,16 @@ def main(argv: list[str] | None = None) -> int:
 
         print("ours, 2 at a time ...", file=sys.stderr, flush=True)
         par_wall, ours = run_ours(cands, baselines, sandbox, workers=2)
+        one_shot_wall, ours_one_shot = None, []
+        if args.compare_one_shot:
+            print("ours without sessions, 2 at a time ...", file=sys.stderr, flush=True)
+            no_session = VerifyOptions()
+            no_session = replace(
+                no_session, bench=replace(no_session.bench, persistent_sandbox=False)
+            )
+            one_shot_wall, ours_one_shot = run_ours(
+                cands, baselines, sandbox, workers=2, options=no_session
+            )
         seq_wall, ours_seq = None, []
         if sequential:
             print("ours, 1 at a time ...", file=sys.stderr, flush=True)
@@ -184,6 +212,14 @@ def main(argv: list[str] | None = None) -> int:
     rows = [["ours, 2 at a time (2 cores)", f"{par_wall:.0f}", f"{par_per_min:.1f}"]]
     if seq_wall is not None:
         rows.append(["ours, 1 at a time", f"{seq_wall:.0f}", f"{n / seq_wall * 60:.1f}"])
+    if one_shot_wall is not None:
+        rows.append(
+            [
+                "ours without sessions, 2 at a time",
+                f"{one_shot_wall:.0f}",
+                f"{n / one_shot_wall * 60:.1f}",
+            ]
+        )
     rows.append(["paper, 1 at a time", f"{paper_wall / repeats:.0f}", f"{paper_per_min:.1f}"])
     print(f"\nThroughput ({n} candidates)")
     print(c.table(["protocol", "s per batch", "candidates/min"], rows))
@@ -200,6 +236,8 @@ def main(argv: list[str] | None = None) -> int:
     seq_note = ""
     if seq_wall is not None:
         seq_note = f"; 1 at a time: {n / seq_wall * 60 / paper_per_min:.2f}x"
+    if one_shot_wall is not None:
+        seq_note += f"; without sessions: {n / one_shot_wall * 60 / paper_per_min:.2f}x"
     print("\nPrecision (relative to the estimate)")
     rows = [
         ["ours: 95% CI width, median over candidates", f"{statistics.median(rel_ci):.3f}"],
@@ -207,6 +245,11 @@ def main(argv: list[str] | None = None) -> int:
         *(
             [["ours 1 at a time: 95% CI width, median", f"{statistics.median(seq_ci):.3f}"]]
             if (seq_ci := rel_widths(ours_seq))
+            else []
+        ),
+        *(
+            [["ours without sessions: 95% CI width, median", f"{statistics.median(os_ci):.3f}"]]
+            if (os_ci := rel_widths(ours_one_shot))
             else []
         ),
         ["paper: SD across repeats (pooled)", f"{pooled_sd:.3f}"],

@@ -7,6 +7,10 @@ that is, the speed-up on the user's whole workload. Rounds continue until the bo
 confidence interval of the median ratio is within ``target_rel_ci`` of the median, or the time
 budget is spent. CPU time (user+sys of the sandboxed process tree, from rusage) is used, not
 wall time, so the sandbox's start-up and other machines' load on the wall clock stay out.
+
+The timing runs share one persistent sandbox (``Sandbox.session``, baseline and candidate in
+it) rather than starting a bubblewrap per run, which took most of the wall time of short
+programs; a sandbox that cannot hold a session falls back to ``Sandbox.run``.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from asmopt.executor.results import RunResult, SpeedupEstimate
-from asmopt.executor.sandbox import Sandbox, SandboxLimits
+from asmopt.executor.sandbox import RunSession, Sandbox, SandboxError, SandboxLimits
 from asmopt.executor.testcases import TestCase
 
 
@@ -46,6 +50,9 @@ class BenchmarkOptions:
     ci_method: str = "order"
     bootstrap_resamples: int = 2000
     seed: int = 0
+    # One sandbox for all the rounds (Sandbox.session) instead of one per run; False times
+    # with Sandbox.run (for comparisons).
+    persistent_sandbox: bool = True
 
 
 def bootstrap_median_ci(
@@ -119,6 +126,43 @@ def _checked(run: RunResult, side: str, test: TestCase) -> float:
     return run.cpu_seconds
 
 
+class _Runs:
+    """Runs baseline (0) and candidate (1): in one session when possible, else one-shot."""
+
+    def __init__(self, sandbox: Sandbox, binaries: tuple[Path, Path], use_session: bool) -> None:
+        self._sandbox = sandbox
+        self._binaries = binaries
+        self._session: RunSession | None = None
+        if use_session and hasattr(sandbox, "session"):
+            try:
+                self._session = sandbox.session(list(binaries))
+            except SandboxError:
+                self._session = None
+
+    def run(
+        self,
+        index: int,
+        test: TestCase,
+        limits: SandboxLimits | None,
+        cancel: threading.Event | None,
+    ) -> RunResult:
+        if self._session is not None:
+            try:
+                return self._session.run(index, test.stdin, test.args, limits, cancel=cancel)
+            except SandboxError:
+                # The session cannot start here: time one-shot runs from now on (a closed
+                # sandbox raises again below).
+                self._session.close()
+                self._session = None
+        return self._sandbox.run(
+            self._binaries[index], test.stdin, test.args, limits=limits, cancel=cancel
+        )
+
+    def close(self) -> None:
+        if self._session is not None:
+            self._session.close()
+
+
 def benchmark(
     sandbox: Sandbox,
     baseline: Path,
@@ -142,32 +186,36 @@ def benchmark(
     median = low = high = 1.0
     round_no = 0
     total_rounds = opts.warmup_rounds + opts.max_rounds
-    while round_no < total_rounds:
-        a_round: list[float] = []
-        b_round: list[float] = []
-        for i, test in enumerate(tests):
-            # Alternate the order by round and by test: A B, B A, ...
-            a_first = (round_no + i) % 2 == 0
-            order = (("baseline", baseline), ("candidate", candidate))
-            if not a_first:
-                order = order[::-1]
-            for side, binary in order:
-                run = sandbox.run(binary, test.stdin, test.args, limits=limits, cancel=cancel)
-                seconds = _checked(run, side, test)
-                (a_round if side == "baseline" else b_round).append(seconds)
-        round_no += 1
-        if round_no <= opts.warmup_rounds:
-            continue
-        a_times.append(a_round)
-        b_times.append(b_round)
-        ratios.append(_ratio(sum(a_round), sum(b_round)))
-        if len(ratios) >= opts.min_rounds:
-            median, low, high = median_ci(ratios, opts, len(ratios))
-            if (high - low) / 2.0 <= opts.target_rel_ci * median:
-                converged = True
+    runs = _Runs(sandbox, (baseline, candidate), opts.persistent_sandbox)
+    try:
+        while round_no < total_rounds:
+            a_round: list[float] = []
+            b_round: list[float] = []
+            for i, test in enumerate(tests):
+                # Alternate the order by round and by test: A B, B A, ...
+                a_first = (round_no + i) % 2 == 0
+                order = (("baseline", 0), ("candidate", 1))
+                if not a_first:
+                    order = order[::-1]
+                for side, index in order:
+                    run = runs.run(index, test, limits, cancel)
+                    seconds = _checked(run, side, test)
+                    (a_round if side == "baseline" else b_round).append(seconds)
+            round_no += 1
+            if round_no <= opts.warmup_rounds:
+                continue
+            a_times.append(a_round)
+            b_times.append(b_round)
+            ratios.append(_ratio(sum(a_round), sum(b_round)))
+            if len(ratios) >= opts.min_rounds:
+                median, low, high = median_ci(ratios, opts, len(ratios))
+                if (high - low) / 2.0 <= opts.target_rel_ci * median:
+                    converged = True
+                    break
+            if time.monotonic() - started > opts.budget_seconds and len(ratios) >= 2:
                 break
-        if time.monotonic() - started > opts.budget_seconds and len(ratios) >= 2:
-            break
+    finally:
+        runs.close()
     if len(ratios) < opts.min_rounds:
         median, low, high = median_ci(ratios, opts)
     a = np.asarray(a_times)

@@ -5,8 +5,15 @@ with every namespace unshared (no network, own PID namespace), as uid ``nobody``
 read-only root made of ``/usr`` and the library links only, with a small private ``/tmp``,
 no capabilities, an empty environment, ``--die-with-parent`` and ``--new-session``. A seccomp
 filter kills the process on socket, ptrace, mount, kexec, bpf and similar calls, and the
-in-sandbox runner (``runner.c``) applies resource limits to the program alone and reports its
-CPU time from ``wait4``'s rusage, so the sandbox's own start-up is never timed.
+in-sandbox runner (``runner.c``) applies resource limits to the program alone, kills and reaps
+whatever the program left running (it is a child subreaper), and reports the CPU time of every
+process of the run it reaped (``RUSAGE_CHILDREN``), so the sandbox's own start-up is never
+timed and work handed to a child is charged in full.
+
+:meth:`Sandbox.run` starts a fresh bubblewrap per run (~10 ms). :meth:`Sandbox.session` starts
+one bubblewrap whose runner serves many runs of a few binaries over pipes (benchmarking); after
+each run it kills every leftover process and wipes what a program could leave for the next one
+(``/tmp``, ``/dev``, System V IPC), and a session that a program broke restarts by itself.
 
 When this process is root, bubblewrap itself is started as ``nobody`` so that the sandbox
 works the same way for ordinary users and for root (unprivileged user namespaces).
@@ -21,14 +28,18 @@ import os
 import selectors
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+import weakref
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
+from typing import IO
 
 from asmopt.executor.results import RunResult
 
@@ -178,6 +189,7 @@ class Sandbox:
         self._staged: dict[tuple[str, int, int], Path] = {}
         self._lock = threading.Lock()
         self._active: set[subprocess.Popen[bytes]] = set()
+        self._sessions: weakref.WeakSet[RunSession] = weakref.WeakSet()
         self._closed = False
         if enabled:
             self._bwrap = bubblewrap_path()
@@ -192,9 +204,13 @@ class Sandbox:
 
     # -- life cycle -------------------------------------------------------------------------
     def close(self) -> None:
-        """Kill every run still going and remove the session's files."""
-        self.kill_all()
+        """Kill every run still going, close every session and remove the staged files."""
         self._closed = True
+        with self._lock:
+            sessions = list(self._sessions)
+        for session in sessions:
+            session.close()
+        self.kill_all()
         shutil.rmtree(self._session, ignore_errors=True)
 
     def __enter__(self) -> Sandbox:
@@ -204,7 +220,11 @@ class Sandbox:
         self.close()
 
     def kill_all(self) -> None:
-        """Kill every program running in this sandbox now (used by cancellation)."""
+        """Kill every program running in this sandbox now (used by cancellation).
+
+        Sessions lose their bubblewrap too; the run they were serving reports the kill, and
+        their next run starts a fresh one.
+        """
         with self._lock:
             active = list(self._active)
         for proc in active:
@@ -243,26 +263,16 @@ class Sandbox:
         """The path under which a program run with ``output_dir`` sees that directory."""
         return SANDBOX_OUTPUT_DIR if self.enabled else str(Path(output_dir).resolve())
 
-    def command(
+    def _bwrap_command(
         self,
-        program: Path,
-        args: tuple[str, ...],
-        status_fd: int,
+        tmp_bytes: int,
+        programs: Sequence[tuple[Path, str]],
         bpf_fd: int | None,
-        limits: SandboxLimits,
+        runner_argv: Sequence[str],
         output_dir: Path | None = None,
     ) -> list[str]:
-        """The full command line for one run (exposed for tests and for wrapping tools)."""
-        runner_args = [
-            str(status_fd),
-            str(limits.cpu_seconds),
-            str(limits.memory_bytes),
-            str(limits.max_processes),
-            str(limits.file_size_bytes),
-            str(limits.open_files),
-        ]
-        if not self.enabled:
-            return [str(self._runner), *runner_args, str(program), *args]
+        """bubblewrap with every isolation flag, ``programs`` (host path, sandbox path) bound
+        read-only, running ``/sandbox/runner runner_argv``."""
         cmd = [
             self._bwrap,
             "--unshare-all",
@@ -302,28 +312,100 @@ class Sandbox:
             "--dev",
             "/dev",
             "--size",
-            str(limits.tmp_bytes),
+            str(tmp_bytes),
             "--tmpfs",
             "/tmp",
             "--ro-bind",
             str(self._runner),
             "/sandbox/runner",
-            "--ro-bind",
-            str(program),
-            "/sandbox/prog",
-            "--chdir",
-            "/tmp",
-            "--setenv",
-            "PATH",
-            "/usr/bin:/bin",
         ]
+        for host_path, inside in programs:
+            cmd += ["--ro-bind", str(host_path), inside]
+        cmd += ["--chdir", "/tmp", "--setenv", "PATH", "/usr/bin:/bin"]
         if output_dir is not None:
             # The only host path a program can write: a directory made for this purpose.
             cmd += ["--bind", str(output_dir), SANDBOX_OUTPUT_DIR]
+        # The root (a tmpfs bubblewrap made, owned by the sandbox user) read-only: only /tmp,
+        # /dev and output_dir stay writable, which a session can wipe between runs.
+        cmd += ["--remount-ro", "/"]
         if bpf_fd is not None:
             cmd += ["--seccomp", str(bpf_fd)]
-        cmd += ["/sandbox/runner", *runner_args, "/sandbox/prog", *args]
+        cmd += ["/sandbox/runner", *runner_argv]
         return cmd
+
+    def command(
+        self,
+        program: Path,
+        args: tuple[str, ...],
+        status_fd: int,
+        bpf_fd: int | None,
+        limits: SandboxLimits,
+        output_dir: Path | None = None,
+    ) -> list[str]:
+        """The full command line for one run (exposed for tests and for wrapping tools)."""
+        runner_args = [
+            str(status_fd),
+            str(limits.cpu_seconds),
+            str(limits.memory_bytes),
+            str(limits.max_processes),
+            str(limits.file_size_bytes),
+            str(limits.open_files),
+        ]
+        if not self.enabled:
+            return [str(self._runner), *runner_args, str(program), *args]
+        return self._bwrap_command(
+            limits.tmp_bytes,
+            [(program, "/sandbox/prog")],
+            bpf_fd,
+            ["--sandboxed", *runner_args, "/sandbox/prog", *args],
+            output_dir,
+        )
+
+    def _spawn(
+        self, cmd: list[str], pass_fds: list[int], **streams: object
+    ) -> subprocess.Popen[bytes]:
+        """Start bubblewrap (as nobody when we are root) or the bare runner."""
+        drop = self.enabled and self._drop_to_nobody
+        return subprocess.Popen(
+            cmd,
+            pass_fds=pass_fds,
+            start_new_session=True,
+            close_fds=True,
+            env={} if not self.enabled else None,
+            cwd=self._session,
+            user=NOBODY if drop else None,
+            group=NOBODY if drop else None,
+            extra_groups=[] if drop else None,
+            **streams,  # type: ignore[arg-type]
+        )
+
+    def _bpf_pipe(self) -> int | None:
+        """A pipe's read end holding the seccomp program (for ``--seccomp FD``)."""
+        if not self.enabled:
+            return None
+        bpf_r, bpf_w = os.pipe()
+        os.write(bpf_w, self._bpf)  # a few hundred bytes: fits in the pipe buffer
+        os.close(bpf_w)
+        return bpf_r
+
+    def session(
+        self, binaries: Sequence[Path], *, limits: SandboxLimits | None = None
+    ) -> RunSession:
+        """One sandbox serving many runs of ``binaries`` (see :class:`RunSession`).
+
+        ``limits`` only sets the session's default limits (``tmp_bytes`` included); each run
+        may pass its own. Use it as a context manager; :meth:`close` and :meth:`kill_all`
+        stop it too.
+        """
+        if self._closed:
+            raise SandboxError("sandbox is closed")
+        staged = [self.stage(Path(b)) for b in binaries]
+        if not staged:
+            raise ValueError("a session needs at least one binary")
+        session = RunSession(self, staged, limits or self.limits)
+        with self._lock:
+            self._sessions.add(session)
+        return session
 
     def run(
         self,
@@ -354,30 +436,17 @@ class Sandbox:
         limits = limits or self.limits
         program = self.stage(binary)
         status_r, status_w = os.pipe()
-        bpf_r = None
-        pass_fds = [status_w]
-        if self.enabled:
-            bpf_r, bpf_w = os.pipe()
-            os.write(bpf_w, self._bpf)  # a few hundred bytes: fits in the pipe buffer
-            os.close(bpf_w)
-            pass_fds.append(bpf_r)
+        bpf_r = self._bpf_pipe()
+        pass_fds = [status_w] if bpf_r is None else [status_w, bpf_r]
         cmd = self.command(program, tuple(args), status_w, bpf_r, limits, output_dir)
-        drop = self.enabled and self._drop_to_nobody
         start = time.perf_counter()
         try:
-            proc = subprocess.Popen(
+            proc = self._spawn(
                 cmd,
+                pass_fds,
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
-                pass_fds=pass_fds,
-                start_new_session=True,
-                close_fds=True,
-                env={} if not self.enabled else None,
-                cwd=self._session,
-                user=NOBODY if drop else None,
-                group=NOBODY if drop else None,
-                extra_groups=[] if drop else None,
             )
         finally:
             os.close(status_w)
@@ -413,6 +482,303 @@ class Sandbox:
 
 class Cancelled(Exception):
     """The caller cancelled the run; every process of it has been killed."""
+
+
+# The session protocol (runner.c's struct request / struct response, native byte order).
+_REQUEST = struct.Struct("=4I9Q")  # magic seq program argc; wall_us cpu as nproc fsize nofile
+#                                    output_bytes args_len stdin_len
+_RESPONSE = struct.Struct("=2I2i4Q2I2Q")  # magic seq kind value; utime_us stime_us maxrss_kib
+#                                           wall_us; flags reserved; stdout_len stderr_len
+_REQUEST_MAGIC = 0x71526D41
+_RESPONSE_MAGIC = 0x73526D41
+_KIND_EXITED, _KIND_SIGNALED = 0, 1
+_RESP_TIMED_OUT, _RESP_TRUNCATED, _RESP_ENDS = 1, 2, 4
+# How long past a run's wall limit the host waits for the runner's answer before it kills the
+# session itself (a program can stop the runner with SIGSTOP; the runner also needs time to
+# kill, reap and wipe).
+_SESSION_GRACE_SECONDS = 2.0
+
+
+class RunSession:
+    """One sandbox (one bubblewrap, same flags and seccomp filter as :meth:`Sandbox.run`)
+    serving many runs of a fixed list of binaries; made by :meth:`Sandbox.session`.
+
+    The runner inside forks each run, applies its limits, enforces its wall-clock limit and
+    output cap, then kills and reaps every process the run left and wipes ``/tmp``, new files
+    in ``/dev`` and System V IPC objects, so that nothing of one run is there for the next.
+    When a program breaks the session (it killed the runner, e.g. ``kill(-1, SIGKILL)``) or
+    the runner cannot restore the sandbox, that run is reported as killed and the next run
+    starts a fresh bubblewrap. Runs are serialised; the object may be shared by threads.
+    """
+
+    def __init__(self, sandbox: Sandbox, programs: list[Path], limits: SandboxLimits) -> None:
+        self._sandbox = sandbox
+        self._programs = programs
+        self.limits = limits
+        self._lock = threading.Lock()
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._req_w = self._resp_r = -1
+        self._errors: IO[bytes] | None = None  # bubblewrap's stderr
+        self._tmp_bytes = limits.tmp_bytes
+        self._seq = 0
+        self._answered = 0  # runs answered by the current bubblewrap
+        self._closed = False
+        self.starts = 0  # bubblewraps started (1 + restarts)
+        self.runs = 0
+
+    # -- life cycle -------------------------------------------------------------------------
+    def __enter__(self) -> RunSession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop the session's sandbox (within a second; a run in progress reports a kill)."""
+        self._closed = True
+        if self._lock.acquire(blocking=False):
+            try:
+                self._stop()
+            finally:
+                self._lock.release()
+        elif (proc := self._proc) is not None:
+            # A run is in flight: kill the sandbox; that run sees it die and cleans up.
+            _kill_tree(proc)
+
+    def _start(self) -> None:
+        sb = self._sandbox
+        req_r, req_w = os.pipe()
+        resp_r, resp_w = os.pipe()
+        bpf_r = sb._bpf_pipe()
+        if sb.enabled:
+            inside = [f"/sandbox/prog-{i}" for i in range(len(self._programs))]
+            cmd = sb._bwrap_command(
+                self._tmp_bytes,
+                list(zip(self._programs, inside, strict=True)),
+                bpf_r,
+                ["--serve", str(req_r), str(resp_w), "sandboxed", *inside],
+            )
+        else:
+            paths = [str(p) for p in self._programs]
+            cmd = [str(sb._runner), "--serve", str(req_r), str(resp_w), "plain", *paths]
+        # bubblewrap's own messages; read only when the session dies. Open as long as it runs.
+        errors = tempfile.TemporaryFile()  # noqa: SIM115
+        pass_fds = [req_r, resp_w] if bpf_r is None else [req_r, resp_w, bpf_r]
+        try:
+            proc = sb._spawn(
+                cmd, pass_fds, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errors
+            )
+        except BaseException:
+            for fd in (req_w, resp_r):
+                os.close(fd)
+            errors.close()
+            raise
+        finally:
+            for fd in (req_r, resp_w, *([] if bpf_r is None else [bpf_r])):
+                os.close(fd)
+        os.set_blocking(req_w, False)
+        os.set_blocking(resp_r, False)
+        with sb._lock:
+            sb._active.add(proc)
+        self._proc, self._req_w, self._resp_r, self._errors = proc, req_w, resp_r, errors
+        self._answered = 0
+        self.starts += 1
+
+    def _stop(self, keep_errors: bool = False) -> int | None:
+        """Kill the current bubblewrap (if any) and forget it; its exit status. Its stderr is
+        kept for :meth:`_stderr_text` when ``keep_errors``."""
+        if not keep_errors and self._errors is not None:
+            self._errors.close()
+            self._errors = None
+        proc = self._proc
+        if proc is None:
+            return None
+        self._proc = None
+        _kill_tree(proc)
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            log.warning("session sandbox %d did not exit after SIGKILL", proc.pid)
+        with self._sandbox._lock:
+            self._sandbox._active.discard(proc)
+        for fd in (self._req_w, self._resp_r):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self._req_w = self._resp_r = -1
+        return proc.returncode
+
+    def _stderr_text(self) -> str:
+        errors = self._errors
+        self._errors = None
+        if errors is None:
+            return ""
+        try:
+            errors.seek(0)
+            return errors.read(4096).decode(errors="replace").strip()
+        finally:
+            errors.close()
+
+    # -- running ----------------------------------------------------------------------------
+    def run(
+        self,
+        index: int,
+        stdin: bytes = b"",
+        args: tuple[str, ...] | list[str] = (),
+        limits: SandboxLimits | None = None,
+        *,
+        cancel: threading.Event | None = None,
+    ) -> RunResult:
+        """Run the session's ``index``-th binary once; the same result :meth:`Sandbox.run`
+        gives (``wall_seconds`` is the round trip, without a sandbox start-up).
+
+        Raises ``SandboxError`` when the sandbox cannot start (or is closed) and ``Cancelled``
+        when ``cancel`` is set during the run.
+        """
+        if not 0 <= index < len(self._programs):
+            raise IndexError(f"no binary {index} in this session")
+        limits = limits or self.limits
+        argv0 = "/sandbox/prog" if self._sandbox.enabled else str(self._programs[index])
+        argv = [argv0, *args]
+        if any("\0" in a for a in argv):
+            raise ValueError("embedded null byte in an argument")
+        blob = b"".join(os.fsencode(a) + b"\0" for a in argv)
+        with self._lock:
+            if self._closed or self._sandbox._closed:
+                raise SandboxError("sandbox is closed")
+            if limits.tmp_bytes != self._tmp_bytes:
+                self._stop()  # /tmp's size is fixed when bubblewrap mounts it
+                self._tmp_bytes = limits.tmp_bytes
+            if self._proc is not None and self._proc.poll() is not None:
+                self._stop()  # killed while idle (kill_all): no run of it was going
+            if self._proc is None:
+                self._start()
+            self._seq = (self._seq + 1) & 0xFFFFFFFF
+            header = _REQUEST.pack(
+                _REQUEST_MAGIC,
+                self._seq,
+                index,
+                len(argv),
+                max(1, int(limits.wall_seconds * 1e6)),
+                limits.cpu_seconds,
+                limits.memory_bytes,
+                limits.max_processes,
+                limits.file_size_bytes,
+                limits.open_files,
+                limits.output_bytes,
+                len(blob),
+                len(stdin),
+            )
+            self.runs += 1
+            start = time.perf_counter()
+            deadline = time.monotonic() + limits.wall_seconds + _SESSION_GRACE_SECONDS
+            outcome, data = self._exchange(header + blob + bytes(stdin), deadline, cancel, limits)
+            wall = time.perf_counter() - start
+            enabled = self._sandbox.enabled
+            if outcome == "ok":
+                self._answered += 1
+                fields = _RESPONSE.unpack_from(data)
+                _, _, kind, value, utime, stime, maxrss, _, flags, _, n_out, n_err = fields
+                out = bytes(data[_RESPONSE.size : _RESPONSE.size + n_out])
+                err = bytes(data[_RESPONSE.size + n_out : _RESPONSE.size + n_out + n_err])
+                if flags & _RESP_ENDS:  # the runner could not restore the sandbox: start afresh
+                    self._stop()
+                if kind not in (_KIND_EXITED, _KIND_SIGNALED):
+                    # The runner could not start the run (no pipe, no fork): like a crash.
+                    return RunResult(None, signal.SIGKILL, out, err, 0.0, wall, sandboxed=enabled)
+                return _interpret(
+                    value if kind == _KIND_EXITED else None,
+                    value if kind == _KIND_SIGNALED else None,
+                    (utime + stime) / 1e6,
+                    maxrss,
+                    out,
+                    err,
+                    wall,
+                    bool(flags & _RESP_TIMED_OUT),
+                    bool(flags & _RESP_TRUNCATED),
+                    limits,
+                    enabled,
+                )
+            fresh = self._answered == 0
+            returncode = self._stop(keep_errors=True)
+            text = self._stderr_text()
+            if outcome == "cancelled":
+                raise Cancelled("run cancelled")
+            if outcome == "timeout":
+                return RunResult(
+                    None, signal.SIGKILL, b"", b"", 0.0, wall, timed_out=True, sandboxed=enabled
+                )
+            # The session died. A program can only kill the runner (exit status 128 + signal,
+            # or our own SIGKILL); anything else before a first answer is the sandbox failing.
+            if fresh and returncode is not None and 0 <= returncode <= 128 and not self._closed:
+                raise SandboxError(
+                    f"the sandbox session failed to start (exit {returncode}): {text[:500]}"
+                )
+            if returncode is not None and returncode > 128:
+                sig = returncode - 128
+            elif returncode is not None and returncode < 0:
+                sig = -returncode
+            else:
+                sig = signal.SIGKILL
+            return RunResult(None, sig, b"", b"", 0.0, wall, sandboxed=enabled)
+
+    def _exchange(
+        self,
+        request: bytes,
+        deadline: float,
+        cancel: threading.Event | None,
+        limits: SandboxLimits,
+    ) -> tuple[str, bytearray]:
+        """Send one request and read its response: ("ok", bytes) or ("dead" | "timeout" |
+        "cancelled", partial bytes)."""
+        sel = selectors.DefaultSelector()
+        view = memoryview(request)
+        sent = 0
+        data = bytearray()
+        need = _RESPONSE.size
+        have_header = False
+        sel.register(self._req_w, selectors.EVENT_WRITE)
+        sel.register(self._resp_r, selectors.EVENT_READ)
+        try:
+            while True:
+                if not have_header and len(data) >= _RESPONSE.size:
+                    fields = _RESPONSE.unpack_from(data)
+                    magic, seq, n_out, n_err = fields[0], fields[1], fields[10], fields[11]
+                    if (
+                        magic != _RESPONSE_MAGIC
+                        or seq != self._seq
+                        or n_out + n_err > limits.output_bytes
+                    ):
+                        log.warning("session protocol error: %r", fields)
+                        return "dead", data
+                    have_header = True
+                    need = _RESPONSE.size + n_out + n_err
+                if have_header and len(data) >= need:
+                    return "ok", data
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return "timeout", data
+                if cancel is not None and cancel.is_set():
+                    return "cancelled", data
+                for key, _ in sel.select(timeout=min(remaining, 0.05)):
+                    if key.fd == self._req_w:
+                        try:
+                            sent += os.write(self._req_w, view[sent : sent + (1 << 20)])
+                        except BlockingIOError:
+                            continue
+                        except OSError:  # the runner is gone
+                            return "dead", data
+                        if sent >= len(view):
+                            sel.unregister(self._req_w)
+                        continue
+                    try:
+                        chunk = os.read(self._resp_r, max(65536, need - len(data)))
+                    except BlockingIOError:
+                        continue
+                    if not chunk:
+                        return "dead", data
+                    data += chunk
+        finally:
+            sel.close()
 
 
 def _kill_tree(proc: subprocess.Popen[bytes]) -> None:
@@ -544,12 +910,37 @@ def _result(
         sig = returncode - 128 if returncode > 128 else signal.SIGKILL
         return RunResult(None, sig, stdout, stderr, 0.0, wall, sandboxed=sandboxed)
     kind, value, utime, stime, maxrss = fields
-    cpu = (int(utime) + int(stime)) / 1e6
-    code: int | None = int(value) if kind == "exited" else None
-    sig: int | None = int(value) if kind == "signaled" else None
+    return _interpret(
+        int(value) if kind == "exited" else None,
+        int(value) if kind == "signaled" else None,
+        (int(utime) + int(stime)) / 1e6,
+        int(maxrss),
+        stdout,
+        stderr,
+        wall,
+        timed_out,
+        truncated,
+        limits,
+        sandboxed,
+    )
+
+
+def _interpret(
+    code: int | None,
+    sig: int | None,
+    cpu: float,
+    rss: int,
+    stdout: bytes,
+    stderr: bytes,
+    wall: float,
+    timed_out: bool,
+    truncated: bool,
+    limits: SandboxLimits,
+    sandboxed: bool,
+) -> RunResult:
+    """A RunResult from what the runner reported (one-shot and session runs alike)."""
     if sig in (signal.SIGXCPU,):
         timed_out = True
-    rss = int(maxrss)
     oom_hint = b"bad_alloc" in stderr or b"annot allocate memory" in stderr
     oom = (code != 0) and (rss * KiB >= 0.8 * limits.memory_bytes or oom_hint)
     return RunResult(
