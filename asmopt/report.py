@@ -107,3 +107,21 @@ def print_outcome(console: Console, outcome, limit: int = 12) -> None:  # Optimi
             console.print(f"[yellow]note:[/] {w.result.speedup.note}")
     else:
         console.print(f"[yellow]no faster candidate:[/] {outcome.message}")
+
+
+def print_instructions(console: Console, counts: dict) -> None:
+    """callgrind counts, named as instructions: they are not time."""
+    if "error" in counts:
+        console.print(f"[yellow]instructions: not counted[/] — {counts['error']}")
+        return
+    ratio = counts.get("ratio")
+    if ratio is None:
+        change = ""
+    elif ratio >= 1:
+        change = f" ({ratio:.2f}× fewer)"
+    else:
+        change = f" ({1 / ratio:.2f}× more)"
+    console.print(
+        "instructions executed (callgrind, the program's own code; not time): "
+        f"{counts['baseline']:,} → {counts['candidate']:,}{change}"
+    )

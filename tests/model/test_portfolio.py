@@ -177,7 +177,9 @@ def test_mixing_takes_each_function_from_its_fastest_source(setup):
     policy = FixedPolicy("two", [("fast f", variants["fast f"]), ("fast g", variants["fast g"])])
     result = optimize(request, [policy], baseline, sandbox, OPTIONS, workers=2)
     assert result.mix is not None, result.notes
-    assert result.mix.sources == {"f": "fast f", "g": "fast g"}
+    # f and g come from the variant that made each fast; main is the same code in every
+    # variant, so where it comes from is up to measurement noise.
+    assert result.mix.sources["f"] == "fast f" and result.mix.sources["g"] == "fast g"
     assert result.mix.passed
     assert result.winner is not None and result.winner.passed
     assert result.winner.kind == "mix"
