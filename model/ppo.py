@@ -38,6 +38,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from asmopt.model.backends.transformers_backend import stop_token_ids
 from asmopt.model.reward import Problem as RewardProblem
 from asmopt.model.reward import RewardError, RewardPool, Scored
 
@@ -412,7 +413,7 @@ class PPOTrainer:
         prompts left-padded)."""
         cfg = self.config
         self.policy.eval()
-        eos = _stop_ids(self.policy, self.tokenizer)
+        eos = stop_token_ids(self.policy, self.tokenizer)
         pad = self.tokenizer.pad_token_id
         prompts = [self.prompts[i] for i in indices]
         width = max(len(p) for p in prompts if p is not None)
@@ -682,18 +683,6 @@ class PPOTrainer:
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def _stop_ids(model: Any, tokenizer: Any) -> list[int]:
-    ids: list[int] = []
-    configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
-    if isinstance(configured, int):
-        ids.append(configured)
-    elif isinstance(configured, list | tuple):
-        ids.extend(int(i) for i in configured)
-    if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in ids:
-        ids.append(int(tokenizer.eos_token_id))
-    return ids
 
 
 def _reward_metrics(samples: Sequence[Sample]) -> dict[str, float]:

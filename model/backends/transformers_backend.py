@@ -204,7 +204,7 @@ class TransformersBackend:
                     "is a causal language model in Hugging Face or GGUF format"
                 ) from exc
             model.eval()
-            self._stop_ids = _stop_token_ids(model, tokenizer)
+            self._stop_ids = stop_token_ids(model, tokenizer)
             self._tokenizer, self._model, self.device = tokenizer, model, device
 
     def render(self, messages: Messages) -> str:
@@ -321,7 +321,7 @@ def _pick_dtype(torch: Any, request: Any, device: str) -> Any:
     return dtype
 
 
-def _stop_token_ids(model: Any, tokenizer: Any) -> list[int]:
+def stop_token_ids(model: Any, tokenizer: Any) -> list[int]:
     """Tokens that end an answer: the checkpoint's EOS ids plus the tokenizer's EOS."""
     ids: list[int] = []
     configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
