@@ -23,7 +23,10 @@ def _console(stderr: bool = False):  # -> rich.console.Console
 
 
 def _fail(message: str, code: int = 2) -> None:
-    _console(stderr=True).print(f"[bold red]error:[/] {message}")
+    from rich.markup import escape
+
+    # Messages quote things like "pip install 'asmopt[ray]'": never rich markup.
+    _console(stderr=True).print(f"[bold red]error:[/] {escape(message)}")
     sys.exit(code)
 
 
@@ -720,34 +723,73 @@ def dataset_show(file: Path, as_json: bool) -> None:
 
 @main.command()
 @click.argument("data", type=click.Path(path_type=Path))
-@click.option("--engine", type=click.Choice(["local", "verl"]), default="local", show_default=True,
-              help="local: the compact PPO trainer (CPU or one GPU); verl: verl on Ray + vLLM.")
+@click.option(
+    "--engine",
+    type=click.Choice(["local", "verl"]),
+    default="local",
+    show_default=True,
+    help="local: the compact PPO trainer (CPU or one GPU); verl: verl on Ray + vLLM.",
+)
 @click.option("--model", required=True, help="Checkpoint directory or .gguf to start from.")
-@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Run directory: checkpoint, metrics.jsonl, metrics.png (resumed if present).")
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Run directory: checkpoint, metrics.jsonl, metrics.png (resumed if present).",
+)
 @click.option("--steps", type=int, default=None, help="Stop after N steps (default: 1 epoch).")
-@click.option("--reward", type=click.Choice(["asmopt", "design1", "design2"]), default="asmopt",
-              show_default=True, help="asmopt's reward, or the paper's design 1 / design 2.")
+@click.option(
+    "--reward",
+    type=click.Choice(["asmopt", "design1", "design2"]),
+    default="asmopt",
+    show_default=True,
+    help="asmopt's reward, or the paper's design 1 / design 2.",
+)
 @click.option("--batch-size", type=int, default=16, show_default=True)
 @click.option("--lr", "actor_lr", type=float, default=1e-6, show_default=True)
 @click.option("--critic-lr", type=float, default=1e-5, show_default=True)
 @click.option("--temperature", type=float, default=0.5, show_default=True)
 @click.option("--max-new-tokens", type=int, default=2000, show_default=True)
 @click.option("--max-prompt-tokens", type=int, default=2000, show_default=True)
-@click.option("--kl-coef", type=float, default=0.0, show_default=True,
-              help="KL penalty to the starting model (local; the paper uses none).")
-@click.option("--micro-batch-size", type=int, default=1, show_default=True,
-              help="Samples per forward/backward (local): gradient accumulation.")
+@click.option(
+    "--kl-coef",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="KL penalty to the starting model (local; the paper uses none).",
+)
+@click.option(
+    "--micro-batch-size",
+    type=int,
+    default=1,
+    show_default=True,
+    help="Samples per forward/backward (local): gradient accumulation.",
+)
 @click.option("--save-every", type=int, default=1, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True)
 @click.option("--workers", type=int, default=None, help="Reward worker processes.")
-@click.option("--bench-budget", type=float, default=10.0, show_default=True,
-              help="Seconds of benchmarking per correct candidate.")
-@click.option("--metric", type=click.Choice(["time", "instructions"]), default="time",
-              show_default=True, help="asmopt reward's speed metric (instructions: callgrind).")
-@click.option("--val", type=click.Path(path_type=Path), default=None,
-              help="verl: validation data (default: hold out 2.5% of DATA).")
+@click.option(
+    "--bench-budget",
+    type=float,
+    default=10.0,
+    show_default=True,
+    help="Seconds of benchmarking per correct candidate.",
+)
+@click.option(
+    "--metric",
+    type=click.Choice(["time", "instructions"]),
+    default="time",
+    show_default=True,
+    help="asmopt reward's speed metric (instructions: callgrind).",
+)
+@click.option(
+    "--val",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="verl: validation data (default: hold out 2.5% of DATA).",
+)
 @click.option("--gpus", type=int, default=4, show_default=True, help="verl: GPUs per node.")
 @click.option("--nnodes", type=int, default=1, show_default=True, help="verl: nodes.")
 @click.option("--dry-run", is_flag=True, help="verl: write the data and print the command only.")
@@ -787,9 +829,7 @@ def train(data: Path, engine: str, model: str, out_dir: Path, steps: int | None,
                                   metric=metric)  # fmt: skip
         _train_with_progress(train_local, data, model, out_dir, config, reward, settings, workers)
     except (TrainError, ValueError) as err:  # ValueError: a bad combination of options
-        from rich.markup import escape
-
-        _fail(escape(str(err)))  # "asmopt[verl]" is not rich markup
+        _fail(str(err))
 
 
 def _train_with_progress(train_local, data, model, out_dir, config, reward, settings, workers):
@@ -831,6 +871,7 @@ def doctor(as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps([c.to_dict() for c in checks], indent=2))
     else:
+        from rich.markup import escape
         from rich.table import Table
 
         table = Table(title="asmopt doctor")
@@ -843,7 +884,8 @@ def doctor(as_json: bool) -> None:
                 "missing": "[red]missing[/]",
                 "optional": "[yellow]optional[/]",
             }[c.status]
-            table.add_row(c.name, mark, c.detail if c.status == "ok" else c.fix or c.detail)
+            detail = c.detail if c.status == "ok" else c.fix or c.detail
+            table.add_row(escape(c.name), mark, escape(detail))
         _console().print(table)
     sys.exit(1 if any(c.status == "missing" for c in checks) else 0)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 if TYPE_CHECKING:
@@ -36,9 +37,9 @@ def print_verification(console: Console, result: VerificationResult, name: str) 
         console.print(f"[bold red]build failed[/] for {name}")
         for d in result.build.diagnostics:
             where = f"{d.file}:{d.line}" if d.line else (d.file or "")
-            console.print(f"  {where}: {d.severity.value}: {d.message}")
+            console.print(escape(f"  {where}: {d.severity.value}: {d.message}"))
         if not result.build.diagnostics:
-            console.print(result.build.stderr)
+            console.print(escape(result.build.stderr))
         return
     table = Table(title=f"{name}: {result.tests_passed}/{len(result.tests)} tests passed")
     table.add_column("test")
@@ -46,7 +47,7 @@ def print_verification(console: Console, result: VerificationResult, name: str) 
     table.add_column("detail", overflow="fold")
     for t in result.tests:
         style = STATUS_STYLE.get(t.status.value, "white")
-        table.add_row(t.name, f"[{style}]{t.status.value}[/]", t.detail)
+        table.add_row(escape(t.name), f"[{style}]{t.status.value}[/]", escape(t.detail))
     console.print(table)
     s = result.speedup
     if s is not None:
@@ -56,9 +57,9 @@ def print_verification(console: Console, result: VerificationResult, name: str) 
             f"{s.baseline_cpu_seconds * 1e3:.1f} ms → {s.candidate_cpu_seconds * 1e3:.1f} ms)"
         )
         if s.note:
-            console.print(f"[yellow]note:[/] {s.note}")
+            console.print(f"[yellow]note:[/] {escape(s.note)}")
     colour = {"faster": "green", "not-faster": "yellow"}.get(result.verdict.value, "red")
-    console.print(f"verdict: [bold {colour}]{result.verdict.value}[/] — {result.message}")
+    console.print(f"verdict: [bold {colour}]{result.verdict.value}[/] — {escape(result.message)}")
 
 
 def print_outcome(console: Console, outcome, limit: int = 12) -> None:  # OptimizeOutcome
@@ -82,7 +83,7 @@ def print_outcome(console: Console, outcome, limit: int = 12) -> None:  # Optimi
         table.add_row(
             str(i),
             ranked.candidate.policy,
-            label,
+            escape(label),
             tests,
             format_speedup(r.speedup),
             f"[{colour}]{r.verdict.value}[/]",
@@ -95,24 +96,24 @@ def print_outcome(console: Console, outcome, limit: int = 12) -> None:  # Optimi
             f"[dim]… and {hidden} more candidates ({failed} failed a test); --json lists all[/]"
         )
     for reason in outcome.unusable:
-        console.print(f"[dim]no candidate: {reason}[/]")
+        console.print(f"[dim]no candidate: {escape(reason)}[/]")
     if outcome.winner is not None:
         w = outcome.winner
         console.print(
-            f"[bold green]winner:[/] {w.candidate.label or w.candidate.policy} — "
+            f"[bold green]winner:[/] {escape(w.candidate.label or w.candidate.policy)} — "
             f"{w.result.tests_passed}/{len(w.result.tests)} tests, "
             f"[bold]{format_speedup(w.result.speedup)}[/] vs gcc -O3"
         )
         if w.result.speedup is not None and w.result.speedup.note:
-            console.print(f"[yellow]note:[/] {w.result.speedup.note}")
+            console.print(f"[yellow]note:[/] {escape(w.result.speedup.note)}")
     else:
-        console.print(f"[yellow]no faster candidate:[/] {outcome.message}")
+        console.print(f"[yellow]no faster candidate:[/] {escape(outcome.message)}")
 
 
 def print_instructions(console: Console, counts: dict) -> None:
     """callgrind counts, named as instructions: they are not time."""
     if "error" in counts:
-        console.print(f"[yellow]instructions: not counted[/] — {counts['error']}")
+        console.print(f"[yellow]instructions: not counted[/] — {escape(counts['error'])}")
         return
     ratio = counts.get("ratio")
     if ratio is None:
