@@ -36,7 +36,7 @@ import threading
 import time
 import weakref
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import IO
@@ -957,8 +957,3 @@ def _interpret(
         sandbox_violation=sig == signal.SIGSYS,
         sandboxed=sandboxed,
     )
-
-
-def with_limits(limits: SandboxLimits, **changes: object) -> SandboxLimits:
-    """A copy of ``limits`` with some fields changed."""
-    return replace(limits, **changes)  # type: ignore[arg-type]

@@ -32,8 +32,8 @@ from asmopt.executor.verify import (
 from asmopt.model.policy import Candidate, Policy, PolicyError, Request
 from asmopt.model.settings import Settings, SettingsError, Target, has_main, load_config
 
-Progress = Callable[[str, str], None]  # (stage, message); stages below
-STAGES = ("baseline", "generate", "verify", "benchmark")
+# (stage, message); the stages are "baseline", "generate", "verify" and "benchmark".
+Progress = Callable[[str, str], None]
 
 
 class OptimizeError(RuntimeError):

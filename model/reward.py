@@ -616,8 +616,7 @@ class RewardPool:
                         raise RewardError(f"{names[i]}: {err}") from err
                     except Exception as err:
                         raise RewardError(
-                            f"the reward worker failed on {names[i]}: "
-                            f"{type(err).__name__}: {err}"
+                            f"the reward worker failed on {names[i]}: {type(err).__name__}: {err}"
                         ) from err
                     self.executor_calls += 1
                     if self._cache is not None:
@@ -652,4 +651,3 @@ class RewardPool:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
