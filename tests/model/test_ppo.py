@@ -195,8 +195,17 @@ def small_problem():
 
 
 def tiny_config(steps: int) -> PPOConfig:
-    return PPOConfig(batch_size=2, mini_batch_size=2, micro_batch_size=1, max_new_tokens=4,
-                     temperature=1.0, actor_lr=1e-3, critic_lr=1e-3, steps=steps, seed=3)
+    return PPOConfig(
+        batch_size=2,
+        mini_batch_size=2,
+        micro_batch_size=1,
+        max_new_tokens=4,
+        temperature=1.0,
+        actor_lr=1e-3,
+        critic_lr=1e-3,
+        steps=steps,
+        seed=3,
+    )
 
 
 def params(trainer: PPOTrainer) -> torch.Tensor:

@@ -203,5 +203,5 @@ def test_two_local_steps_on_smollm2_then_optimize_loads_the_checkpoint(tmp_path)
             "--model", str(out / "checkpoint"), "-n", "1", "--json"]  # fmt: skip
     run = CliRunner().invoke(main, args)
     assert run.exit_code in (0, 1), run.output
-    payload = json.loads(run.output[run.output.index("{"):])
+    payload = json.loads(run.output[run.output.index("{") :])
     assert "candidates" in payload
