@@ -57,6 +57,17 @@ def comparator_option(f):
     return f
 
 
+# Shared by verify and bench: how precise a speed-up must be before timing stops.
+ci_option = click.option(
+    "--ci",
+    "target_ci",
+    type=float,
+    default=0.02,
+    show_default=True,
+    help="Stop timing when the 95% CI half-width is within this fraction.",
+)
+
+
 def sandbox_options(f):
     f = click.option(
         "--no-sandbox",
@@ -91,14 +102,7 @@ def sandbox_options(f):
 @click.option("--cflags", default="-O3", show_default=True, help="Flags for the baseline build.")
 @click.option("--compiler", default="gcc", show_default=True)
 @click.option("--no-measure", is_flag=True, help="Only run the tests; skip the benchmark.")
-@click.option(
-    "--ci",
-    "target_ci",
-    type=float,
-    default=0.02,
-    show_default=True,
-    help="Stop timing when the 95% CI half-width is within this fraction.",
-)
+@ci_option
 @click.option(
     "--budget", type=float, default=60.0, show_default=True, help="Seconds of benchmarking at most."
 )
@@ -447,14 +451,7 @@ def _outcome_json(outcome) -> dict:
     show_default=True,
     help="Seconds of benchmarking per candidate at most.",
 )
-@click.option(
-    "--ci",
-    "target_ci",
-    type=float,
-    default=0.02,
-    show_default=True,
-    help="Stop timing when the 95% CI half-width is within this fraction.",
-)
+@ci_option
 @click.option(
     "--compare",
     type=click.Choice(["exact", "tokens", "floats"]),
