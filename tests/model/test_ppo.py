@@ -54,19 +54,9 @@ def test_gae_matches_the_textbook_recursion():
 
 # --------------------------------------------------------------------------- learning
 
-LOOP_C = r"""#include <stdio.h>
-static int a[1 << 16];
-int main(void) {
-    int n;
-    if (scanf("%d", &n) != 1) return 1;
-    for (int i = 0; i < (1 << 16); i++) a[i] = (i * 7) & 1023;
-    long s = 0;
-    for (int r = 0; r < n; r++)
-        for (int i = 0; i < (1 << 16); i++) s += a[i] ^ r;
-    printf("%ld\n", s);
-    return 0;
-}
-"""
+# A loop whose -O2 build is clearly faster than its -O0 build (shared with the other
+# executor-backed model tests).
+LOOP_C = (Path(__file__).parents[1] / "data" / "snippets" / "loop.c").read_text()
 PROMPT = [{"role": "user", "content": "Make this program faster."}]
 
 
