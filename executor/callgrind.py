@@ -291,6 +291,7 @@ def count_instructions_sandboxed(
         ],
         limits=limits,
         output_dir=out,
+        timed=False,  # valgrind installs a SIGCHLD handler; its CPU time is not measured
     )
     stderr = run.stderr.decode(errors="replace")
     unhandled = _UNHANDLED.search(stderr)

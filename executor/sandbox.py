@@ -22,6 +22,8 @@ works the same way for ordinary users and for root (unprivileged user namespaces
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import errno
 import hashlib
 import logging
 import os
@@ -35,12 +37,13 @@ import tempfile
 import threading
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import IO
 
+from asmopt.executor.cgroup import Cgroup, cgroup_root
 from asmopt.executor.results import RunResult
 
 log = logging.getLogger(__name__)
@@ -51,6 +54,8 @@ MiB = 1024 * KiB
 GiB = 1024 * MiB
 # Where a program sees the one writable directory a caller may lend it (``output_dir``).
 SANDBOX_OUTPUT_DIR = "/sandbox/out"
+# Where a tool run by ``run_tool`` (assembler, linker) sees its working directory.
+SANDBOX_WORK_DIR = "/sandbox/work"
 
 # Calls a benchmark program never needs and an escape attempt often does. The process is
 # killed (SIGSYS) so the verdict can say "blocked by the sandbox" instead of guessing from
@@ -138,8 +143,11 @@ def build_runner() -> Path:
     return target
 
 
-def seccomp_program() -> bytes:
-    """The BPF program of the sandbox's seccomp filter (built with libseccomp via pyseccomp)."""
+def seccomp_program(*, refuse_sigchld: bool = True) -> bytes:
+    """The BPF program of the sandbox's seccomp filter (built with libseccomp via pyseccomp).
+
+    ``refuse_sigchld=False`` leaves SIGCHLD's disposition alone (tests use it to show that
+    cgroup accounting alone charges auto-reaped children)."""
     try:
         import pyseccomp
     except (ImportError, OSError) as err:  # OSError: libseccomp.so.2 missing
@@ -154,6 +162,16 @@ def seccomp_program() -> bytes:
     # seccomp cannot see them, so refuse it outright (namespaces stay blocked by unshare).
     with contextlib.suppress(Exception):
         flt.add_rule(pyseccomp.ERRNO(38), "clone3")
+    # SIGCHLD set to SIG_IGN (or SA_NOCLDWAIT) makes the kernel reap children unseen, and
+    # their CPU time never reaches any rusage. Refuse to change SIGCHLD's disposition at all
+    # (the action lives in memory seccomp cannot read); reading it stays allowed.
+    if refuse_sigchld:
+        flt.add_rule(
+            pyseccomp.ERRNO(errno.EPERM),
+            "rt_sigaction",
+            pyseccomp.Arg(0, pyseccomp.EQ, signal.SIGCHLD),
+            pyseccomp.Arg(1, pyseccomp.NE, 0),
+        )
     with tempfile.TemporaryFile() as fh:
         flt.export_bpf(fh)
         fh.seek(0)
@@ -191,9 +209,14 @@ class Sandbox:
         self._active: set[subprocess.Popen[bytes]] = set()
         self._sessions: weakref.WeakSet[RunSession] = weakref.WeakSet()
         self._closed = False
+        # Charge CPU time by cgroup where this machine lets us make one (see cgroup.py).
+        self.cgroups = cgroup_root() is not None
         if enabled:
             self._bwrap = bubblewrap_path()
             self._bpf = seccomp_program()
+            # For runs whose CPU time is no measurement (valgrind, the toolchain): valgrind
+            # must set a SIGCHLD handler of its own.
+            self._bpf_untimed = seccomp_program(refuse_sigchld=False)
             self._drop_to_nobody = os.geteuid() == 0
         else:
             print(
@@ -270,6 +293,8 @@ class Sandbox:
         bpf_fd: int | None,
         runner_argv: Sequence[str],
         output_dir: Path | None = None,
+        *,
+        work_dir: Path | None = None,
     ) -> list[str]:
         """bubblewrap with every isolation flag, ``programs`` (host path, sandbox path) bound
         read-only, running ``/sandbox/runner runner_argv``."""
@@ -321,7 +346,13 @@ class Sandbox:
         ]
         for host_path, inside in programs:
             cmd += ["--ro-bind", str(host_path), inside]
-        cmd += ["--chdir", "/tmp", "--setenv", "PATH", "/usr/bin:/bin"]
+        if work_dir is not None:
+            # A tool's run (see run_tool): its files, writable, as its working directory.
+            cmd += ["--bind", str(work_dir), SANDBOX_WORK_DIR, "--chdir", SANDBOX_WORK_DIR]
+            cmd += ["--setenv", "LC_ALL", "C"]  # English messages, which toolchain.py parses
+        else:
+            cmd += ["--chdir", "/tmp"]
+        cmd += ["--setenv", "PATH", "/usr/bin:/bin"]
         if output_dir is not None:
             # The only host path a program can write: a directory made for this purpose.
             cmd += ["--bind", str(output_dir), SANDBOX_OUTPUT_DIR]
@@ -362,29 +393,40 @@ class Sandbox:
         )
 
     def _spawn(
-        self, cmd: list[str], pass_fds: list[int], **streams: object
+        self,
+        cmd: list[str],
+        pass_fds: list[int],
+        cgroup: Cgroup | None = None,
+        cwd: Path | None = None,
+        **streams: object,
     ) -> subprocess.Popen[bytes]:
-        """Start bubblewrap (as nobody when we are root) or the bare runner."""
+        """Start bubblewrap (as nobody when we are root) or the bare runner, inside ``cgroup``
+        when given (the runner's ``--launch`` joins it, then drops to nobody)."""
         drop = self.enabled and self._drop_to_nobody
+        if cgroup is not None:
+            ids = [str(NOBODY), str(NOBODY)] if drop else ["-", "-"]
+            cmd = [str(self._runner), "--launch", str(cgroup.procs_file), *ids, *cmd]
+            drop = False
         return subprocess.Popen(
             cmd,
             pass_fds=pass_fds,
             start_new_session=True,
             close_fds=True,
             env={} if not self.enabled else None,
-            cwd=self._session,
+            cwd=cwd or self._session,
             user=NOBODY if drop else None,
             group=NOBODY if drop else None,
             extra_groups=[] if drop else None,
             **streams,  # type: ignore[arg-type]
         )
 
-    def _bpf_pipe(self) -> int | None:
+    def _bpf_pipe(self, timed: bool = True) -> int | None:
         """A pipe's read end holding the seccomp program (for ``--seccomp FD``)."""
         if not self.enabled:
             return None
         bpf_r, bpf_w = os.pipe()
-        os.write(bpf_w, self._bpf)  # a few hundred bytes: fits in the pipe buffer
+        program = self._bpf if timed else self._bpf_untimed
+        os.write(bpf_w, program)  # a few hundred bytes: fits in the pipe buffer
         os.close(bpf_w)
         return bpf_r
 
@@ -416,8 +458,13 @@ class Sandbox:
         limits: SandboxLimits | None = None,
         cancel: threading.Event | None = None,
         output_dir: Path | None = None,
+        timed: bool = True,
     ) -> RunResult:
         """Run ``binary`` once with ``stdin`` and ``args`` and report what happened.
+
+        ``timed=False`` is for runs whose CPU time measures nothing (valgrind counting
+        instructions): the program may then change SIGCHLD's disposition, which a timed run
+        may not (it would hide its children's CPU time from rusage).
 
         ``output_dir`` (made by :meth:`make_output_dir`) is bound writable where the program
         sees it as :meth:`output_path`; the program may leave files there (profile data of an
@@ -435,15 +482,86 @@ class Sandbox:
             )
         limits = limits or self.limits
         program = self.stage(binary)
+        return self._run_once(
+            lambda status_w, bpf_r: self.command(
+                program, tuple(args), status_w, bpf_r, limits, output_dir
+            ),
+            stdin,
+            limits,
+            cancel,
+            timed=timed,
+        )
+
+    def run_tool(
+        self,
+        argv: Sequence[str],
+        work_dir: Path,
+        *,
+        limits: SandboxLimits,
+        cancel: threading.Event | None = None,
+    ) -> RunResult:
+        """Run a tool of the host's toolchain (``argv[0]``: an absolute path under ``/usr``)
+        on the files of ``work_dir`` (made by :meth:`make_output_dir`), with the same
+        isolation, seccomp filter and limits as a program under test.
+
+        The tool sees ``/usr`` read-only, ``work_dir`` as its writable working directory and
+        a private ``/tmp``; nothing of the workspace, the tests, the home directory or
+        ``/etc``. This is how candidate text is assembled and linked: ``.incbin`` and
+        ``.include`` reach nothing worth stealing, and a build that floods, loops or grows
+        is cut off by the limits.
+        """
+        if self._closed:
+            raise SandboxError("sandbox is closed")
+        tool = str(argv[0])
+        if not os.path.isabs(tool):
+            raise SandboxError(f"run_tool needs an absolute tool path, got {tool}")
+        if self.enabled and not tool.startswith("/usr/"):
+            raise SandboxUnavailable(
+                f"{tool} is outside /usr, which is all the build sandbox shows: install the "
+                "tool under /usr, or pass --no-sandbox"
+            )
+        runner_args = [
+            str(limits.cpu_seconds),
+            str(limits.memory_bytes),
+            str(limits.max_processes),
+            str(limits.file_size_bytes),
+            str(limits.open_files),
+        ]
+
+        def command(status_w: int, bpf_r: int | None) -> list[str]:
+            if not self.enabled:
+                return [str(self._runner), str(status_w), *runner_args, *argv]
+            return self._bwrap_command(
+                limits.tmp_bytes,
+                [],
+                bpf_r,
+                ["--sandboxed", str(status_w), *runner_args, *argv],
+                work_dir=work_dir,
+            )
+
+        cwd = None if self.enabled else work_dir
+        return self._run_once(command, b"", limits, cancel, cwd=cwd, timed=False)
+
+    def _run_once(
+        self,
+        make_command: Callable[[int, int | None], list[str]],
+        stdin: bytes,
+        limits: SandboxLimits,
+        cancel: threading.Event | None,
+        cwd: Path | None = None,
+        timed: bool = True,
+    ) -> RunResult:
+        """Start one sandbox for one run (the runner's one-shot mode) and report it."""
         status_r, status_w = os.pipe()
-        bpf_r = self._bpf_pipe()
+        bpf_r = self._bpf_pipe(timed)
         pass_fds = [status_w] if bpf_r is None else [status_w, bpf_r]
-        cmd = self.command(program, tuple(args), status_w, bpf_r, limits, output_dir)
+        cmd = make_command(status_w, bpf_r)
         start = time.perf_counter()
         try:
             proc = self._spawn(
                 cmd,
                 pass_fds,
+                cwd=cwd,
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
@@ -487,8 +605,8 @@ class Cancelled(Exception):
 # The session protocol (runner.c's struct request / struct response, native byte order).
 _REQUEST = struct.Struct("=4I9Q")  # magic seq program argc; wall_us cpu as nproc fsize nofile
 #                                    output_bytes args_len stdin_len
-_RESPONSE = struct.Struct("=2I2i4Q2I2Q")  # magic seq kind value; utime_us stime_us maxrss_kib
-#                                           wall_us; flags reserved; stdout_len stderr_len
+_RESPONSE = struct.Struct("=2I2i5Q2I2Q")  # magic seq kind value; utime_us stime_us maxrss_kib
+#                                      wall_us runner_cpu_us; flags reserved; stdout_len stderr_len
 _REQUEST_MAGIC = 0x71526D41
 _RESPONSE_MAGIC = 0x73526D41
 _KIND_EXITED, _KIND_SIGNALED = 0, 1
@@ -519,6 +637,7 @@ class RunSession:
         self._proc: subprocess.Popen[bytes] | None = None
         self._req_w = self._resp_r = -1
         self._errors: IO[bytes] | None = None  # bubblewrap's stderr
+        self._cgroup: Cgroup | None = None  # the current bubblewrap's, when cgroups work
         self._tmp_bytes = limits.tmp_bytes
         self._seq = 0
         self._answered = 0  # runs answered by the current bubblewrap
@@ -551,7 +670,7 @@ class RunSession:
         resp_r, resp_w = os.pipe()
         bpf_r = sb._bpf_pipe()
         if sb.enabled:
-            inside = [f"/sandbox/prog-{i}" for i in range(len(self._programs))]
+            inside = self._inside_paths()
             cmd = sb._bwrap_command(
                 self._tmp_bytes,
                 list(zip(self._programs, inside, strict=True)),
@@ -564,14 +683,22 @@ class RunSession:
         # bubblewrap's own messages; read only when the session dies. Open as long as it runs.
         errors = tempfile.TemporaryFile()  # noqa: SIM115
         pass_fds = [req_r, resp_w] if bpf_r is None else [req_r, resp_w, bpf_r]
+        cgroup = Cgroup.create() if sb.cgroups else None
         try:
             proc = sb._spawn(
-                cmd, pass_fds, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errors
+                cmd,
+                pass_fds,
+                cgroup,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=errors,
             )
         except BaseException:
             for fd in (req_w, resp_r):
                 os.close(fd)
             errors.close()
+            if cgroup is not None:
+                cgroup.remove()
             raise
         finally:
             for fd in (req_r, resp_w, *([] if bpf_r is None else [bpf_r])):
@@ -581,6 +708,7 @@ class RunSession:
         with sb._lock:
             sb._active.add(proc)
         self._proc, self._req_w, self._resp_r, self._errors = proc, req_w, resp_r, errors
+        self._cgroup = cgroup
         self._answered = 0
         self.starts += 1
 
@@ -595,6 +723,9 @@ class RunSession:
             return None
         self._proc = None
         _kill_tree(proc)
+        cgroup, self._cgroup = self._cgroup, None
+        if cgroup is not None:
+            cgroup.remove()
         try:
             proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
@@ -606,6 +737,13 @@ class RunSession:
                 os.close(fd)
         self._req_w = self._resp_r = -1
         return proc.returncode
+
+    def _inside_paths(self) -> list[str]:
+        # A session of one binary shows it where a one-shot run does, /sandbox/prog, so a
+        # program cannot tell which kind of run it is in from its own path.
+        if len(self._programs) == 1:
+            return ["/sandbox/prog"]
+        return [f"/sandbox/prog-{i}" for i in range(len(self._programs))]
 
     def _stderr_text(self) -> str:
         errors = self._errors
@@ -637,7 +775,7 @@ class RunSession:
         if not 0 <= index < len(self._programs):
             raise IndexError(f"no binary {index} in this session")
         limits = limits or self.limits
-        argv0 = "/sandbox/prog" if self._sandbox.enabled else str(self._programs[index])
+        argv0 = self._inside_paths()[index] if self._sandbox.enabled else str(self._programs[index])
         argv = [argv0, *args]
         if any("\0" in a for a in argv):
             raise ValueError("embedded null byte in an argument")
@@ -671,13 +809,19 @@ class RunSession:
             self.runs += 1
             start = time.perf_counter()
             deadline = time.monotonic() + limits.wall_seconds + _SESSION_GRACE_SECONDS
-            outcome, data = self._exchange(header + blob + bytes(stdin), deadline, cancel, limits)
+            cgroup = self._cgroup
+            used_before = cgroup.usage_us() if cgroup is not None else 0
+            outcome, data = self._exchange(
+                header + blob + bytes(stdin), deadline, cancel, limits, used_before
+            )
             wall = time.perf_counter() - start
+            used = cgroup.usage_us() - used_before if cgroup is not None else None
             enabled = self._sandbox.enabled
             if outcome == "ok":
                 self._answered += 1
                 fields = _RESPONSE.unpack_from(data)
-                _, _, kind, value, utime, stime, maxrss, _, flags, _, n_out, n_err = fields
+                kind, value, utime, stime, maxrss, wall_us, runner_us, flags = fields[2:10]
+                n_out, n_err = fields[11], fields[12]
                 out = bytes(data[_RESPONSE.size : _RESPONSE.size + n_out])
                 err = bytes(data[_RESPONSE.size + n_out : _RESPONSE.size + n_out + n_err])
                 if flags & _RESP_ENDS:  # the runner could not restore the sandbox: start afresh
@@ -685,27 +829,43 @@ class RunSession:
                 if kind not in (_KIND_EXITED, _KIND_SIGNALED):
                     # The runner could not start the run (no pipe, no fork): like a crash.
                     return RunResult(None, signal.SIGKILL, out, err, 0.0, wall, sandboxed=enabled)
-                return _interpret(
+                cpu = (utime + stime) / 1e6
+                if used is not None:
+                    # The kernel's count for every process of the sandbox, less the runner's
+                    # own work: nothing the program started can stay out of it.
+                    cpu = max(cpu, (used - runner_us) / 1e6)
+                result = _interpret(
                     value if kind == _KIND_EXITED else None,
                     value if kind == _KIND_SIGNALED else None,
-                    (utime + stime) / 1e6,
+                    cpu,
                     maxrss,
                     out,
                     err,
-                    wall,
+                    wall_us / 1e6,
                     bool(flags & _RESP_TIMED_OUT),
                     bool(flags & _RESP_TRUNCATED),
                     limits,
                     enabled,
                 )
+                if used is not None:
+                    result = dataclasses.replace(result, cpu_source="cgroup")
+                return result
             fresh = self._answered == 0
             returncode = self._stop(keep_errors=True)
             text = self._stderr_text()
             if outcome == "cancelled":
                 raise Cancelled("run cancelled")
-            if outcome == "timeout":
+            if outcome in ("timeout", "cpu"):
+                cpu_used = (used or 0) / 1e6
                 return RunResult(
-                    None, signal.SIGKILL, b"", b"", 0.0, wall, timed_out=True, sandboxed=enabled
+                    None,
+                    signal.SIGKILL,
+                    b"",
+                    b"",
+                    cpu_used,
+                    wall,
+                    timed_out=True,
+                    sandboxed=enabled,
                 )
             # The session died. A program can only kill the runner (exit status 128 + signal,
             # or our own SIGKILL); anything else before a first answer is the sandbox failing.
@@ -727,9 +887,13 @@ class RunSession:
         deadline: float,
         cancel: threading.Event | None,
         limits: SandboxLimits,
+        used_before: int = 0,
     ) -> tuple[str, bytearray]:
         """Send one request and read its response: ("ok", bytes) or ("dead" | "timeout" |
-        "cancelled", partial bytes)."""
+        "cpu" | "cancelled", partial bytes). "cpu": the sandbox's cgroup spent more than the
+        run's CPU limit (RLIMIT_CPU holds one process; this holds all of them)."""
+        cgroup = self._cgroup
+        cpu_limit_us = limits.cpu_seconds * 1_000_000 + 100_000
         sel = selectors.DefaultSelector()
         view = memoryview(request)
         sent = 0
@@ -742,7 +906,7 @@ class RunSession:
             while True:
                 if not have_header and len(data) >= _RESPONSE.size:
                     fields = _RESPONSE.unpack_from(data)
-                    magic, seq, n_out, n_err = fields[0], fields[1], fields[10], fields[11]
+                    magic, seq, n_out, n_err = fields[0], fields[1], fields[11], fields[12]
                     if (
                         magic != _RESPONSE_MAGIC
                         or seq != self._seq
@@ -759,6 +923,8 @@ class RunSession:
                     return "timeout", data
                 if cancel is not None and cancel.is_set():
                     return "cancelled", data
+                if cgroup is not None and cgroup.usage_us() - used_before > cpu_limit_us:
+                    return "cpu", data
                 for key, _ in sel.select(timeout=min(remaining, 0.05)):
                     if key.fd == self._req_w:
                         try:
