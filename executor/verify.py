@@ -217,12 +217,15 @@ def prepare_baseline(
     cflags: Sequence[str] = ("-O3",),
     options: VerifyOptions | None = None,
     progress: Progress | None = None,
+    trusted_source: bool = True,
 ) -> Baseline:
     """Build the reference from a C file (``compiler -S cflags``) or take a ``.s`` as is, link
     it as every candidate will be linked, and run every test to learn expected outputs.
 
     A baseline that fails one of its own tests (wrong output, crash, timeout) is refused: a
-    candidate can't be judged against it.
+    candidate can't be judged against it. ``trusted_source=False`` (C that is not the user's
+    own, such as a data set's row) compiles it in the sandbox too, from a copy of the file
+    alone; the user's own C compiles on the host, with its includes beside it.
     """
     opts = options or VerifyOptions()
     source = Path(source)
@@ -238,7 +241,13 @@ def prepare_baseline(
     else:
         if progress:
             progress(f"baseline: {compiler} {' '.join(cflags)} -S {source.name}")
-        build = compile_to_asm(source, asm_path, compiler=compiler, flags=tuple(cflags))
+        build = compile_to_asm(
+            source,
+            asm_path,
+            compiler=compiler,
+            flags=tuple(cflags),
+            sandbox=None if trusted_source else sandbox,
+        )
         if not build.ok:
             first = build.diagnostics[0].message if build.diagnostics else build.stderr[:300]
             raise BaselineError(f"{source.name} does not compile: {first}")
