@@ -91,7 +91,8 @@ class SandboxLimits:
     max_processes: int = 64  # RLIMIT_NPROC for the sandbox user
     file_size_bytes: int = 16 * MiB  # RLIMIT_FSIZE
     open_files: int = 64
-    output_bytes: int = 8 * MiB  # stdout and stderr together
+    # stdout and stderr together: room for a FASTA-like generator's output
+    output_bytes: int = 64 * MiB
     tmp_bytes: int = 32 * MiB  # size of the private /tmp
 
 

@@ -425,15 +425,20 @@ def judge(
     if run.timed_out:
         return verdict(
             TestStatus.TIMED_OUT,
-            f"killed after {run.wall_seconds:.2f} s wall, {run.cpu_seconds:.2f} s CPU",
+            f"killed after {run.wall_seconds:.2f} s wall, {run.cpu_seconds:.2f} s CPU "
+            "(the test_timeout setting)",
         )
     if run.output_truncated:
         return verdict(
             TestStatus.OUTPUT_TOO_LARGE,
-            f"wrote more than the output limit (kept {len(run.stdout)} bytes)",
+            f"wrote more than the output limit (kept {len(run.stdout)} bytes; the "
+            "max_output_mb setting raises it)",
         )
     if run.out_of_memory:
-        return verdict(TestStatus.OUT_OF_MEMORY, f"ran out of memory (peak {run.max_rss_kib} KiB)")
+        return verdict(
+            TestStatus.OUT_OF_MEMORY,
+            f"ran out of memory (peak {run.max_rss_kib} KiB; the memory_mb setting raises it)",
+        )
     if run.signal is not None:
         detail = f"killed by {_signal_name(run.signal)}"
         return verdict(TestStatus.CRASHED, f"{detail}: {stderr_line}" if stderr_line else detail)

@@ -19,7 +19,7 @@ from typing import Any
 
 from asmopt.executor.asmfile import parse_functions, referenced_symbols
 from asmopt.executor.benchmark import BenchmarkOptions
-from asmopt.executor.sandbox import Sandbox, SandboxError, SandboxLimits
+from asmopt.executor.sandbox import MiB, Sandbox, SandboxError, SandboxLimits
 from asmopt.executor.store import ResultStore
 from asmopt.executor.testcases import Comparator, TestSetError, load_tests
 from asmopt.executor.toolchain import compile_to_asm
@@ -175,7 +175,10 @@ def verify_options(settings: Settings, target: Target | None = None) -> VerifyOp
     return VerifyOptions(
         comparator=Comparator(mode=compare, rel_tol=settings.tolerance),  # type: ignore[arg-type]
         limits=SandboxLimits(
-            wall_seconds=settings.test_timeout, cpu_seconds=int(settings.test_timeout) + 1
+            wall_seconds=settings.test_timeout,
+            cpu_seconds=int(settings.test_timeout) + 1,
+            output_bytes=settings.max_output_mb * MiB,
+            memory_bytes=settings.memory_mb * MiB,
         ),
         bench=BenchmarkOptions(
             target_rel_ci=settings.ci_target, budget_seconds=settings.bench_budget

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from asmopt.executor.sandbox import MiB, SandboxLimits
+
 POLICY_NAMES = ("compiler", "transformers", "openai", "vllm")
 COMPARE_MODES = ("tokens", "exact", "floats")
 CONFIG_FILE = "asmopt.toml"
@@ -37,6 +39,9 @@ class Settings:
     max_new_tokens: int = 2000
     llm_timeout: float = 300.0  # seconds for one generation request
     test_timeout: float = 10.0  # wall seconds a test may run at most
+    # What a program under test may use; raise them for programs that need more.
+    max_output_mb: int = SandboxLimits().output_bytes // MiB  # stdout + stderr of one run
+    memory_mb: int = SandboxLimits().memory_bytes // MiB  # address space of one run
     sandbox: bool = True
     compiler: str = "gcc"
     cflags: tuple[str, ...] = ("-O3",)
@@ -98,6 +103,9 @@ class Settings:
         for name in ("test_timeout", "llm_timeout", "bench_budget", "ci_target"):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{name} must be positive")
+        for name in ("max_output_mb", "memory_mb"):
+            if getattr(self, name) < 1:
+                raise SettingsError(f"{name} must be at least 1")
         if self.workers < 0:
             raise SettingsError("workers must be 0 (one per core) or more")
 
