@@ -68,6 +68,7 @@ def cgroup_root() -> Path | None:
     if mount is None or own is None:
         return None
     parent = mount / own.lstrip("/")
+    _remove_stale(parent)
     probe = parent / f"asmopt-probe-{os.getpid()}"
     try:
         probe.mkdir()
@@ -81,6 +82,20 @@ def cgroup_root() -> Path | None:
     finally:
         with contextlib.suppress(OSError):
             probe.rmdir()
+
+
+def _remove_stale(parent: Path) -> None:
+    """Remove the cgroups of asmopt processes that are gone (a kill -9 leaves them)."""
+    for path in parent.glob("asmopt-*-*"):
+        pid = path.name.split("-")[1]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            Cgroup(path).remove(timeout=0.5)
+        except PermissionError:
+            pass
 
 
 class Cgroup:

@@ -189,6 +189,25 @@ def bubblewrap_path() -> str:
     return path
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove_stale_sessions() -> None:
+    """Remove the session folders of asmopt processes that died without cleaning up (killed
+    with SIGKILL): they hold staged binaries and whatever the last build left."""
+    for path in Path(tempfile.gettempdir()).glob("asmopt-sandbox-*-*"):
+        pid = path.name.split("-")[2]
+        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+
+
 class Sandbox:
     """Runs binaries under test. Thread-safe; one instance can serve many concurrent runs.
 
@@ -200,7 +219,8 @@ class Sandbox:
         self.limits = limits or SandboxLimits()
         self.enabled = enabled
         self._runner_src = build_runner()
-        self._session = Path(tempfile.mkdtemp(prefix="asmopt-sandbox-"))
+        _remove_stale_sessions()
+        self._session = Path(tempfile.mkdtemp(prefix=f"asmopt-sandbox-{os.getpid()}-"))
         os.chmod(self._session, 0o755)  # bubblewrap may run as nobody and must read it
         self._runner = self._session / "runner"
         shutil.copy2(self._runner_src, self._runner)

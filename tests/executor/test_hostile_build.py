@@ -191,3 +191,15 @@ def test_no_temporary_files_are_left_by_failed_builds(workspace):
     _judge(workspace, "    .data\n    .skip 3500000000\n")
     after = {p.name for p in tmp.glob("asmopt-*")}
     assert after - before == set()
+
+
+def test_a_killed_asmopt_leaves_nothing_for_long(tmp_path):
+    """A session folder of an asmopt that died by SIGKILL (staged binaries, build leftovers)
+    is removed by the next sandbox made on the machine."""
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = Path(tempfile.gettempdir()) / f"asmopt-sandbox-{dead.pid}-leftover"
+    (stale / "prog-0").parent.mkdir(parents=True, exist_ok=True)
+    (stale / "prog-0").write_bytes(b"\x7fELF")
+    with Sandbox():
+        assert not stale.exists()
