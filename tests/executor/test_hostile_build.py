@@ -203,3 +203,15 @@ def test_a_killed_asmopt_leaves_nothing_for_long(tmp_path):
     (stale / "prog-0").write_bytes(b"\x7fELF")
     with Sandbox():
         assert not stale.exists()
+
+
+def test_editor_buffer_check_runs_in_the_sandbox(workspace):
+    """An editor's assembly buffer may be a generated candidate: checking it assembles it
+    in the sandbox, where a host file it includes is not there."""
+    from asmopt.executor.toolchain import check_assembly
+
+    _, _, _, home_secret = workspace
+    found = check_assembly(f'    .include "{home_secret}"\n', filename="cand.s")
+    text = " ".join(d.message for d in found)
+    assert "not found" in text or "can't open" in text or "No such file" in text, text
+    assert SECRET not in text
