@@ -428,7 +428,7 @@ class Sandbox:
             ids = [str(NOBODY), str(NOBODY)] if drop else ["-", "-"]
             cmd = [str(self._runner), "--launch", str(cgroup.procs_file), *ids, *cmd]
             drop = False
-        return subprocess.Popen(
+        return subprocess.Popen(  # type: ignore[call-overload]
             cmd,
             pass_fds=pass_fds,
             start_new_session=True,
@@ -438,7 +438,7 @@ class Sandbox:
             user=NOBODY if drop else None,
             group=NOBODY if drop else None,
             extra_groups=[] if drop else None,
-            **streams,  # type: ignore[arg-type]
+            **streams,
         )
 
     def _bpf_pipe(self, timed: bool = True) -> int | None:
