@@ -193,9 +193,7 @@ def test_verl_functions_through_the_sandbox(tmp_path):
     assert all(isinstance(v, float) for v in faster)
 
 
-def test_bad_rows_raise_or_score_as_failure_with_a_logged_reason(
-    tmp_path, monkeypatch, caplog
-):
+def test_bad_rows_raise_or_score_as_failure_with_a_logged_reason(tmp_path, monkeypatch, caplog):
     no_tests = {"inputs": [], "outputs": [], "unoptimized_assembly": "main:\n ret\n"}
     # on_error="raise": the local trainer's rule, never a quiet 0.
     with pytest.raises(RewardError, match="extra_info is missing"):
