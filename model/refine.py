@@ -226,7 +226,13 @@ class RefiningPolicy:
             if self.cancel is not None and self.cancel.is_set():
                 break
             self.progress(f"refine round {round_}/{self.rounds}: verifying {len(texts)} answers")
-            feedback = self._feedback_all(conversations)
+            try:
+                feedback = self._feedback_all(conversations)
+            except Exception as err:  # cancelled, or the sandbox failed: keep what was made
+                if self.cancel is None or not self.cancel.is_set():
+                    reason = f"refine round {round_}: verification failed: {type(err).__name__}"
+                    out.append(NoCandidate(self.name, f"{reason}: {err}"))
+                break
             for conv, message in zip(conversations, feedback, strict=True):
                 conv.messages += [
                     {"role": "assistant", "content": conv.last_text},

@@ -299,6 +299,9 @@ def main(argv: list[str] | None = None) -> int:
     device = args.device
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cpu":
+        # Tiny models gain nothing from threads, and on a shared machine they oversubscribe.
+        torch.set_num_threads(1)
     report: dict[str, Any] = {
         "device": device,
         "torch": torch.__version__,

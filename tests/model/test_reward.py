@@ -234,7 +234,9 @@ def test_baseline_that_fails_its_own_tests_is_an_error(tmp_path):
     extra, _, o2 = loop_row(tmp_path)
     extra["outputs"] = ["0\n", "0\n"]
     with pytest.raises(RewardError, match="baseline"):
-        R.compute_score("x", fenced(o2), None, extra)
+        R.compute_score("x", fenced(o2), None, extra, on_error="raise")
+    # verl's default: a bad row scores as a build failure instead of ending the run.
+    assert R.compute_score("x", fenced(o2), None, extra) == -1.0
 
 
 def emulated_verl_loader(path: Path, name: str):
