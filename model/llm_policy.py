@@ -59,7 +59,8 @@ class LLMPolicy:
         self.temperature = temperature
         self.max_new_tokens = max_new_tokens
         self.seed = seed
-        # Lines about generation in progress ("412/2000 tokens"), for back-ends that report it.
+        # Lines about generation in progress ("412/2000 tokens (3.1 tokens/s)"), from back-ends
+        # that report it (transformers).
         self.progress: Callable[[str], None] | None = None
         try:
             self._reports = "progress" in inspect.signature(backend.complete).parameters

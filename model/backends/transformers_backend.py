@@ -314,7 +314,7 @@ def _token_counter(
             if now - self.last >= 0.5 or done >= limit:
                 self.last = now
                 rate = done / max(now - self.started, 1e-9)
-                progress(f"generating: {done}/{limit} tokens ({rate:.1f} tokens/s)")
+                progress(f"{done}/{limit} tokens ({rate:.1f} tokens/s)")
             return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
 
     return TokenCounter()

@@ -172,3 +172,14 @@ def test_feedback_for_a_failing_test_and_a_passing_candidate():
 def test_serve_model_command_exists_and_says_where_it_listens():
     result = CliRunner().invoke(main, ["serve-model", "--help"])
     assert result.exit_code == 0 and "OpenAI-compatible" in result.output
+
+
+@needs_sandbox
+def test_show_answers_prints_what_the_model_said(program):
+    with run_in_thread(ScriptedModel()) as server:
+        args = ["optimize", str(program / "p.c"), "--policy", "openai", "--endpoint", server.url,
+                "-n", "1", "--budget", "1", "--refine", "0", "--show-answers"]  # fmt: skip
+        result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1, result.output
+    assert "openai sample 1 of 1 (round 0, usable)" in result.output
+    assert "retq_please %eax" in result.output
