@@ -27,7 +27,8 @@ and baseline cache) for the local PPO trainer. There a reward that cannot be com
 :meth:`RewardInput.no_assembly`), log a WARNING with the row and the reason, and, when
 ``$ASMOPT_REWARD_ERROR_LOG`` names a file, append a JSON line to it (``asmopt train --engine
 verl`` points it at ``OUT/reward_errors.jsonl``). ``on_error="raise"`` restores the local
-behaviour. A bad ``reward_kwargs`` always raises: it would fail every sample.
+behaviour. A bad ``reward_kwargs`` always raises: it would fail every sample; so do
+:data:`MAX_FAILURES_IN_A_ROW` failures in a row in one process (the reward itself is broken).
 
 Settings reach verl's reward as ``reward_kwargs`` or, for the whole run, as a JSON object of
 :class:`RewardSettings` fields in ``$ASMOPT_REWARD_SETTINGS`` (what ``asmopt train --engine
@@ -518,6 +519,11 @@ _EVALUATORS_LOCK = threading.Lock()
 SETTINGS_ENV = "ASMOPT_REWARD_SETTINGS"  # JSON object of RewardSettings fields
 ERROR_LOG_ENV = "ASMOPT_REWARD_ERROR_LOG"  # append one JSON line per reward that failed
 ON_ERROR = ("score", "raise")
+# A reward that fails this many times in a row in one process is broken itself (no sandbox,
+# no gcc, a full disk), not one bad row: scoring on would train on noise, so it raises.
+MAX_FAILURES_IN_A_ROW = 256
+_failures_in_a_row = 0
+_FAILURES_LOCK = threading.Lock()
 
 
 def _evaluator(settings: RewardSettings) -> Evaluator:
@@ -590,12 +596,29 @@ def _score_response(
         value = float(reward(_evaluator(settings).evaluate(asm, problem)))
         if not math.isfinite(value):
             raise RewardError(f"the reward is {value}, not a finite number")
-        return value
     except Exception as err:
         if on_error == "raise":
             raise
         _log_failure(reward_name, extra_info, err)
+        _count_failure(err)
         return float(reward(RewardInput.no_assembly()))
+    global _failures_in_a_row
+    with _FAILURES_LOCK:
+        _failures_in_a_row = 0
+    return value
+
+
+def _count_failure(err: Exception) -> None:
+    global _failures_in_a_row
+    with _FAILURES_LOCK:
+        _failures_in_a_row += 1
+        count = _failures_in_a_row
+    if count >= MAX_FAILURES_IN_A_ROW:
+        raise RewardError(
+            f"{count} rewards in a row could not be computed (the last: {type(err).__name__}: "
+            f"{err}): the reward itself is broken, not a row; stopping rather than training on "
+            f"noise. See ${ERROR_LOG_ENV} or the log"
+        ) from err
 
 
 def _reward_function(name: str, settings: RewardSettings) -> Callable[[RewardInput], float]:

@@ -209,6 +209,14 @@ def test_bad_rows_raise_or_score_as_failure_with_a_logged_reason(tmp_path, monke
     assert "extra_info is missing" in caplog.text
     records = [json.loads(line) for line in errors.read_text().splitlines()]
     assert len(records) == 3 and "no tests" in records[1]["reason"]
+    # So many failures in a row that the reward itself must be broken: the run stops.
+    monkeypatch.setattr(R, "MAX_FAILURES_IN_A_ROW", 5)
+    monkeypatch.setattr(R, "_failures_in_a_row", 0)
+    for _ in range(4):
+        R.compute_score("x", "```assembly\nret\n```", None, None)
+    with pytest.raises(RewardError, match="5 rewards in a row could not be computed"):
+        R.compute_score("x", "```assembly\nret\n```", None, None)
+    monkeypatch.setattr(R, "_failures_in_a_row", 0)
     # A bad configuration would fail every sample: it always raises.
     with pytest.raises(RewardError, match="unknown reward_kwargs"):
         R.compute_score("x", "", None, no_tests, budget=3)
