@@ -5,11 +5,17 @@ loads its tests, builds the ``gcc -O3`` baseline in the sandbox, asks every conf
 for candidates, verifies and benchmarks them (``portfolio.optimize``), and returns the ranked
 result. Everything a user can get wrong ends in an ``OptimizeError`` whose message says what
 to do; nothing is written outside the workspace's ``.asmopt/`` store.
+
+LLM policies run as :class:`~asmopt.model.refine.RefiningPolicy`: once the baseline is built,
+each answer is verified and the findings go back to the model for ``refine_rounds``
+revisions; every answer of every round is ranked with the other candidates, and every raw
+answer is kept in :attr:`OptimizeOutcome.answers`.
 """
 
 from __future__ import annotations
 
 import difflib
+import os
 import tempfile
 import threading
 from collections.abc import Callable
@@ -30,6 +36,7 @@ from asmopt.executor.verify import (
     prepare_baseline,
 )
 from asmopt.model.policy import Candidate, Policy, PolicyError, Request
+from asmopt.model.refine import ModelAnswer, RefiningPolicy
 from asmopt.model.settings import Settings, SettingsError, Target, has_main, load_config
 
 # (stage, message); the stages are "baseline", "generate", "verify" and "benchmark".
@@ -103,6 +110,7 @@ class OptimizeOutcome:
     unusable: tuple[str, ...] = ()  # why some proposals were not candidates
     notes: tuple[str, ...] = ()
     cancelled: bool = False
+    answers: tuple[ModelAnswer, ...] = ()  # every raw answer of the LLM policies, by round
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -115,6 +123,7 @@ class OptimizeOutcome:
             "unusable": list(self.unusable),
             "notes": list(self.notes),
             "cancelled": self.cancelled,
+            "answers": [a.to_dict() for a in self.answers],
         }
 
     @classmethod
@@ -130,6 +139,7 @@ class OptimizeOutcome:
             unusable=tuple(data.get("unusable", ())),
             notes=tuple(data.get("notes", ())),
             cancelled=data.get("cancelled", False),
+            answers=tuple(ModelAnswer.from_dict(a) for a in data.get("answers", ())),
         )
 
 
@@ -159,7 +169,12 @@ def make_policies(settings: Settings) -> list[Policy]:
 
         opts: dict[str, Any] = {}
         if name == "openai":
-            opts["timeout"] = settings.llm_timeout
+            opts.update(timeout=settings.llm_timeout, api_key=settings.api_key)
+        elif name == "vllm":
+            opts.update(
+                tensor_parallel_size=settings.tensor_parallel_size,
+                max_model_len=settings.max_model_len,
+            )
         backend = make_backend(name, settings.model, settings.endpoint, **opts)
         policies.append(
             LLMPolicy(
@@ -292,12 +307,17 @@ def optimize(
 
             def report(message: str) -> None:
                 lowered = message.lower()
-                if lowered.startswith("asking"):
+                if lowered.startswith(("asking", "generating")):
                     say("generate", message)
                 elif "benchmark" in lowered:
                     say("benchmark", message)
                 else:
                     say("verify", message)
+
+            chosen = _with_refinement(
+                chosen, settings, baseline, sandbox, options, store, report, cancel,
+                {"target": target.name, "source": str(source)},
+            )  # fmt: skip
 
             try:
                 result = portfolio.optimize(
@@ -329,7 +349,45 @@ def optimize(
         unusable=tuple(f"{u.policy}: {u.reason}" for u in result.unusable),
         notes=tuple(result.notes),
         cancelled=result.cancelled,
+        answers=tuple(a for p in chosen if isinstance(p, RefiningPolicy) for a in p.answers),
     )
+
+
+def _with_refinement(
+    policies: list[Policy],
+    settings: Settings,
+    baseline: Any,
+    sandbox: Sandbox,
+    options: VerifyOptions,
+    store: ResultStore | None,
+    report: Callable[[str], None],
+    cancel: threading.Event | None,
+    record: dict[str, str],
+) -> list[Policy]:
+    """LLM policies wrapped to verify and revise their answers (``settings.refine_rounds``
+    times; 0 still records the raw answers), reporting tokens and rounds to ``report``."""
+    from asmopt.executor.verify import verify_candidate
+    from asmopt.model.llm_policy import LLMPolicy
+
+    def verify(candidate: Candidate) -> VerificationResult:
+        meta = {"policy": candidate.policy, "label": candidate.label,
+                "function": candidate.function, "kind": "candidate",
+                "portable": candidate.portable, **record}  # fmt: skip
+        return verify_candidate(
+            candidate.asm, baseline, sandbox, options, store=store, meta=meta, cancel=cancel
+        )
+
+    wrapped: list[Policy] = []
+    for policy in policies:
+        if isinstance(policy, LLMPolicy):
+            name = policy.name
+            policy.progress = lambda m, name=name: report(f"generating ({name}): {m}")
+            policy = RefiningPolicy(
+                policy, settings.refine_rounds, verify, baseline=baseline, progress=report,
+                workers=settings.workers or os.cpu_count() or 1, cancel=cancel,
+            )  # fmt: skip
+        wrapped.append(policy)
+    return wrapped
 
 
 def _check_function(asm: str, name: str, c_source: str | None) -> None:

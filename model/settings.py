@@ -38,6 +38,11 @@ class Settings:
     temperature: float = 0.5
     max_new_tokens: int = 2000
     llm_timeout: float = 300.0  # seconds for one generation request
+    refine_rounds: int = 1  # revisions after the verifier's findings (0: plain sampling)
+    tensor_parallel_size: int = 1  # vllm: GPUs one model is split over
+    max_model_len: int = 8192  # vllm: prompt + answer tokens at most
+    # openai: bearer token (else $ASMOPT_API_KEY, then $OPENAI_API_KEY); never printed
+    api_key: str | None = field(default=None, repr=False)
     test_timeout: float = 10.0  # wall seconds a test may run at most
     # What a program under test may use; raise them for programs that need more.
     max_output_mb: int = SandboxLimits().output_bytes // MiB  # stdout + stderr of one run
@@ -96,6 +101,11 @@ class Settings:
                 )
         if self.samples < 1:
             raise SettingsError("samples must be at least 1")
+        if self.refine_rounds < 0:
+            raise SettingsError("refine_rounds must be 0 (no revisions) or more")
+        for name in ("tensor_parallel_size", "max_model_len", "max_new_tokens"):
+            if getattr(self, name) < 1:
+                raise SettingsError(f"{name} must be at least 1")
         if not 0.0 <= self.temperature <= 2.0:
             raise SettingsError("temperature must be between 0 and 2")
         if self.compare not in COMPARE_MODES:
