@@ -65,6 +65,18 @@ def test_an_unexpected_exception_in_any_command_exits_3_with_one_line(
         log.unlink()
 
 
+def test_an_exception_while_reading_options_exits_3(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(ctx: click.Context, param: click.Parameter, value: object) -> None:
+        raise LookupError("an option's own code failed")
+
+    option = click.Option(["--broken"], callback=broken, expose_value=False)
+    monkeypatch.setattr(cli.doctor, "params", [*cli.doctor.params, option])
+    result = CliRunner().invoke(cli.main, ["doctor"])
+    assert result.exit_code == cli.EXIT_INTERNAL, result.output
+    assert "internal error: LookupError: an option's own code failed" in result.stderr
+    _crash_log(result.stderr).unlink()
+
+
 def test_debug_prints_the_traceback_instead(monkeypatch: pytest.MonkeyPatch) -> None:
     def boom(**_: object) -> None:
         raise ValueError("bad state")
