@@ -69,6 +69,9 @@ BUSY_TIMEOUT_MS = 30_000
 # What is kept of each text field of a stored record (build stderr, a test's diff, a
 # message): enough to see what went wrong, never the megabytes a hostile build can print.
 TEXT_CAP_BYTES = 4096
+# Room for the marker of an excerpt already made upstream (a build's stderr), so that it is
+# not cut a second time.
+_MARKER_ROOM = 128
 # Lists of output excerpts, and how many items of each are kept.
 _CAPPED_LISTS = {"diagnostics": 50}
 # The program itself, stored whole: cutting it would lose the result.
@@ -671,11 +674,12 @@ class ResultStore:
 
 def cap_text(text: str, limit: int = TEXT_CAP_BYTES) -> str:
     """``text`` cut to about ``limit`` bytes of UTF-8: its start and its end (where a tool's
-    summary line often is) around a ``… (N bytes cut)`` line; short text is returned as is."""
+    summary line often is) around a ``… (N bytes cut)`` line; text up to ``limit`` bytes
+    (and a cut marker's worth more) is returned as is."""
     if len(text) <= limit // 4:  # cannot be longer than limit bytes: skip encoding
         return text
     data = text.encode("utf-8", "surrogatepass")
-    if len(data) <= limit:
+    if len(data) <= limit + _MARKER_ROOM:
         return text
     head = data[: limit * 3 // 4].decode("utf-8", "ignore")
     tail = data[len(data) - limit // 4 :].decode("utf-8", "ignore")

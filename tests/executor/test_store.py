@@ -515,3 +515,7 @@ def test_a_record_with_ten_megabytes_of_stderr_stores_under_16_kb(
     assert _stored_bytes(tmp_path, "k") < 16 * 1024
     stderr = store.get("k")["build"]["stderr"]  # type: ignore[index]
     assert stderr == "e" * 3072 + "\n… (9995904 bytes cut)\n" + "e" * 1024
+    # An excerpt made upstream, with its own marker, is not cut again.
+    excerpt = "w" * 4096 + "\n… (123456 more characters cut)"
+    store.put("excerpt", {"build": {"stderr": excerpt}})
+    assert store.get("excerpt")["build"]["stderr"] == excerpt  # type: ignore[index]
