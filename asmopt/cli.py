@@ -7,6 +7,7 @@ an exit status (:data:`EXIT_CODES`).
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
 import os
@@ -84,6 +85,13 @@ def _internal_error(error: BaseException, *, debug: bool) -> NoReturn:
     _fail(f"internal error: {summary}. This is a bug in asmopt; {where}", EXIT_INTERNAL)
 
 
+# File-system refusals (a read-only workspace, a full disk): the job could not run here,
+# which is no bug in asmopt.
+_REFUSED_BY_THE_MACHINE = frozenset(
+    {errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT}
+)
+
+
 class _Commands(click.Group):
     """The command group; every command (and sub-group) runs through :meth:`invoke`, which
     maps whatever escapes a command to one exit status of :data:`EXIT_CODES`."""
@@ -104,6 +112,11 @@ class _Commands(click.Group):
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, sys.stdout.fileno())
             sys.exit(EXIT_PIPE_CLOSED)
+        except OSError as err:
+            if err.errno not in _REFUSED_BY_THE_MACHINE:
+                _internal_error(err, debug=bool(ctx.find_root().params.get("debug")))
+            where = f"{err.filename}: " if err.filename else ""
+            _fail(f"{where}{err.strerror}: check the folder's permissions and free space")
         except Exception as err:
             from asmopt.executor.store import ResultStoreError
 

@@ -3,6 +3,7 @@ candidate") never stands for a crash."""
 
 from __future__ import annotations
 
+import errno
 import re
 from pathlib import Path
 
@@ -94,6 +95,12 @@ def test_debug_prints_the_traceback_instead(monkeypatch: pytest.MonkeyPatch) -> 
         (KeyboardInterrupt(), cli.EXIT_INTERRUPTED, "error: interrupted"),
         (click.Abort(), cli.EXIT_INTERRUPTED, "error: interrupted"),
         (STORE_ERROR, cli.EXIT_BAD_INPUT, f"error: {STORE_ERROR}"),
+        (
+            OSError(errno.EROFS, "Read-only file system", "/w/prog.opt.s"),
+            cli.EXIT_BAD_INPUT,
+            "error: /w/prog.opt.s: Read-only file system: check the folder's permissions",
+        ),
+        (OSError(errno.EBADF, "Bad file descriptor"), cli.EXIT_INTERNAL, "internal error"),
         (click.ClickException("no such file"), cli.EXIT_BAD_INPUT, "Error: no such file"),
         (click.UsageError("wrong option"), cli.EXIT_BAD_INPUT, "Error: wrong option"),
         (SystemExit(cli.EXIT_NO), cli.EXIT_NO, ""),  # a command's own answer stands
@@ -110,6 +117,8 @@ def test_each_kind_of_exit_has_its_own_status(
     assert result.exit_code == code, result.output
     assert message in result.stderr
     assert "Traceback" not in result.output
+    if code == cli.EXIT_INTERNAL:
+        _crash_log(result.stderr).unlink()
 
 
 def test_an_optimize_job_that_crashes_exits_3_not_1(
