@@ -1,19 +1,40 @@
 """The one command line: thin wrappers over the executor and the model.
 
 Heavy modules are imported inside each command so that ``asmopt serve`` and ``--help`` start
-fast.
+fast. Every command runs through :class:`_Commands`, the one place where an exception becomes
+an exit status (:data:`EXIT_CODES`).
 """
 
 from __future__ import annotations
 
+import errno
+import functools
 import json
+import os
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any, NoReturn
 
 import click
 
 from asmopt import __version__
+
+EXIT_OK = 0
+EXIT_NO = 1
+EXIT_BAD_INPUT = 2
+EXIT_INTERNAL = 3
+EXIT_INTERRUPTED = 130
+EXIT_PIPE_CLOSED = 141  # 128 + SIGPIPE, as a shell reports a program killed by it
+# The exit statuses of every command, for `asmopt --help` and the README (a test compares).
+EXIT_CODES: tuple[tuple[int, str], ...] = (
+    (EXIT_OK, "done: a faster candidate, all tests passed, all checks ready"),
+    (EXIT_NO, "no: no faster candidate, a test failed, a check missing, bench incomplete"),
+    (EXIT_BAD_INPUT, "bad input, or the job could not run (the message says what to fix)"),
+    (EXIT_INTERNAL, "internal error, a bug in asmopt (traceback in a log file, or --debug)"),
+    (EXIT_INTERRUPTED, "interrupted (Ctrl-C)"),
+    (EXIT_PIPE_CLOSED, "the output's reader went away (asmopt ... | head)"),
+)
 
 
 def _console(stderr: bool = False):  # -> rich.console.Console
@@ -22,17 +43,106 @@ def _console(stderr: bool = False):  # -> rich.console.Console
     return Console(stderr=stderr, highlight=False)
 
 
-def _fail(message: str, code: int = 2) -> None:
+@functools.cache
+def _stderr_console():  # -> rich.console.Console
+    """One console for warnings and progress, so a warning from a worker thread is printed
+    above a running progress line instead of through it."""
+    return _console(stderr=True)
+
+
+def _fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
     from rich.markup import escape
 
     # Messages quote things like "pip install 'asmopt[ray]'": never rich markup.
-    _console(stderr=True).print(f"[bold red]error:[/] {escape(message)}")
+    _console(stderr=True).print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
     sys.exit(code)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def _warn(message: str) -> None:
+    from rich.markup import escape
+
+    _stderr_console().print(f"[yellow]warning:[/] {escape(message)}", soft_wrap=True)
+
+
+def _internal_error(error: BaseException, *, debug: bool) -> NoReturn:
+    """Exit with EXIT_INTERNAL and one line; the traceback goes to a log file (or to
+    stderr with --debug, or when no log file can be written)."""
+    import traceback
+
+    text = "".join(traceback.format_exception(error))
+    where = "the traceback is above"
+    if not debug:
+        try:
+            fd, name = tempfile.mkstemp(prefix="asmopt-crash-", suffix=".log")
+            with os.fdopen(fd, "w") as log:
+                log.write(f"asmopt {__version__}: {' '.join(sys.argv)}\n\n{text}")
+            where = f"the traceback is in {name} (--debug prints it)"
+        except OSError:
+            debug = True
+    if debug:
+        sys.stderr.write(text)
+    summary = f"{type(error).__name__}: {error}".splitlines()[0][:300]
+    _fail(f"internal error: {summary}. This is a bug in asmopt; {where}", EXIT_INTERNAL)
+
+
+# File-system refusals (a read-only workspace, a full disk): the job could not run here,
+# which is no bug in asmopt.
+_REFUSED_BY_THE_MACHINE = frozenset(
+    {errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT}
+)
+
+
+class _Commands(click.Group):
+    """The command group; every command (and sub-group) runs through :meth:`invoke`, which
+    maps whatever escapes a command to one exit status of :data:`EXIT_CODES`."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except click.ClickException as err:
+            if err.exit_code == EXIT_NO:  # click's default; 1 means "no" here
+                err.exit_code = EXIT_BAD_INPUT
+            raise
+        except (click.exceptions.Exit, SystemExit):  # a command's own status
+            raise
+        except (KeyboardInterrupt, click.Abort):
+            _fail("interrupted", EXIT_INTERRUPTED)
+        except BrokenPipeError:
+            # Nothing more can be said to the reader; stop Python's complaint at exit too.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            sys.exit(EXIT_PIPE_CLOSED)
+        except OSError as err:
+            if err.errno not in _REFUSED_BY_THE_MACHINE:
+                _internal_error(err, debug=bool(ctx.find_root().params.get("debug")))
+            where = f"{err.filename}: " if err.filename else ""
+            _fail(f"{where}{err.strerror}: check the folder's permissions and free space")
+        except Exception as err:
+            from asmopt.executor.store import ResultStoreError
+
+            if isinstance(err, ResultStoreError):  # a store opened strictly (bench --out)
+                _fail(str(err))
+            _internal_error(err, debug=bool(ctx.find_root().params.get("debug")))
+
+
+def _exit_codes_help() -> str:
+    lines = [f"  {code:<4} {meaning}" for code, meaning in EXIT_CODES]
+    return "\b\nExit status (every command):\n" + "\n".join(lines)
+
+
+@click.group(
+    cls=_Commands,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    epilog=_exit_codes_help(),
+)
 @click.version_option(__version__, prog_name="asmopt")
-def main() -> None:
+@click.option(
+    "--debug",
+    is_flag=True,
+    envvar="ASMOPT_DEBUG",
+    help="On an internal error, print the traceback (otherwise it goes to a log file).",
+)
+def main(debug: bool) -> None:
     """Make x86-64 code faster than gcc -O3, and prove it."""
 
 
@@ -219,9 +329,16 @@ def _make_sandbox(limits, no_sandbox: bool):
 def _workspace_store(anchor: Path):
     """The result store of the workspace that holds ``anchor``: the nearest folder upwards
     with an ``asmopt.toml`` or ``.git``, else the file's own folder."""
+    return _open_store(workspace_root(anchor))
+
+
+def _open_store(root: Path):
+    """The result store under ``root``, best effort: a store that cannot be used (corrupt
+    and moved aside, a read-only workspace, a symbolic link) costs a warning, never the
+    result."""
     from asmopt.executor.store import ResultStore
 
-    return ResultStore(workspace_root(anchor))
+    return ResultStore(root, best_effort=True, warn=_warn)
 
 
 def workspace_root(anchor: Path) -> Path:
@@ -311,7 +428,6 @@ def optimize(source: Path, function: str | None, tests_dir: Path | None,
 
     Exit status: 0 a faster candidate was found, 1 none was, 2 the job could not run.
     """
-    from asmopt.executor.store import ResultStore
     from asmopt.model.optimizer import OptimizeError, OptimizeRequest
     from asmopt.model.optimizer import optimize as run_optimize
     from asmopt.model.settings import SettingsError, Target, load_config
@@ -349,7 +465,7 @@ def optimize(source: Path, function: str | None, tests_dir: Path | None,
         )
 
     request = OptimizeRequest(source, function, settings, target=target, workspace=root)
-    outcome = _run_with_progress(run_optimize, request, ResultStore(root), quiet=as_json)
+    outcome = _run_with_progress(run_optimize, request, _open_store(root), quiet=as_json)
     if isinstance(outcome, OptimizeError):
         _fail(str(outcome))
     if as_json:
@@ -368,7 +484,8 @@ def optimize(source: Path, function: str | None, tests_dir: Path | None,
 
 
 def _run_with_progress(run, request, store, quiet: bool):
-    """Run the job in a thread while a progress line shows its stage; Ctrl-C cancels it."""
+    """Run the job in a thread while a progress line shows its stage; Ctrl-C cancels it.
+    An exception of the job is raised here, in the command, for :class:`_Commands`."""
     import threading
 
     from asmopt.model.optimizer import OptimizeError
@@ -385,10 +502,12 @@ def _run_with_progress(run, request, store, quiet: bool):
             box["outcome"] = run(request, store=store, progress=progress, cancel=cancel)
         except OptimizeError as err:
             box["outcome"] = err
+        except BaseException as err:  # raised again in the main thread, below
+            box["error"] = err
 
     thread = threading.Thread(target=work, daemon=True)
     thread.start()
-    console = _console(stderr=True)
+    console = _stderr_console()
     try:
         if quiet or not console.is_terminal:
             last = ""
@@ -405,8 +524,12 @@ def _run_with_progress(run, request, store, quiet: bool):
     except KeyboardInterrupt:
         cancel.set()
         thread.join(5)
-        _fail("cancelled", code=130)
-    return box.get("outcome")
+        _fail("cancelled", code=EXIT_INTERRUPTED)
+    if "error" in box:
+        raise box["error"]  # type: ignore[misc]
+    if "outcome" not in box:
+        raise RuntimeError("the optimize job ended without an outcome")
+    return box["outcome"]
 
 
 def _outcome_json(outcome) -> dict:
@@ -617,7 +740,7 @@ def bench(
             result = run_bench(dataset, spec, out_dir, options, on_row=on_row)
     except BenchInterrupted as err:
         err_console.print(f"[yellow]{err}[/] (no report written)")
-        sys.exit(130)
+        sys.exit(EXIT_INTERRUPTED)
     except BenchError as err:
         _fail(str(err))
     report = build_report(result, data=str(data), options=options_summary(options))
