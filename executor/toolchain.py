@@ -33,6 +33,7 @@ from asmopt.executor.sandbox import (
     SandboxError,
     SandboxLimits,
 )
+from asmopt.executor.store import cap_text
 
 __all__ = [
     "ToolNotFoundError",
@@ -135,15 +136,9 @@ BUILD_LIMITS = SandboxLimits(
     output_bytes=1 * MiB,
     tmp_bytes=512 * MiB,
 )
-# What a BuildResult keeps of a tool's messages (it is shown, sent and stored).
-MAX_KEPT_STDERR = 4096
+# What a BuildResult keeps of a tool's diagnostics (it is shown, sent and stored); its stderr
+# is kept as the store keeps any text (``store.cap_text``: start and end, a few KB).
 MAX_DIAGNOSTICS = 50
-
-
-def _excerpt(text: str, limit: int = MAX_KEPT_STDERR) -> str:
-    if len(text) <= limit:
-        return text
-    return text[:limit] + f"\n… ({len(text) - limit} more characters cut)"
 
 
 def _kept(diagnostics: tuple[Diagnostic, ...]) -> tuple[Diagnostic, ...]:
@@ -254,7 +249,7 @@ def _build_result(
         output=str(out) if ok else None,
         command=tuple(command),
         diagnostics=_kept(diagnostics),
-        stderr=_excerpt(stderr),
+        stderr=cap_text(stderr),
         seconds=seconds,
     )
 
