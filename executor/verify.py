@@ -62,8 +62,18 @@ class VerifyOptions:
     linker: str = "gcc"
     ldflags: tuple[str, ...] = ("-lm",)
     extra_inputs: tuple[Path, ...] = ()  # other sources/objects linked into every binary
+    # Command tests (command_tests.py): what every run executes instead of the program
+    # (/bin/sh), and the folder every run sees read-only, less ``hide`` (Sandbox.session).
+    launcher: str | None = None
+    files: Path | None = None
+    hide: tuple[str, ...] = ()
+
+    def session_options(self) -> dict[str, Any]:
+        """The keyword arguments of every ``Sandbox.session`` that runs a program."""
+        return {"launcher": self.launcher, "files": self.files, "hide": self.hide}
 
     def key(self) -> str:
+        commands = (self.launcher, str(self.files)) if self.launcher or self.files else ()
         return repr(
             (
                 self.comparator,
@@ -75,6 +85,7 @@ class VerifyOptions:
                 self.bench.target_rel_ci,
                 self.bench.ci_method,
                 self.min_gain,
+                *commands,
             )
         )
 
@@ -265,7 +276,7 @@ def prepare_baseline(
     walls: dict[str, float] = {}
     if progress:
         progress(f"baseline: running {len(tests)} tests")
-    with sandbox.session([binary], limits=opts.limits) as session:
+    with sandbox.session([binary], limits=opts.limits, **opts.session_options()) as session:
         for test in tests:
             run = run_test(session, test, opts.limits)
             reference = test.expected if test.expected is not None else run.stdout
@@ -374,8 +385,10 @@ def _verify_uncached(
             )
         limits = _run_limits(baseline, baseline.tests, opts)
         with (
-            sandbox.session([binary], limits=limits) as cand_session,
-            sandbox.session([baseline.binary], limits=limits) as base_session,
+            sandbox.session([binary], limits=limits, **opts.session_options()) as cand_session,
+            sandbox.session(
+                [baseline.binary], limits=limits, **opts.session_options()
+            ) as base_session,
         ):
             verdicts: list[TestVerdict] = []
             for i, test in enumerate(baseline.tests):
