@@ -253,6 +253,12 @@ def workspace_root(anchor: Path) -> Path:
     "beside the source).",
 )
 @click.option(
+    "--target",
+    "target_name",
+    default=None,
+    help="The asmopt.toml target that builds and tests SOURCE (default: the first one).",
+)
+@click.option(
     "--policy",
     "policies",
     multiple=True,
@@ -275,7 +281,8 @@ def workspace_root(anchor: Path) -> Path:
 @click.option("--json", "as_json", is_flag=True, help="Print the winner as one JSON object.")
 @sandbox_options
 def optimize(source: Path, function: str | None, tests_dir: Path | None,
-             policies: tuple[str, ...], model: str | None, endpoint: str | None,
+             target_name: str | None, policies: tuple[str, ...], model: str | None,
+             endpoint: str | None,
              samples: int | None, temperature: float | None, allow_native: bool,
              budget: float | None, workers: int | None, write: bool, force: bool,
              as_json: bool, no_sandbox: bool, timeout: float) -> None:  # fmt: skip
@@ -301,6 +308,13 @@ def optimize(source: Path, function: str | None, tests_dir: Path | None,
     except SettingsError as err:
         _fail(str(err))
     target = None
+    if target_name is not None:
+        try:
+            target = config.target_named(target_name)
+        except SettingsError as err:
+            _fail(str(err))
+        if not target.owns(source):
+            _fail(f"target {target_name!r} does not list {source}: add it to its sources")
     if tests_dir is not None:
         if not tests_dir.is_dir():
             _fail(f"test directory {tests_dir} does not exist")

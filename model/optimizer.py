@@ -259,6 +259,13 @@ def optimize(
     if source.suffix not in (".c", ".s", ".S", ".asm"):
         raise OptimizeError(f"{source.name}: asmopt optimizes C (.c) and assembly (.s) files")
     target, config = _resolve(request)
+    chosen_note: tuple[str, ...] = ()
+    containing = config.targets_containing(source)
+    if request.target is None and len(containing) > 1:
+        names = ", ".join(t.name for t in containing)
+        chosen_note = (
+            f"{source.name} is in targets {names}; used {target.name} (choose with --target)",
+        )
     c_source = source.read_text(errors="replace") if source.suffix == ".c" else None
     other_sources = [s for s in target.sources if s.resolve() != source]
     missing = [s for s in other_sources if not s.exists()]
@@ -372,7 +379,7 @@ def optimize(
         message=result.message,
         target=target.name,
         unusable=tuple(f"{u.policy}: {u.reason}" for u in result.unusable),
-        notes=tuple(project.notes) + tuple(result.notes),
+        notes=chosen_note + tuple(project.notes) + tuple(result.notes),
         cancelled=result.cancelled,
     )
 
