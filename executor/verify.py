@@ -41,7 +41,12 @@ Progress = Callable[[str], None]
 
 
 class BaselineError(RuntimeError):
-    """The reference build cannot serve as a baseline; the message says why."""
+    """The reference build cannot serve as a baseline; the message says why, ``stage`` where
+    it failed ("compile", "link", "test"; None for anything else)."""
+
+    def __init__(self, message: str, *, stage: str | None = None) -> None:
+        super().__init__(message)
+        self.stage = stage
 
 
 @dataclass(frozen=True)
@@ -261,7 +266,7 @@ def prepare_baseline(
         )
         if not build.ok:
             first = build.diagnostics[0].message if build.diagnostics else build.stderr[:300]
-            raise BaselineError(f"{source.name} does not compile: {first}")
+            raise BaselineError(f"{source.name} does not compile: {first}", stage="compile")
     binary = workdir / "baseline.bin"
     link = build_binary(
         [asm_path, *opts.extra_inputs],
@@ -271,7 +276,9 @@ def prepare_baseline(
         sandbox=sandbox,
     )
     if not link.ok:
-        raise BaselineError(f"the baseline does not link: {link.stderr.strip()[:500]}")
+        raise BaselineError(
+            f"the baseline does not link: {link.stderr.strip()[:500]}", stage="link"
+        )
     expected: dict[str, bytes] = {}
     walls: dict[str, float] = {}
     if progress:
@@ -284,7 +291,8 @@ def prepare_baseline(
             if not verdict.passed:
                 raise BaselineError(
                     f"the baseline fails its own test {test.name}: {verdict.status.value}"
-                    f"{' — ' + verdict.detail if verdict.detail else ''}"
+                    f"{' — ' + verdict.detail if verdict.detail else ''}",
+                    stage="test",
                 )
             expected[test.name] = reference
             walls[test.name] = run.wall_seconds

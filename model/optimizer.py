@@ -325,7 +325,17 @@ def optimize(
                     cflags=cflags, options=options,
                 )  # fmt: skip
             except BaselineError as err:
-                raise OptimizeError(project.explain(source, str(err))) from err
+                message = str(err)
+                if err.stage == "compile":
+                    message = project.explain(source, message)
+                if commands is not None and err.stage == "test":
+                    message += (
+                        f"\nThe gcc -O3 build must pass the commands of [[target]] {target.name} "
+                        f"in {config.root / CONFIG_FILE}: fix test_command / bench_command (they "
+                        f"run in the sandbox, in {target.root or config.root} made read-only, "
+                        "with the built program as {bin})"
+                    )
+                raise OptimizeError(message) from err
             others = [p.read_text(errors="replace") for p in extra if p.suffix in (".s", ".S")]
             if request.function is not None:
                 _check_function(baseline.asm, request.function, c_source, others)
@@ -453,6 +463,7 @@ class _ProjectFlags:
 
     def __init__(self, config: Config, target: Target, settings: Settings) -> None:
         self.optimization = tuple(target.cflags or settings.cflags)
+        self.root = config.root
         self.notes: list[str] = []
         self.db: CompileDb | None = None
         try:
@@ -482,7 +493,15 @@ class _ProjectFlags:
     def explain(self, source: Path, message: str) -> str:
         """``message`` about a failed build of ``source``, with what to change when the
         compilation database is the likely cause."""
-        if self.db is None or self.db.entry_for(source) is not None:
+        if self.db is None:
+            return (
+                f"{message}\nNo compile_commands.json was found in {self.root} or "
+                f"{self.root / 'build'}, so {source.name} was built with "
+                f"{' '.join(self.optimization)} alone: build the project with compile commands "
+                "exported (cmake -DCMAKE_EXPORT_COMPILE_COMMANDS=ON, meson, bear -- make) and "
+                "set compile_commands in asmopt.toml to its folder, or give the target cflags"
+            )
+        if self.db.entry_for(source) is not None:
             return message
         stale = [e.file for e in self.db.entries if not e.file.exists()]
         if self.db.entries and len(stale) == len(self.db.entries):

@@ -224,10 +224,15 @@ def starter_target(source: Path, root: Path) -> str:
 
 def _guess_harness(source: Path, root: Path) -> str:
     """The likeliest program calling ``source``'s functions: a C file with ``main`` that
-    includes a header named after it, else a placeholder."""
+    includes a header named after it (a test runner before a benchmark), else a
+    placeholder."""
     header = f'"{source.stem}.h"'
     try:
-        candidates = sorted(root.resolve().rglob("*.c"))[:2000]
+        # A test runner first, then a benchmark, then anything else.
+        candidates = sorted(
+            root.resolve().rglob("*.c"),
+            key=lambda p: ("test" not in str(p).lower(), "bench" not in str(p).lower(), p),
+        )[:2000]
     except OSError:
         candidates = []
     for path in candidates:
