@@ -48,7 +48,7 @@ def write_compile_commands(project: Path) -> Path:
 def project() -> Iterator[Path]:
     """A copy of the example with its compile_commands.json, in a folder the sandbox user
     can read (as root, bubblewrap runs as nobody)."""
-    folder = Path(tempfile.mkdtemp(prefix="asmopt-project-"))
+    folder = Path(tempfile.mkdtemp(prefix="project-example-"))
     folder.chmod(0o755)
     root = folder / "textstats"
     shutil.copytree(EXAMPLE, root, ignore=shutil.ignore_patterns("build"))

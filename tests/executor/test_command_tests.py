@@ -40,7 +40,7 @@ int main(int argc, char **argv) {
 def workspace() -> Iterator[Path]:
     """A project folder the sandbox user can read (as root, bubblewrap runs as nobody and
     cannot enter pytest's private tmp_path)."""
-    folder = Path(tempfile.mkdtemp(prefix="asmopt-cmd-"))
+    folder = Path(tempfile.mkdtemp(prefix="command-tests-"))
     folder.chmod(0o755)
     (folder / "data").mkdir()
     (folder / "data" / "input.txt").write_text("from the workspace\n")
