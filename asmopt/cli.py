@@ -218,18 +218,17 @@ def _make_sandbox(limits, no_sandbox: bool):
 
 def _workspace_store(anchor: Path):
     """The result store of the workspace that holds ``anchor``: the nearest folder upwards
-    with an ``asmopt.toml`` or ``.git``, else the file's own folder."""
+    with an ``asmopt.toml``, else with a ``compile_commands.json`` or ``.git``, else the
+    file's own folder."""
     from asmopt.executor.store import ResultStore
 
     return ResultStore(workspace_root(anchor))
 
 
 def workspace_root(anchor: Path) -> Path:
-    start = anchor.resolve().parent
-    for folder in (start, *start.parents):
-        if (folder / "asmopt.toml").exists() or (folder / ".git").exists():
-            return folder
-    return start
+    from asmopt.model.settings import config_root
+
+    return config_root(anchor)
 
 
 # -- optimize -------------------------------------------------------------------------------

@@ -184,16 +184,29 @@ class Config:
 
 
 def config_root(source: Path, workspace: Path | None = None) -> Path:
-    """The folder whose ``asmopt.toml`` governs ``source``: the nearest one upwards from the
-    file, not above ``workspace`` (when given); else ``workspace`` or the file's folder."""
+    """The folder whose ``asmopt.toml`` governs ``source`` (or should: where a new one goes).
+
+    The nearest folder upwards from the file, not above ``workspace`` (when given), that
+    holds an ``asmopt.toml``; else the nearest that looks like a project's root (its
+    ``compile_commands.json``, at the root or in ``build/``, or ``.git``); else
+    ``workspace`` or the file's folder.
+    """
     start = Path(source).resolve().parent
     top = Path(workspace).resolve() if workspace is not None else None
-    for folder in (start, *start.parents):
-        if (folder / CONFIG_FILE).is_file():
-            return folder
-        if folder == top:
+    folders = [start]
+    for folder in start.parents:
+        if folders[-1] == top:
             break
+        folders.append(folder)
+    for marks in ((CONFIG_FILE,), PROJECT_MARKERS):
+        for folder in folders:
+            if any((folder / mark).exists() for mark in marks):
+                return folder
     return top or start
+
+
+# What marks a project's root when it has no asmopt.toml yet.
+PROJECT_MARKERS = ("compile_commands.json", "build/compile_commands.json", ".git")
 
 
 def starter_target(source: Path, root: Path) -> str:
