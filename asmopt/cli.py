@@ -402,6 +402,8 @@ def _outcome_json(outcome) -> dict:
         )
         data["verdict"] = "not-faster"
     data["message"] = outcome.message
+    data["target"] = outcome.target
+    data["target_notes"] = list(outcome.target_notes)
     data["candidates"] = [
         {
             "policy": c.candidate.policy,

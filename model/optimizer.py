@@ -129,6 +129,9 @@ class OptimizeOutcome:
     unusable: tuple[str, ...] = ()  # why some proposals were not candidates
     notes: tuple[str, ...] = ()
     cancelled: bool = False
+    # How the target was chosen and built (which of several, sources without flags of their
+    # own in compile_commands.json): shown with the result.
+    target_notes: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -141,6 +144,7 @@ class OptimizeOutcome:
             "unusable": list(self.unusable),
             "notes": list(self.notes),
             "cancelled": self.cancelled,
+            "target_notes": list(self.target_notes),
         }
 
     @classmethod
@@ -156,6 +160,7 @@ class OptimizeOutcome:
             unusable=tuple(data.get("unusable", ())),
             notes=tuple(data.get("notes", ())),
             cancelled=data.get("cancelled", False),
+            target_notes=tuple(data.get("target_notes", ())),
         )
 
 
@@ -389,7 +394,8 @@ def optimize(
         message=result.message,
         target=target.name,
         unusable=tuple(f"{u.policy}: {u.reason}" for u in result.unusable),
-        notes=chosen_note + tuple(project.notes) + tuple(result.notes),
+        notes=tuple(result.notes),
+        target_notes=chosen_note + tuple(project.notes),
         cancelled=result.cancelled,
     )
 

@@ -93,7 +93,7 @@ def run(project: Path, source: str = "src/textstats.c", function: str | None = "
 def test_a_library_function_is_optimized_through_the_benchmark_target(project: Path) -> None:
     outcome, policy = run(project)
     assert outcome.target == "bench"
-    assert any("targets bench, unit; used bench" in note for note in outcome.notes)
+    assert any("targets bench, unit; used bench" in note for note in outcome.target_notes)
     (request,) = policy.requests
     # The source's own flags from compile_commands.json, with -O3 instead of its -O level.
     assert "-DTEXTSTATS_TAB_WIDTH=8" in request.cflags
@@ -217,6 +217,8 @@ def test_asmopt_optimize_on_the_example_as_a_user_runs_it(project: Path) -> None
     )  # fmt: skip
     assert proc.returncode in (0, 1), proc.stderr
     data = json.loads(proc.stdout)
+    assert data["target"] == "bench"
+    assert any("--target" in note for note in data["target_notes"])
     assert data["tests"]["total"] == 2
     assert data["candidates"], data
     assert all(c["tests_passed"] == c["tests_total"] for c in data["candidates"])

@@ -51,9 +51,7 @@ async def test_a_library_file_without_a_target_gets_a_starter_entry(workspace, l
         assert _declare(await _actions(s, uri, only=[types.CodeActionKind.QuickFix]))
 
 
-async def test_an_existing_config_gets_the_entry_appended_and_a_listed_file_none(
-    workspace, lsp
-):
+async def test_an_existing_config_gets_the_entry_appended_and_a_listed_file_none(workspace, lsp):
     (workspace / "lib.c").write_text(LIB)
     (workspace / "asmopt.toml").write_text("[settings]\nsamples = 2")
     async with lsp.session(workspace) as s:
