@@ -56,9 +56,11 @@ class CommandTests:
     launcher: str | None
 
 
-def command_tests(specs: Sequence[CommandSpec]) -> CommandTests:
-    """Tests for ``specs`` (see the module docstring). Raises :class:`CommandTestError` for
-    a command that never names the program (``{bin}``)."""
+def command_tests(specs: Sequence[CommandSpec], plain: Sequence[TestCase] = ()) -> CommandTests:
+    """Tests for ``specs`` (see the module docstring), after the ``plain`` tests (stdin and
+    arguments of the program, from a test folder), which the shell, when one is needed,
+    hands to the program unchanged. Raises :class:`CommandTestError` for a command that
+    never names the program (``{bin}``)."""
     direct: list[list[str] | None] = []
     for spec in specs:
         text = spec.command if isinstance(spec.command, str) else " ".join(spec.command)
@@ -70,13 +72,16 @@ def command_tests(specs: Sequence[CommandSpec]) -> CommandTests:
             )
         direct.append(None if spec.ignore_output else _direct_argv(spec.command))
     if all(argv is not None for argv in direct):
-        tests = [
+        tests = list(plain) + [
             TestCase(spec.name, b"", spec.expected, tuple(argv[1:]))
             for spec, argv in zip(specs, direct, strict=True)
             if argv is not None
         ]
         return CommandTests(tuple(tests), None)
-    tests = []
+    tests = [
+        TestCase(t.name, t.stdin, t.expected, ("-c", "exec " + shlex.join(["{bin}", *t.args])))
+        for t in plain
+    ]
     for spec, argv in zip(specs, direct, strict=True):
         if argv is not None:
             script = "exec " + shlex.join(argv)

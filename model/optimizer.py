@@ -34,7 +34,7 @@ from asmopt.executor.command_tests import (
 from asmopt.executor.results import Verdict
 from asmopt.executor.sandbox import MiB, Sandbox, SandboxError, SandboxLimits
 from asmopt.executor.store import ResultStore
-from asmopt.executor.testcases import Comparator, TestSetError, load_tests
+from asmopt.executor.testcases import Comparator, TestCase, TestSetError, load_tests
 from asmopt.executor.toolchain import compile_to_asm
 from asmopt.executor.verify import (
     Baseline,
@@ -287,7 +287,8 @@ def optimize(
     options = verify_options(settings, target)
     commands: CommandTests | None = None
     if target.has_commands:
-        commands, options = _command_tests(target, config, options)
+        plain = _load_tests(target.tests) if target.tests is not None else []
+        commands, options = _command_tests(target, config, options, plain)
         tests = list(commands.tests)
     elif target.tests is None:
         raise OptimizeError(
@@ -296,10 +297,7 @@ def optimize(
             f"tests = ...), or give the target a test_command"
         )
     else:
-        try:
-            tests = load_tests(target.tests)
-        except TestSetError as err:
-            raise OptimizeError(str(err)) from err
+        tests = _load_tests(target.tests)
 
     compiler = target.compiler or settings.compiler
     project = _ProjectFlags(config, target, settings)
@@ -530,18 +528,27 @@ def _shown(flags: Sequence[str], limit: int = 8) -> list[str]:
     return flags if len(flags) <= limit else [*flags[:limit], f"(+{len(flags) - limit} more)"]
 
 
+def _load_tests(folder: Path) -> list[TestCase]:
+    try:
+        return load_tests(folder)
+    except TestSetError as err:
+        raise OptimizeError(str(err)) from err
+
+
 def _command_tests(
-    target: Target, config: Config, options: VerifyOptions
+    target: Target, config: Config, options: VerifyOptions, plain: list[TestCase]
 ) -> tuple[CommandTests, VerifyOptions]:
-    """The target's test and benchmark commands as tests, and the options that run them in
-    the sandbox with the target's folder read-only (less the result store and the files of
-    expected output)."""
+    """The target's test and benchmark commands as tests (after the ``plain`` tests of its
+    test folder), and the options that run them in the sandbox with the target's folder
+    read-only (less the result store and the files of expected output)."""
     from dataclasses import replace
 
     root = target.root or config.root
     where = f"[[target]] {target.name} in {config.root / CONFIG_FILE}"
     specs: list[CommandSpec] = []
-    hide = [".asmopt"]
+    hide = [".asmopt"]  # earlier verdicts
+    if target.tests is not None and target.tests.resolve().is_relative_to(root):
+        hide.append(target.tests.resolve().relative_to(root).as_posix())  # their answers
     for kind, command, output in (
         ("test", target.test_command, target.test_output),
         ("bench", target.bench_command, target.bench_output),
@@ -564,7 +571,7 @@ def _command_tests(
                 hide.append(path.relative_to(root).as_posix())
         specs.append(CommandSpec(f"{kind}_command", command, expected, output == "ignore"))
     try:
-        made = command_tests(specs)
+        made = command_tests(specs, plain)
     except CommandTestError as err:
         raise OptimizeError(f"{where}: {err}") from err
     timed = ("bench_command",) if any(s.name == "bench_command" for s in specs) else None

@@ -248,3 +248,37 @@ def test_the_makefile_writes_compile_commands_without_building(project: Path) ->
     assert {e["file"] for e in entries} == set(SOURCES)
     _, policy = run(project)
     assert f"-I{project}/include" in policy.requests[0].cflags
+
+
+def test_a_test_folder_with_a_bench_command_runs_both_and_hides_the_answers(
+    project: Path,
+) -> None:
+    answers = project / "tests" / "cases"
+    answers.mkdir()
+    (answers / "tiny.args").write_text("1\n1\n")
+    # Expected output of a run that prints what the program can see of the answers.
+    (answers / "tiny.out").write_text("lines 0 words 0 widest 0 total 0\n")
+    (project / "asmopt.toml").write_text(
+        '[settings]\ncompile_commands = "build"\n\n[[target]]\nname = "mixed"\n'
+        'sources = ["src/*.c", "bench/bench_textstats.c"]\ntests = "tests/cases"\n'
+        'bench_command = "{bin} 8 2; ls tests/cases"\n'
+    )
+    with pytest.raises(OptimizeError, match="tiny"):
+        # The baseline's own output for tiny differs from this made-up answer: the folder's
+        # test really runs, with its arguments.
+        run(project)
+    (answers / "tiny.out").unlink()
+    (answers / "tiny.in").write_text("")
+    outcome, _ = run(project)
+    result = outcome.candidates[0].result
+    assert [t.name for t in result.tests] == ["tiny", "bench_command"]
+    assert result.all_passed
+    # The runs see the project, but neither the folder of answers nor earlier verdicts.
+    from asmopt.model.optimizer import _command_tests, verify_options
+
+    config = load_config(project)
+    (target,) = config.targets
+    _, options = _command_tests(target, config, verify_options(config.settings, target), [])
+    assert options.files == project.resolve()
+    assert set(options.hide) == {".asmopt", "tests/cases"}
+    assert options.timed_tests == ("bench_command",)
