@@ -64,3 +64,14 @@ async def test_an_existing_config_gets_the_entry_appended_and_a_listed_file_none
         assert tomllib.loads(merged)["target"][0]["name"] == "lib"
         (workspace / "asmopt.toml").write_text(merged)
         assert _declare(await _actions(s, uri)) == []
+
+
+async def test_optimizing_a_library_file_no_target_builds_says_how_to_declare_one(workspace, lsp):
+    (workspace / "lib.c").write_text(LIB)
+    async with lsp.session(workspace, optimizer="real") as s:
+        uri = s.open("lib.c")
+        await s.command("asmopt.optimizeFunction", uri, "scale")
+        await s.wait_for(
+            lambda: any("no [[target]]" in m and "[[target]]\nname" in m for m in s.messages()),
+            what="the message with a starter entry",
+        )
