@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -180,6 +181,22 @@ def baseline_flags(entry: CompileEntry) -> tuple[str, ...]:
             i += 1
             continue
         out.append(_joined_path_option(arg, entry.directory))
+    return tuple(out)
+
+
+def absolute_paths(flags: Sequence[str], directory: Path) -> tuple[str, ...]:
+    """``flags`` with the paths of include-like options made absolute against ``directory``
+    (``-Iinclude`` -> ``-I/project/include``; also ``-I include``, ``-isystem``, ...)."""
+    out: list[str] = []
+    i = 0
+    while i < len(flags):
+        arg = flags[i]
+        i += 1
+        if arg in _PATH_OPTIONS and i < len(flags):
+            out += [arg, _absolute(flags[i], directory)]
+            i += 1
+        else:
+            out.append(_joined_path_option(arg, directory))
     return tuple(out)
 
 

@@ -44,7 +44,13 @@ from asmopt.executor.verify import (
     prepare_baseline,
     verify_candidate,
 )
-from asmopt.model.compile_db import CompileDb, CompileDbError, find_compile_db, load_compile_db
+from asmopt.model.compile_db import (
+    CompileDb,
+    CompileDbError,
+    absolute_paths,
+    find_compile_db,
+    load_compile_db,
+)
 from asmopt.model.policy import Candidate, Policy, PolicyError, Request
 from asmopt.model.settings import (
     CONFIG_FILE,
@@ -466,7 +472,9 @@ class _ProjectFlags:
     (``-O3``), else those flags alone; ``notes`` says which sources had no entry."""
 
     def __init__(self, config: Config, target: Target, settings: Settings) -> None:
-        self.optimization = tuple(target.cflags or settings.cflags)
+        # A target's cflags are written relative to its asmopt.toml: -Iinclude works from
+        # wherever asmopt runs.
+        self.optimization = absolute_paths(target.cflags or settings.cflags, config.root)
         self.root = config.root
         self.notes: list[str] = []
         self.db: CompileDb | None = None

@@ -131,8 +131,9 @@ def test_a_harness_that_never_calls_the_function_is_named(project: Path) -> None
         '    printf("ok\\n");\n    return 0;\n}\n'
     )  # fmt: skip
     (project / "tests" / "nocall.c").write_text("int main(void) { return 0; }\n")
-    # Not in compile_commands.json: the target names the flags it needs.
-    flags = f'cflags = "-O3 -I{project}/include -DTEXTSTATS_TAB_WIDTH=8"\n'
+    # Not in compile_commands.json: the target names the flags it needs (paths relative to
+    # asmopt.toml).
+    flags = 'cflags = "-O3 -Iinclude -DTEXTSTATS_TAB_WIDTH=8"\n'
     (project / "asmopt.toml").write_text(
         (project / "asmopt.toml").read_text()
         + '\n[[target]]\nname = "smoke"\nsources = ["src/textstats.c", "tests/smoke.c"]\n'

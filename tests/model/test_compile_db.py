@@ -10,6 +10,7 @@ import pytest
 
 from asmopt.model.compile_db import (
     CompileDbError,
+    absolute_paths,
     baseline_flags,
     find_compile_db,
     load_compile_db,
@@ -124,3 +125,10 @@ def test_a_response_file_is_named_as_unsupported(tmp_path: Path) -> None:
     entry = load_compile_db(path).entries[0]
     with pytest.raises(CompileDbError, match="response file"):
         baseline_flags(entry)
+
+
+def test_a_targets_own_flags_are_relative_to_its_folder(tmp_path: Path) -> None:
+    flags = ("-O3", "-Iinclude", "-isystem", "vendor", "-I/abs", "-DX=1")
+    assert absolute_paths(flags, tmp_path) == (
+        "-O3", f"-I{tmp_path / 'include'}", "-isystem", str(tmp_path / "vendor"), "-I/abs", "-DX=1",
+    )  # fmt: skip
