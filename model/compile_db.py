@@ -145,6 +145,7 @@ _DROP_ALONE = re.compile(
     r"^(-c|-S|-E|-M|-MM|-MD|-MMD|-MP|-MG|-pipe|-Wp,-M.*|-g.*|-flto.*|-ffat-lto-objects"
     r"|-fno-lto|-save-temps.*|-fsyntax-only|-v|--verbose|-O.*|-o.+|-MF.+|-MT.+|-MQ.+)$"
 )
+_COMPILER_WRAPPERS = ("ccache", "sccache", "distcc", "icecc")
 # Linker-only options: the baseline is compiled to assembly; the target's ldflags link it.
 _LINK_ONLY = re.compile(r"^(-l.*|-L.*|-Wl,.*|-shared|-static|-pie|-no-pie|-rdynamic)$")
 
@@ -152,13 +153,16 @@ _LINK_ONLY = re.compile(r"^(-l.*|-L.*|-Wl,.*|-shared|-static|-pie|-no-pie|-rdyna
 def baseline_flags(entry: CompileEntry) -> tuple[str, ...]:
     """The entry's flags as ``gcc -S`` needs them for the baseline.
 
-    Removed: the compiler, the source file, ``-c``/``-o``, dependency-file flags (``-M*``),
-    debug information (``-g*``: no code changes, much larger assembly), ``-flto`` (its
-    ``-S`` output is compiler IR, not machine code), linker-only flags and every ``-O``
-    level (the caller adds ``-O3`` or the user's flags). Paths are made absolute against the
-    entry's ``directory``, so the flags work from any folder.
+    Removed: the compiler (and a ``ccache``-like wrapper), the source file, ``-c``/``-o``,
+    dependency-file flags (``-M*``), debug information (``-g*``: no code changes, much
+    larger assembly), ``-flto`` (its ``-S`` output is compiler IR, not machine code),
+    linker-only flags and every ``-O`` level (the caller adds ``-O3`` or the user's flags).
+    Paths are made absolute against the entry's ``directory``, so the flags work from any
+    folder.
     """
     args = list(entry.arguments[1:])
+    if Path(entry.arguments[0]).name in _COMPILER_WRAPPERS and args:
+        args = args[1:]  # ccache gcc ...: the compiler is the wrapper's first argument
     out: list[str] = []
     i = 0
     while i < len(args):

@@ -66,6 +66,8 @@ def test_command_form_is_split_like_a_shell(tmp_path: Path) -> None:
     )  # fmt: skip
     db = load_compile_db(path)
     assert db.flags_for(src) == ('-DNAME="two words"', f"-I{tmp_path / 'inc'}")
+    path.write_text(path.read_text().replace("gcc -D", "/usr/bin/ccache gcc -D"))
+    assert load_compile_db(path).flags_for(src) == ('-DNAME="two words"', f"-I{tmp_path / 'inc'}")
     assert db.flags_for(tmp_path / "other.c") is None
 
 
