@@ -328,7 +328,8 @@ def _make_sandbox(limits, no_sandbox: bool):
 
 def _workspace_store(anchor: Path):
     """The result store of the workspace that holds ``anchor``: the nearest folder upwards
-    with an ``asmopt.toml`` or ``.git``, else the file's own folder."""
+    with an ``asmopt.toml``, else with a ``compile_commands.json`` or ``.git``, else the
+    file's own folder."""
     return _open_store(workspace_root(anchor))
 
 
@@ -342,11 +343,9 @@ def _open_store(root: Path):
 
 
 def workspace_root(anchor: Path) -> Path:
-    start = anchor.resolve().parent
-    for folder in (start, *start.parents):
-        if (folder / "asmopt.toml").exists() or (folder / ".git").exists():
-            return folder
-    return start
+    from asmopt.model.settings import config_root
+
+    return config_root(anchor)
 
 
 # -- optimize -------------------------------------------------------------------------------
@@ -368,6 +367,12 @@ def workspace_root(anchor: Path) -> Path:
     default=None,
     help="Directory of NAME.in / NAME.out tests (default: from asmopt.toml or tests/ "
     "beside the source).",
+)
+@click.option(
+    "--target",
+    "target_name",
+    default=None,
+    help="The asmopt.toml target that builds and tests SOURCE (default: the first one).",
 )
 @click.option(
     "--policy",
@@ -418,9 +423,9 @@ def workspace_root(anchor: Path) -> Path:
 @click.option("--json", "as_json", is_flag=True, help="Print the winner as one JSON object.")
 @sandbox_options
 def optimize(source: Path, function: str | None, tests_dir: Path | None,
-             policies: tuple[str, ...], model: str | None, endpoint: str | None,
-             api_key: str | None, samples: int | None, temperature: float | None,
-             max_new_tokens: int | None, refine_rounds: int | None,
+             target_name: str | None, policies: tuple[str, ...], model: str | None,
+             endpoint: str | None, api_key: str | None, samples: int | None,
+             temperature: float | None, max_new_tokens: int | None, refine_rounds: int | None,
              tensor_parallel_size: int | None, max_model_len: int | None, show_answers: bool,
              allow_native: bool, budget: float | None, workers: int | None, write: bool,
              force: bool, as_json: bool, no_sandbox: bool, timeout: float) -> None:  # fmt: skip
@@ -448,6 +453,13 @@ def optimize(source: Path, function: str | None, tests_dir: Path | None,
     except SettingsError as err:
         _fail(str(err))
     target = None
+    if target_name is not None:
+        try:
+            target = config.target_named(target_name)
+        except SettingsError as err:
+            _fail(str(err))
+        if not target.owns(source):
+            _fail(f"target {target_name!r} does not list {source}: add it to its sources")
     if tests_dir is not None:
         if not tests_dir.is_dir():
             _fail(f"test directory {tests_dir} does not exist")
@@ -554,6 +566,8 @@ def _outcome_json(outcome) -> dict:
     data["unusable"] = list(outcome.unusable)
     data["notes"] = list(outcome.notes)
     data["answers"] = [a.to_dict() for a in outcome.answers]
+    data["target"] = outcome.target
+    data["target_notes"] = list(outcome.target_notes)
     data["candidates"] = [
         {
             "policy": c.candidate.policy,

@@ -107,6 +107,8 @@ def print_outcome(console: Console, outcome, limit: int = 12) -> None:  # Optimi
         )
     for reason in outcome.unusable:
         console.print(f"[dim]no candidate: {escape(reason)}[/]")
+    for note in getattr(outcome, "target_notes", ()):
+        console.print(f"[dim]note: {escape(note)}[/]")
     if outcome.winner is not None:
         w = outcome.winner
         console.print(
