@@ -15,7 +15,12 @@ Three families:
 - CPU accounting: work hidden from the figure, or moved onto the runner (whose own CPU is
   subtracted);
 - the sandbox's walls: system calls the seccomp filter misses, memory and tmpfs limits, what
-  the program (or its build) can read of the host.
+  the program (or its build) can read of the host;
+- the judge itself: its time and memory on hostile output or text, the A/A noise a policy can
+  draw again with a trivially different text, the start-up charged to a session's first run.
+
+Some state is the host's, not the sandbox's: the page-cache test reads and drops pages of a
+big read-only file under /usr (cache state only; nothing is written).
 """
 
 from __future__ import annotations
@@ -266,8 +271,21 @@ def test_the_baseline_itself_in_other_words_is_not_faster(judge):
     timed round 1 (see the start-up test below): that must not make it faster."""
     _, sandbox, baseline = judge
     result = verify_candidate(baseline.asm + "\n# the same program\n", baseline, sandbox, OPTIONS)
-    assert result.all_passed and not result.identical_to_baseline
+    assert result.all_passed
     _no_false_speed_up(result, "a/a")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="verify.py compares the text exactly (asm == baseline.asm): a comment makes the "
+    "baseline a new candidate, so a policy can draw the A/A noise again and again (1 of 30 "
+    "such variants was called FASTER with this file's options)",
+)
+def test_the_baseline_with_a_comment_counts_as_identical(judge):
+    _, sandbox, baseline = judge
+    asm = baseline.asm + "\n# a variant\n"
+    result = verify_candidate(asm, baseline, sandbox, VerifyOptions(measure=False))
+    assert result.identical_to_baseline, result.message
 
 
 @pytest.mark.xfail(
