@@ -151,4 +151,4 @@ class Cgroup:
                     log.warning("cgroup %s is not empty; left in place", self.path)
                     return
                 self.kill()
-                time.sleep(0.01)
+                time.sleep(0.001)

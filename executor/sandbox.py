@@ -21,6 +21,7 @@ works the same way for ordinary users and for root (unprivileged user namespaces
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import errno
@@ -730,6 +731,7 @@ _RESPONSE_MAGIC = 0x73526D41
 _READY_MAGIC = 0x79526D41
 # How long a new session's bubblewrap may take to become ready (a loaded machine is slow).
 _READY_TIMEOUT_SECONDS = 30.0
+_SPARES = 2  # bubblewraps a fresh-per-run session keeps starting ahead of its runs
 _KIND_EXITED, _KIND_SIGNALED = 0, 1
 _RESP_TIMED_OUT, _RESP_TRUNCATED, _RESP_ENDS = 1, 2, 4
 # How long past a run's wall limit the host waits for the runner's answer before it kills the
@@ -760,7 +762,9 @@ class RunSession:
     ) -> None:
         self._sandbox = sandbox
         self.fresh_per_run = fresh_per_run
-        self._spare: _Slot | None = None  # the next run's bubblewrap, starting
+        # The next runs' bubblewraps, starting (fresh_per_run): a start is mostly waiting on
+        # the kernel (namespaces, mounts), so two at a time hide it behind the runs.
+        self._spares: collections.deque[_Slot] = collections.deque()
         self._programs = programs
         self.limits = limits
         self._lock = threading.Lock()
@@ -788,9 +792,8 @@ class RunSession:
     def close(self) -> None:
         """Stop the session's sandbox (within a second; a run in progress reports a kill)."""
         self._closed = True
-        spare, self._spare = self._spare, None
-        if spare is not None:
-            _retire(spare, self._sandbox)
+        while self._spares:
+            _retire(self._spares.popleft(), self._sandbox)
         if self._lock.acquire(blocking=False):
             try:
                 self._stop()
@@ -801,14 +804,13 @@ class RunSession:
             _kill_tree(proc)
 
     def _start(self) -> None:
-        spare, self._spare = self._spare, None
         slot = None
-        if spare is not None:
+        while self._spares and slot is None:
             try:
-                slot = self._ready(spare)
+                slot = self._ready(self._spares.popleft())
             except SandboxError:
                 # bubblewrap dies with the thread that started it (--die-with-parent): a
-                # spare started by a thread that has ended since is gone. Start another.
+                # spare started by a thread that has ended since is gone. Take another.
                 slot = None
         if slot is None:
             slot = self._ready(self._launch())
@@ -904,8 +906,8 @@ class RunSession:
             self._proc, self._req_w, self._resp_r = None, -1, -1
             self._errors, self._cgroup = None, None
             _retire(slot, self._sandbox)
-        if not self._closed and not self._sandbox._closed and self._spare is None:
-            self._spare = self._launch()
+        while not self._closed and not self._sandbox._closed and len(self._spares) < _SPARES:
+            self._spares.append(self._launch())
 
     def program_path(self, index: int = 0) -> str:
         """The path under which the runs see the session's ``index``-th binary."""
@@ -1176,13 +1178,15 @@ def _await_ready(resp_r: int, proc: subprocess.Popen[bytes]) -> bool:
 
 def _retire(slot: _Slot, sandbox: Sandbox) -> None:
     """Kill a session's bubblewrap with everything in it, and free what it held."""
-    _kill_tree(slot.proc)
     if slot.cgroup is not None:
-        slot.cgroup.remove()
+        slot.cgroup.kill()  # everything in it at once, before bubblewrap's own teardown
+    _kill_tree(slot.proc)
     try:
         slot.proc.wait(timeout=5)
     except subprocess.TimeoutExpired:
         log.warning("session sandbox %d did not exit after SIGKILL", slot.proc.pid)
+    if slot.cgroup is not None:
+        slot.cgroup.remove()
     with sandbox._lock:
         sandbox._active.discard(slot.proc)
     for fd in (slot.req_w, slot.resp_r):
