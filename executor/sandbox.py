@@ -418,12 +418,13 @@ class Sandbox:
             str(tmp_bytes),
             "--tmpfs",
             "/tmp",
-            "--ro-bind",
-            str(self._runner),
-            "/sandbox/runner",
         ]
+        # The runner and the programs are copied in from open files rather than bound from
+        # the session folder: /proc/self/mountinfo would show a bound file's host path.
+        cmd = _Command(cmd)
+        cmd.add_data(self._runner, "/sandbox/runner")
         for host_path, inside in programs:
-            cmd += ["--ro-bind", str(host_path), inside]
+            cmd.add_data(host_path, inside)
         if work_dir is not None:
             # A tool's run (see run_tool): its files, writable, as its working directory.
             cmd += ["--bind", str(work_dir), SANDBOX_WORK_DIR, "--chdir", SANDBOX_WORK_DIR]
@@ -490,10 +491,25 @@ class Sandbox:
         """Start bubblewrap (as nobody when we are root) or the bare runner, inside ``cgroup``
         when given (the runner's ``--launch`` joins it, then drops to nobody)."""
         drop = self.enabled and self._drop_to_nobody
+        data_fds = cmd.fds if isinstance(cmd, _Command) else []
         if cgroup is not None:
             ids = [str(NOBODY), str(NOBODY)] if drop else ["-", "-"]
             cmd = [str(self._runner), "--launch", str(cgroup.procs_file), *ids, *cmd]
             drop = False
+        try:
+            return self._popen(cmd, [*pass_fds, *data_fds], drop, cwd, streams)
+        finally:
+            for fd in data_fds:
+                os.close(fd)
+
+    def _popen(
+        self,
+        cmd: list[str],
+        pass_fds: list[int],
+        drop: bool,
+        cwd: Path | None,
+        streams: dict[str, object],
+    ) -> subprocess.Popen[bytes]:
         return subprocess.Popen(  # type: ignore[call-overload]
             cmd,
             pass_fds=pass_fds,
@@ -1141,6 +1157,20 @@ def _check_reachable_by_nobody(folder: Path) -> None:
                 f"{part} is not open to other users; chmod o+rx {part}, or run asmopt as an "
                 "ordinary user"
             )
+
+
+class _Command(list[str]):
+    """A bubblewrap command line and the descriptors of the files it copies in
+    (``--ro-bind-data``), which the spawn passes and then closes."""
+
+    def __init__(self, args: Sequence[str] = ()) -> None:
+        super().__init__(args)
+        self.fds: list[int] = []
+
+    def add_data(self, host_path: Path, inside: str) -> None:
+        fd = os.open(host_path, os.O_RDONLY | os.O_CLOEXEC)
+        self.fds.append(fd)
+        self += ["--perms", "0555", "--ro-bind-data", str(fd), inside]
 
 
 class _Slot(NamedTuple):

@@ -871,11 +871,6 @@ def test_memory_held_in_memfds_is_bounded(walls):
     assert int(run.stdout) <= limits.memory_bytes, run.stdout
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="/proc/self/mountinfo names the host path of the staged binary (the session "
-    "folder and asmopt's pid)",
-)
 def test_mountinfo_shows_no_host_path(walls):
     run = _wall_run(walls, "mountinfo")
     assert run.exit_code == 0
