@@ -105,6 +105,13 @@ class SandboxLimits:
     tmp_bytes: int = 32 * MiB  # size of the private /tmp
 
 
+def run_memory_bytes(limits: SandboxLimits) -> int:
+    """What one run may hold in all, where a cgroup can bound it: the program's memory, its
+    ``/tmp`` and ``/dev/shm``, and the runner's buffer of its output (``memory_bytes`` alone
+    is a per-process limit, which N processes would multiply)."""
+    return limits.memory_bytes + 2 * limits.tmp_bytes + limits.output_bytes + 32 * MiB
+
+
 def _runner_source() -> bytes:
     return resources.files("asmopt.executor").joinpath("runner.c").read_bytes()
 
@@ -494,7 +501,8 @@ class Sandbox:
         data_fds = cmd.fds if isinstance(cmd, _Command) else []
         if cgroup is not None:
             ids = [str(NOBODY), str(NOBODY)] if drop else ["-", "-"]
-            cmd = [str(self._runner), "--launch", str(cgroup.procs_file), *ids, *cmd]
+            procs = [str(p) for p in cgroup.procs_files]
+            cmd = [str(self._runner), "--launch", *procs, "--", *ids, *cmd]
             drop = False
         try:
             return self._popen(cmd, [*pass_fds, *data_fds], drop, cwd, streams)
@@ -870,7 +878,7 @@ class RunSession:
         # bubblewrap's own messages; read only when the session dies. Open as long as it runs.
         errors = tempfile.TemporaryFile()  # noqa: SIM115
         pass_fds = [req_r, resp_w] if bpf_r is None else [req_r, resp_w, bpf_r]
-        cgroup = Cgroup.create() if sb.cgroups else None
+        cgroup = Cgroup.create(run_memory_bytes(self.limits)) if sb.cgroups else None
         try:
             proc = sb._spawn(
                 cmd,
@@ -1011,6 +1019,7 @@ class RunSession:
                     header + blob + bytes(stdin), deadline, cancel, limits, used_before
                 )
                 used = cgroup.usage_us() - used_before if cgroup is not None else None
+                out_of_memory = cgroup is not None and cgroup.out_of_memory()
             finally:
                 if self.fresh_per_run:
                     self._renew()
@@ -1048,6 +1057,9 @@ class RunSession:
                 )
                 if used is not None:
                     result = dataclasses.replace(result, cpu_source="cgroup")
+                if out_of_memory and result.exit_code != 0 and not result.timed_out:
+                    # The sandbox's memory limit was hit and the kernel killed for it.
+                    result = dataclasses.replace(result, out_of_memory=True)
                 return result
             fresh = self._answered == 0
             returncode = self._stop(keep_errors=True)
