@@ -74,7 +74,7 @@ async def start_run(server: AsmoptLanguageServer, uri: str, function: str | None
             )
             return None
         if function is not None and function not in {
-            f.name for f in await server.functions(buffer)
+            f.name for f in await server.functions(buffer, exact=True)
         }:
             server.show(f"no function `{function}` in {name}", types.MessageType.Warning)
             return None
@@ -85,6 +85,7 @@ async def start_run(server: AsmoptLanguageServer, uri: str, function: str | None
         server.show(f"{problem}; using the defaults", types.MessageType.Warning)
     settings = server.options.for_workspace(_config)
     submitted = server.jobs.submit(
+        scratch=server.scratch(),
         uri=uri,
         source=path.resolve(),
         function=function,
@@ -226,8 +227,8 @@ def register(server: AsmoptLanguageServer) -> None:
 
     @server.feature(types.SHUTDOWN)
     def shutdown(ls: AsmoptLanguageServer, *args: Any) -> None:
-        ls.jobs.kill_all()
+        ls.cleanup()
 
     @server.feature(types.EXIT)
     def on_exit(ls: AsmoptLanguageServer, *args: Any) -> None:
-        ls.jobs.kill_all()
+        ls.cleanup()
