@@ -39,8 +39,15 @@ export const CLIENT_ID = 'asmopt';
 const STOP_TIMEOUT_MS = 5_000;
 const MAX_CONNECTION_ERRORS = 3;
 
-/** Drops the built-in progress feature (status-bar progress that cannot be cancelled). */
+/** Drops the built-in progress feature (status-bar progress that cannot be cancelled), and
+ * keeps the client's own error toasts ("couldn't create connection", "Server initialization
+ * failed", "connection got closed": none says why) in the output channel: ServerController
+ * shows one message with the cause instead. */
 class AsmoptLanguageClient extends LanguageClient {
+    override error(message: string, data?: unknown, _showNotification?: boolean | 'force'): void {
+        super.error(message, data, false);
+    }
+
     override registerFeature(feature: StaticFeature | DynamicFeature<unknown>): void {
         if (!(feature instanceof NotificationProgressFeature)) {
             const state = feature.getState?.();
@@ -120,9 +127,10 @@ export function clientFactory(deps: ClientDeps): ClientFactory {
             transport: TransportKind.stdio,
             options: { cwd: options.cwd, env: { ...process.env, PYTHONUNBUFFERED: '1' } },
         };
+        const stderr = new OutputTail();
         const clientOptions: LanguageClientOptions = {
             documentSelector: LANGUAGE_IDS.map((language) => ({ scheme: 'file', language })),
-            outputChannel: deps.output,
+            outputChannel: stderr.wrap(deps.output),
             traceOutputChannel: deps.output,
             revealOutputChannelOn: RevealOutputChannelOn.Never,
             initializationOptions: { settings: options.settings },
@@ -159,6 +167,7 @@ export function clientFactory(deps: ClientDeps): ClientFactory {
         deps.current.client = client;
         return {
             start: () => client.start(),
+            serverOutput: () => stderr.text(),
             stop: async () => {
                 if (deps.current.client === client) deps.current.client = undefined;
                 await client.dispose(STOP_TIMEOUT_MS);
@@ -170,6 +179,37 @@ export function clientFactory(deps: ClientDeps): ClientFactory {
             },
         };
     };
+}
+
+/** The last few kilobytes the server wrote to stderr (the client appends stderr to its
+ * output channel with `append`; its own log lines use `appendLine`). */
+export class OutputTail {
+    private tail = '';
+
+    constructor(private readonly limit = 4096) {}
+
+    record(data: string): void {
+        this.tail = (this.tail + data).slice(-this.limit);
+    }
+
+    text(): string {
+        return this.tail;
+    }
+
+    wrap(channel: LogOutputChannel): LogOutputChannel {
+        return new Proxy(channel, {
+            get: (target, prop, receiver) => {
+                if (prop === 'append') {
+                    return (value: string) => {
+                        this.record(value);
+                        target.append(value);
+                    };
+                }
+                const value = Reflect.get(target, prop, receiver);
+                return typeof value === 'function' ? value.bind(target) : value;
+            },
+        });
+    }
 }
 
 export function cancelProgress(client: LanguageClient, token: string | number): void {

@@ -158,7 +158,9 @@ def register(server: AsmoptLanguageServer) -> None:
     def on_done(job: Job, result: JobResult) -> None:
         summary = _summary(job, result)
         if job.token is not None:
-            server.work_done_progress.end(job.token, types.WorkDoneProgressEnd(message=summary))
+            # The summary ends the progress; an error is said once, as an error message.
+            end_message = None if result.error else summary
+            server.work_done_progress.end(job.token, types.WorkDoneProgressEnd(message=end_message))
             server.work_done_progress.tokens.pop(job.token, None)
         if result.record is not None and not result.cancelled:
             server.results.put(FunctionResult.from_record(result.record))

@@ -11,6 +11,7 @@ from lsprotocol import types
 
 from asmopt.server.asm_outline import NOISE, outline
 from asmopt.server.documents import Language
+from asmopt.server.protocol import encoded
 
 if TYPE_CHECKING:
     from asmopt.server.server import AsmoptLanguageServer
@@ -97,7 +98,7 @@ def register(server: AsmoptLanguageServer) -> None:
         cached = cache.get(buffer.uri)
         if cached is not None and cached[0][0] is key[0] and cached[0][1] is key[1]:
             return cached[1]
-        found = symbols(buffer, functions)
+        found = encoded(symbols(buffer, functions))
         cache[buffer.uri] = (key, found)
         if len(cache) > 32:
             cache.pop(next(iter(cache)))
