@@ -64,6 +64,10 @@ for version in $rg_versions; do
   mkdir -p "$tmp/vscode-ripgrep-cache-$version"
   tar -czf "$tmp/vscode-ripgrep-cache-$version/$RIPGREP_ASSET" -C "$tmp/rg" rg
 done
+# code-server's own native dependency (argon2 builds from source when its prebuilt binary
+# cannot be downloaded).
+(cd "$DEPS" && npm rebuild argon2 >/dev/null 2>"$DEPS/rebuild.log") || {
+  tail -20 "$DEPS/rebuild.log" >&2; echo "e2e setup: building argon2 failed" >&2; exit 1; }
 echo "e2e setup: code-server's postinstall (builds native modules; a few minutes)"
 (cd "$DEPS/node_modules/code-server" && npm_config_user_agent="npm/$(npm --version) node/$(node --version) linux x64" sh ./postinstall.sh) \
   > "$DEPS/postinstall.log" 2>&1 || {
