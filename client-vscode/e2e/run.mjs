@@ -93,6 +93,7 @@ async function startCodeServer(name, ws, extensions) {
         XDG_RUNTIME_DIR: path.join(home, 'run'),
         TMPDIR: path.join(home, 'tmp'),
     };
+    fs.mkdirSync(home, { mode: 0o755 });
     for (const dir of ['config', 'data', 'cache', 'state', 'run']) fs.mkdirSync(path.join(home, dir), { recursive: true, mode: 0o700 });
     // A temporary folder like /tmp (the sandbox must reach the folders made inside it).
     fs.mkdirSync(path.join(home, 'tmp'));
@@ -158,6 +159,19 @@ async function command(page, title) {
     await page.keyboard.type(title);
     await page.waitForTimeout(400);
     await page.keyboard.press('Enter');
+}
+
+/** The `index`-th lens (top to bottom) whose text is `text`. */
+async function lensNamed(page, text, index) {
+    const found = [];
+    for (const handle of await page.$$('.codelens-decoration a')) {
+        if ((await handle.textContent()).trim() !== text) continue;
+        const box = await handle.boundingBox();
+        if (box) found.push({ handle, y: box.y });
+    }
+    found.sort((a, b) => a.y - b.y);
+    if (!found[index]) throw new Error(`no lens #${index} "${text}" (found ${found.length})`);
+    return found[index].handle;
 }
 
 async function goToLine(page, line) {
@@ -253,8 +267,7 @@ async function mainSession(browser, extensions) {
         await step(page, 'Optimize: progress through the stages, then the summary and the result lens', async () => {
             await openFile(page, 'align.c');
             await waitFor(page, 'lenses', async () => ((await lenses(page)).includes('Optimize') ? true : null));
-            await goToLine(page, 16); // inside align()
-            await command(page, 'asmopt: Optimize function');
+            await (await lensNamed(page, 'Optimize', 1)).click(); // align(), the second function
             const stages = new Set();
             const t0 = Date.now();
             let summary;
@@ -305,13 +318,27 @@ async function failure(browser, extensions, name, settings, expect) {
         const page = await loadWorkbench(browser, server.url);
         await step(page, `failure: ${name} gives one clear message`, async () => {
             await openFile(page, 'align.c');
-            const messages = await waitFor(page, 'an error message', async () => {
-                const m = (await notifications(page)).filter((t) => t.startsWith('asmopt') || /server/.test(t));
-                return m.length ? m : null;
-            }, 60_000);
+            let messages;
+            try {
+                messages = await waitFor(page, 'an error message', async () => {
+                    const m = (await notifications(page)).filter((t) => t.startsWith('asmopt') || /server/.test(t));
+                    return m.length ? m : null;
+                }, 30_000);
+            } catch (err) {
+                await command(page, 'asmopt: Show output');
+                await page.waitForTimeout(1500);
+                await shot(page, `${name}-output`);
+                await command(page, 'Notifications: Show Notifications');
+                await page.waitForTimeout(1000);
+                await shot(page, `${name}-notifications`);
+                throw err;
+            }
             await page.waitForTimeout(3000);
             const all = (await notifications(page)).filter((t) => /asmopt|server|connection/i.test(t));
             log(`  messages: ${JSON.stringify(all)}`);
+            await command(page, 'asmopt: Show output');
+            await page.waitForTimeout(1500);
+            await shot(page, `${name}-output`);
             if (all.length !== 1) throw new Error(`${all.length} messages, not one: ${JSON.stringify(all)}`);
             if (!expect.test(messages[0])) throw new Error(`the message does not say ${expect}: ${messages[0]}`);
         });
@@ -326,13 +353,15 @@ async function main() {
     installExtension(extensions);
     log(`extension installed; python ${python}`);
     const browser = await openBrowser();
+    const only = args.includes('--only') ? args[args.indexOf('--only') + 1] : undefined;
+    const wanted = (name) => !only || only === name;
     try {
-        await mainSession(browser, extensions);
-        await failure(browser, extensions, 'no-python', { 'asmopt.interpreter': ['/nonexistent/python3'] }, /cannot run Python .*nonexistent/);
+        if (wanted('main')) await mainSession(browser, extensions);
+        if (wanted('no-python')) await failure(browser, extensions, 'no-python', { 'asmopt.interpreter': ['/nonexistent/python3'] }, /cannot run Python .*nonexistent/);
         const bare = path.join(tmp, 'bare-venv');
         execFileSync('python3', ['-m', 'venv', '--without-pip', bare]);
-        await failure(browser, extensions, 'asmopt-not-installed', { 'asmopt.interpreter': [path.join(bare, 'bin', 'python')] }, /asmopt is not installed/);
-        await failure(browser, extensions, 'bad-server-args', { 'asmopt.serverArgs': ['--bogus'] }, /No such option '--bogus'/);
+        if (wanted('asmopt-not-installed')) await failure(browser, extensions, 'asmopt-not-installed', { 'asmopt.interpreter': [path.join(bare, 'bin', 'python')] }, /asmopt is not installed/);
+        if (wanted('bad-server-args')) await failure(browser, extensions, 'bad-server-args', { 'asmopt.serverArgs': ['--bogus'] }, /No such option '--bogus'/);
     } finally {
         await browser.close();
         fs.rmSync(tmp, { recursive: true, force: true });

@@ -133,6 +133,8 @@ export function clientFactory(deps: ClientDeps): ClientFactory {
             outputChannel: stderr.wrap(deps.output),
             traceOutputChannel: deps.output,
             revealOutputChannelOn: RevealOutputChannelOn.Never,
+            // A failed initialize is reported once by ServerController, with the cause.
+            initializationFailedHandler: () => false,
             initializationOptions: { settings: options.settings },
             errorHandler: {
                 error: (_error, _message, count) => ({
@@ -166,7 +168,12 @@ export function clientFactory(deps: ClientDeps): ClientFactory {
         client.onDidChangeState((e) => hooks.onRunning(e.newState === State.Running));
         deps.current.client = client;
         return {
-            start: () => client.start(),
+            start: async () => {
+                await client.start();
+                // vscode-languageclient 9 resolves start() (with nothing) when the server
+                // exits while it initializes: that is a failed start too.
+                if (!client.isRunning()) throw new Error('the server exited while starting');
+            },
             serverOutput: () => stderr.text(),
             stop: async () => {
                 if (deps.current.client === client) deps.current.client = undefined;

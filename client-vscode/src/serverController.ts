@@ -195,10 +195,11 @@ export class ServerController {
             const reason = `the server did not start: ${cause}`;
             this.host.log.error(`${reason} (command: ${displayCommand([server.command, ...server.args])})`);
             this.client = undefined;
-            await client.stop().catch(() => undefined);
             this.setState({ kind: 'stopped', reason });
             const hint = cs.serverArgs.length > 0 ? ` (asmopt.serverArgs is ${JSON.stringify(cs.serverArgs)})` : '';
             void this.host.showError(`asmopt: ${reason}${hint}`, Actions.showOutput, Actions.openSettings).then((a) => this.act(a));
+            // Stopping a client whose start failed may never settle: do not wait for it.
+            void client.stop().catch(() => undefined);
         } finally {
             this.starting = false;
         }
