@@ -190,8 +190,10 @@ async function openFile(page, name) {
     await page.keyboard.type(name);
     // Enter only once the file is listed (the first search of a workspace takes a moment).
     await page.locator('.quick-input-list .monaco-list-row', { hasText: name }).first().waitFor({ timeout: 20_000 });
+    await page.waitForTimeout(300);
     await page.keyboard.press('Enter');
-    await page.locator('.tab', { hasText: name }).first().waitFor({ timeout: 15_000 });
+    await page.locator('.tab.active', { hasText: name }).first().waitFor({ timeout: 15_000 });
+    await page.waitForTimeout(500);
 }
 
 async function lenses(page) {
@@ -278,7 +280,8 @@ async function mainSession(browser, extensions) {
                     for (const s of ['baseline', 'generate', 'verify', 'benchmark']) if (t.includes(s)) stages.add(s);
                 }
                 if (stages.size && Date.now() % 5 === 0) await shot(page, `progress-${[...stages].join('-')}`);
-                summary = texts.find((t) => /faster|no faster|failed|cancelled/.test(t) && t.startsWith('asmopt'));
+                // The summary the run ends with (not the progress notification's own text).
+                summary = texts.find((t) => t.startsWith('asmopt: `align`:'));
                 if (summary) break;
                 await page.waitForTimeout(300);
             }
@@ -286,21 +289,34 @@ async function mainSession(browser, extensions) {
             if (!summary) throw new Error('no summary at the end of the run');
             const result = await waitFor(page, 'the result lens', async () => (await lenses(page)).find((t) => /×|faster|failed/.test(t)));
             log(`  result lens: ${result}`);
+            for (const s of ['baseline', 'generate', 'verify']) if (!stages.has(s)) throw new Error(`stage ${s} never shown (saw ${[...stages]})`);
+            const hint = await waitFor(page, 'the inlay hint', async () =>
+                (await page.$$eval('.view-lines span', (els) => els.map((e) => e.textContent))).find((t) => t.includes('⚡')), 20_000);
+            log(`  inlay hint: ${hint}`);
         });
         await step(page, 'the diff, Apply, then Undo', async () => {
-            await command(page, 'asmopt: Show candidate diff');
-            await page.waitForTimeout(2500);
+            await page.keyboard.press('Escape');
+            // The result lens carries asmopt.applyCandidate: the client shows the diff first.
+            await page.locator('.codelens-decoration a', { hasText: '✓' }).first().click();
+            await page.waitForSelector('.monaco-diff-editor', { timeout: 20_000 }).catch(() => undefined);
+            await page.waitForTimeout(1500);
+            await shot(page, 'diff');
             const diff = await page.$('.monaco-diff-editor');
             const toasts = await notifications(page);
             if (!diff) throw new Error(`no diff editor (messages: ${JSON.stringify(toasts)})`);
             await command(page, 'asmopt: Apply candidate');
             await page.waitForTimeout(2500);
+            await shot(page, 'applied');
+            const applied = await page.$$eval('.tab', (els) => els.map((e) => e.textContent));
+            log(`  tabs after Apply: ${JSON.stringify(applied)}`);
+            const said = await waitFor(page, 'the applied message', async () => (await notifications(page)).find((t) => /applied the candidate/.test(t)), 15_000);
+            log(`  ${said}`);
             await page.keyboard.press('Control+Z');
             await page.waitForTimeout(1000);
         });
         await step(page, 'Cancel a run', async () => {
-            await openFile(page, 'square.s');
-            await page.locator('.codelens-decoration a', { hasText: 'Optimize' }).first().click();
+            await openFile(page, 'align.c');
+            await (await lensNamed(page, 'Optimize', 0)).click(); // base()
             const cancel = page.locator('.notification-toast .monaco-button, .notification-toast a', { hasText: 'Cancel' }).first();
             await cancel.waitFor({ timeout: 30_000 });
             await cancel.click();
