@@ -44,6 +44,8 @@ def instruction_text(line: str) -> str | None:
     code = re.sub(r"^\s*(?:[A-Za-z_.$][\w.$]*|\d+)\s*:(?!:)", "", code).strip()
     if not code or code.startswith(".") or ";" in code or "=" in code.split(None, 1)[0]:
         return None
+    if not code.isascii():  # no x86 mnemonic or register is; llvm-mca reads bytes
+        return None
     return " ".join(code.split())
 
 
@@ -86,7 +88,7 @@ def _run(texts: list[str], cpu: str, intel: bool) -> dict[str, InstructionCost |
                 text=True,
                 timeout=30,
             )
-        except (OSError, subprocess.TimeoutExpired):
+        except (OSError, ValueError, subprocess.TimeoutExpired):
             return {}
         if done.returncode == 0:
             try:
