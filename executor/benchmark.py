@@ -5,27 +5,31 @@ interleaved test by test, alternating which side goes first so that neither side
 inherits a warm cache from the other. A round's ratio is (sum of A's CPU time) / (sum of B's),
 that is, the speed-up on the user's whole workload. Rounds continue until the bootstrap 95%
 confidence interval of the median ratio is within ``target_rel_ci`` of the median, or the time
-budget is spent. CPU time (user+sys of the sandboxed process tree, from rusage) is used, not
-wall time, so the sandbox's start-up and other machines' load on the wall clock stay out.
+budget is spent. CPU time of every process of the sandbox (its cgroup where the machine
+allows, else rusage; see ``cgroup.py``) is the figure, not wall time, so the sandbox's
+start-up and other load on the wall clock stay out; the wall-time ratio is reported beside it.
 
-The timing runs share one persistent sandbox (``Sandbox.session``, baseline and candidate in
-it) rather than starting a bubblewrap per run, which took most of the wall time of short
-programs; a sandbox that cannot hold a session falls back to ``Sandbox.run``.
+Each side runs in a persistent sandbox of its own (``Sandbox.session``) rather than a
+bubblewrap per run, which took most of the wall time of short programs. The judge
+(``verify.py``) runs a candidate's tests in that same session and passes it here, and every
+timed run's output is checked like a test's: a timed run looks exactly like a test run to the
+program, and acting differently when timed is caught (:class:`InconsistentRun`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from asmopt.executor.results import RunResult, SpeedupEstimate
-from asmopt.executor.sandbox import RunSession, Sandbox, SandboxError, SandboxLimits
+from asmopt.executor.results import RunResult, SpeedupEstimate, TestVerdict
+from asmopt.executor.sandbox import RunSession, Sandbox, SandboxLimits
 from asmopt.executor.testcases import TestCase
 
 
@@ -116,8 +120,53 @@ def outlier_count(samples: Sequence[float]) -> int:
     return int(np.sum((data < q1 - fence) | (data > q3 + fence)))
 
 
-def _checked(run: RunResult, side: str, test: TestCase) -> float:
-    if run.timed_out or run.signal is not None or run.exit_code != 0 or run.output_truncated:
+RunCheck = Callable[[TestCase, RunResult], TestVerdict]
+
+
+class InconsistentRun(BenchmarkError):
+    """A program passed its tests, then failed the same check in a timed run."""
+
+    def __init__(self, side: str, test: TestCase, verdict: TestVerdict, run_no: int) -> None:
+        self.side = side
+        self.test = test
+        self.verdict = verdict
+        self.run_no = run_no
+        detail = f": {verdict.detail}" if verdict.detail else ""
+        super().__init__(
+            f"the {side} passed test {test.name}, then in timed run {run_no} of it: "
+            f"{verdict.status.value}{detail}"
+        )
+
+
+# A run killed for its wall time while it used less CPU than this share of the limit was
+# slowed by the machine, not by itself (a loaded host, a stalled sandbox start): run it again
+# with twice the time before calling it timed out.
+_BUSY_MACHINE_CPU_SHARE = 0.5
+
+
+def run_test(
+    session: RunSession,
+    test: TestCase,
+    limits: SandboxLimits | None = None,
+    cancel: threading.Event | None = None,
+) -> RunResult:
+    """Run ``test`` once in a one-binary ``session``: the one way the judge runs a program,
+    for its tests and for its timing alike, so a program cannot tell one from the other."""
+    limits = limits or session.limits
+    run = session.run(0, test.stdin, test.args, limits, cancel=cancel)
+    busy = run.timed_out and not run.stalled  # a stalled runner is the program's doing
+    if busy and run.cpu_seconds < _BUSY_MACHINE_CPU_SHARE * limits.wall_seconds:
+        retry = dataclasses.replace(limits, wall_seconds=2 * limits.wall_seconds)
+        run = session.run(0, test.stdin, test.args, retry, cancel=cancel)
+    return run
+
+
+def _checked(run: RunResult, side: str, test: TestCase, check: RunCheck | None, k: int) -> float:
+    if check is not None:
+        verdict = check(test, run)
+        if not verdict.passed:
+            raise InconsistentRun(side, test, verdict, k)
+    elif run.timed_out or run.signal is not None or run.exit_code != 0 or run.output_truncated:
         raise BenchmarkError(
             f"the {side} failed on test {test.name} while being timed "
             f"(exit {run.exit_code}, signal {run.signal}, timed out {run.timed_out}); "
@@ -127,17 +176,23 @@ def _checked(run: RunResult, side: str, test: TestCase) -> float:
 
 
 class _Runs:
-    """Runs baseline (0) and candidate (1): in one session when possible, else one-shot."""
+    """Runs baseline (0) and candidate (1), each in a sandbox session of its own (the
+    caller's, when it passes them), or one-shot when ``use_session`` is False."""
 
-    def __init__(self, sandbox: Sandbox, binaries: tuple[Path, Path], use_session: bool) -> None:
+    def __init__(
+        self,
+        sandbox: Sandbox,
+        binaries: tuple[Path, Path],
+        use_session: bool,
+        sessions: tuple[RunSession, RunSession] | None,
+    ) -> None:
         self._sandbox = sandbox
         self._binaries = binaries
-        self._session: RunSession | None = None
-        if use_session and hasattr(sandbox, "session"):
-            try:
-                self._session = sandbox.session(list(binaries))
-            except SandboxError:
-                self._session = None
+        self._own: list[RunSession] = []
+        self.sessions: tuple[RunSession, RunSession] | None = sessions
+        if sessions is None and use_session:
+            self._own = [sandbox.session([b], fresh_per_run=True) for b in binaries]
+            self.sessions = (self._own[0], self._own[1])
 
     def run(
         self,
@@ -146,21 +201,15 @@ class _Runs:
         limits: SandboxLimits | None,
         cancel: threading.Event | None,
     ) -> RunResult:
-        if self._session is not None:
-            try:
-                return self._session.run(index, test.stdin, test.args, limits, cancel=cancel)
-            except SandboxError:
-                # The session cannot start here: time one-shot runs from now on (a closed
-                # sandbox raises again below).
-                self._session.close()
-                self._session = None
+        if self.sessions is not None:
+            return run_test(self.sessions[index], test, limits, cancel)
         return self._sandbox.run(
             self._binaries[index], test.stdin, test.args, limits=limits, cancel=cancel
         )
 
     def close(self) -> None:
-        if self._session is not None:
-            self._session.close()
+        for session in self._own:
+            session.close()
 
 
 def benchmark(
@@ -172,8 +221,17 @@ def benchmark(
     *,
     limits: SandboxLimits | None = None,
     cancel: threading.Event | None = None,
+    check: RunCheck | None = None,
+    sessions: tuple[RunSession, RunSession] | None = None,
 ) -> SpeedupEstimate:
-    """Measure the speed-up of ``candidate`` over ``baseline`` on ``tests`` (> 1 is faster)."""
+    """Measure the speed-up of ``candidate`` over ``baseline`` on ``tests`` (> 1 is faster).
+
+    ``check(test, run)`` judges every timed run like a test run; the first that does not
+    pass raises :class:`InconsistentRun` (a program must not act one way when tested and
+    another when timed). ``sessions`` are the sandbox sessions of baseline and candidate
+    when the caller already ran their tests in them, so the timed runs happen in the very
+    sandbox the tests ran in.
+    """
     opts = options or BenchmarkOptions()
     if not tests:
         raise ValueError("benchmark needs at least one test to time")
@@ -181,16 +239,19 @@ def benchmark(
     a_times: list[list[float]] = []
     b_times: list[list[float]] = []
     ratios: list[float] = []
+    wall_ratios: list[float] = []
+    sources: set[str] = set()
     started = time.monotonic()
     converged = False
     median = low = high = 1.0
     round_no = 0
     total_rounds = opts.warmup_rounds + opts.max_rounds
-    runs = _Runs(sandbox, (baseline, candidate), opts.persistent_sandbox)
+    runs = _Runs(sandbox, (baseline, candidate), opts.persistent_sandbox, sessions)
     try:
         while round_no < total_rounds:
             a_round: list[float] = []
             b_round: list[float] = []
+            walls = [0.0, 0.0]
             for i, test in enumerate(tests):
                 # Alternate the order by round and by test: A B, B A, ...
                 a_first = (round_no + i) % 2 == 0
@@ -199,7 +260,9 @@ def benchmark(
                     order = order[::-1]
                 for side, index in order:
                     run = runs.run(index, test, limits, cancel)
-                    seconds = _checked(run, side, test)
+                    seconds = _checked(run, side, test, check, round_no + 1)
+                    sources.add(run.cpu_source)
+                    walls[index] += run.wall_seconds
                     (a_round if side == "baseline" else b_round).append(seconds)
             round_no += 1
             if round_no <= opts.warmup_rounds:
@@ -207,6 +270,7 @@ def benchmark(
             a_times.append(a_round)
             b_times.append(b_round)
             ratios.append(_ratio(sum(a_round), sum(b_round)))
+            wall_ratios.append(_ratio(walls[0], walls[1]))
             if len(ratios) >= opts.min_rounds:
                 median, low, high = median_ci(ratios, opts, len(ratios))
                 if (high - low) / 2.0 <= opts.target_rel_ci * median:
@@ -218,6 +282,9 @@ def benchmark(
         runs.close()
     if len(ratios) < opts.min_rounds:
         median, low, high = median_ci(ratios, opts)
+    wall_median, wall_low, wall_high = (
+        order_statistic_median_ci(wall_ratios) if wall_ratios else (None, None, None)
+    )
     a = np.asarray(a_times)
     b = np.asarray(b_times)
     per_test = {
@@ -247,6 +314,10 @@ def benchmark(
         samples=tuple(ratios),
         note="; ".join(notes),
         converged=converged,
+        wall_median=wall_median,
+        wall_ci_low=wall_low,
+        wall_ci_high=wall_high,
+        cpu_source="cgroup" if sources == {"cgroup"} else "rusage",
     )
 
 

@@ -322,3 +322,33 @@ def instructions_for_line(binary: Path, file: str | Path, line: int) -> list[Ins
                 starts.insert(index, insn.address)
                 out.insert(index, insn)
         return out
+
+
+# Sections that differ between two builds of the same code: the build id hashes the whole
+# file (symbol names included).
+_NOT_CODE = (".note.gnu.build-id",)
+
+
+def loaded_contents(binary: Path) -> tuple[tuple[str, bytes], ...]:
+    """The bytes the loader maps of ``binary``: every allocated section but the build id,
+    with its name (``.bss`` and other sections without file contents by size alone)."""
+    stream, elf = _open(binary)
+    with stream:
+        found = []
+        for section in elf.iter_sections():
+            if not section["sh_flags"] & 0x2 or section.name in _NOT_CODE:  # SHF_ALLOC
+                continue
+            if section["sh_type"] == "SHT_NOBITS":
+                found.append((section.name, section["sh_size"].to_bytes(8, "little")))
+            else:
+                found.append((section.name, section.data()))
+        return tuple(found)
+
+
+def same_machine_code(a: Path, b: Path) -> bool:
+    """Whether two binaries load the same bytes: the same program, whatever its text said
+    (comments, label names, blank lines). An unreadable file is never the same."""
+    try:
+        return loaded_contents(a) == loaded_contents(b)
+    except ElfInspectionError:
+        return False

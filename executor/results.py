@@ -74,6 +74,10 @@ class RunResult:
     out_of_memory: bool = False
     sandbox_violation: bool = False  # killed by the seccomp filter (SIGSYS)
     sandboxed: bool = True
+    cpu_source: str = "rusage"  # "cgroup" when the kernel's count for the sandbox was used
+    # The sandbox stopped answering (its runner was stopped or killed by the program) and
+    # was killed from outside: the program's doing, never a busy machine's.
+    stalled: bool = False
 
 
 class TestStatus(enum.StrEnum):
@@ -87,6 +91,9 @@ class TestStatus(enum.StrEnum):
     OUT_OF_MEMORY = "out-of-memory"
     OUTPUT_TOO_LARGE = "output-too-large"
     SANDBOX_VIOLATION = "blocked-by-sandbox"
+    # Passed when tested, then misbehaved in a timed run (other output, a crash): whatever
+    # the reason, a program that acts differently when timed is never ranked.
+    INCONSISTENT = "inconsistent"
 
 
 @dataclass(frozen=True)
@@ -132,6 +139,15 @@ class SpeedupEstimate:
     samples: tuple[float, ...] = ()  # per-round ratios
     note: str = ""  # outliers, budget exhausted, ...
     converged: bool = True  # CI reached the requested precision
+    # The same ratio of wall-clock times (the program's own, without the sandbox's start):
+    # shown beside the CPU figure, and a candidate whose wall time says it is not faster is
+    # never called faster.
+    wall_median: float | None = None
+    wall_ci_low: float | None = None
+    wall_ci_high: float | None = None
+    # Where the CPU figure comes from: "cgroup" (every process of the sandbox, by the
+    # kernel) or "rusage" (the processes the runner reaped; see executor/cgroup.py).
+    cpu_source: str = "rusage"
 
     @property
     def significant_faster(self) -> bool:
@@ -152,6 +168,10 @@ class SpeedupEstimate:
             "per_test": dict(self.per_test),
             "note": self.note,
             "converged": self.converged,
+            "wall_median": self.wall_median,
+            "wall_ci_low": self.wall_ci_low,
+            "wall_ci_high": self.wall_ci_high,
+            "cpu_source": self.cpu_source,
         }
 
 
@@ -160,6 +180,7 @@ class Verdict(enum.StrEnum):
     NOT_FASTER = "not-faster"
     TESTS_FAILED = "tests-failed"
     BUILD_FAILED = "build-failed"
+    INCONSISTENT = "inconsistent"  # passed its tests, then did something else while timed
 
 
 @dataclass(frozen=True)

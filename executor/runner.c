@@ -42,6 +42,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdint.h>
@@ -63,6 +64,7 @@
 
 #define REQUEST_MAGIC 0x71526d41u  /* "AmRq" */
 #define RESPONSE_MAGIC 0x73526d41u /* "AmRs" */
+#define READY_MAGIC 0x79526d41u    /* "AmRy": the runner waits for requests */
 #define RESP_TIMED_OUT 1u
 #define RESP_TRUNCATED 2u
 #define RESP_ENDS 4u /* the runner exits after this response; start a new session */
@@ -94,6 +96,7 @@ struct response {
     uint64_t stime_us;
     uint64_t maxrss_kib;
     uint64_t wall_us;
+    uint64_t runner_cpu_us; /* the runner's own CPU while serving the run (see serve) */
     uint32_t flags;
     uint32_t reserved;
     uint64_t stdout_len;
@@ -101,7 +104,7 @@ struct response {
 };
 
 _Static_assert(sizeof(struct request) == 88, "request layout");
-_Static_assert(sizeof(struct response) == 72, "response layout");
+_Static_assert(sizeof(struct response) == 80, "response layout");
 
 #define MAX_ARGS_LEN (4u << 20)
 #define MAX_STDIN_LEN (1ull << 30)
@@ -760,6 +763,10 @@ static int serve(int argc, char **argv) {
     signal(SIGPIPE, SIG_IGN); /* a program that closes its stdin must not kill us */
     become_runner();
     if (sandboxed) snapshot_state();
+    /* Ready: the host starts its CPU count from here, so bubblewrap's start-up and ours are
+     * never charged to the first run. */
+    uint32_t ready = READY_MAGIC;
+    if (write_full(resp_fd, &ready, sizeof ready) != 0) return 3;
 
     for (;;) {
         struct request req;
@@ -802,9 +809,16 @@ static int serve(int argc, char **argv) {
         memset(&resp, 0, sizeof resp);
         resp.magic = RESPONSE_MAGIC;
         resp.seq = req.seq;
+        struct rusage self_before, self_after;
+        getrusage(RUSAGE_SELF, &self_before);
         serve_run(programs[req.program], child_argv, &lim, req.wall_us, input, req.stdin_len,
                   &o, &resp);
         if (sandboxed && !restore_state()) resp.flags |= RESP_ENDS;
+        /* The host charges the run with its cgroup's CPU minus this: the runner's own work
+         * (feeding stdin, collecting output, wiping) is not the program's. */
+        getrusage(RUSAGE_SELF, &self_after);
+        resp.runner_cpu_us = tv_us(self_after.ru_utime) + tv_us(self_after.ru_stime) -
+                             tv_us(self_before.ru_utime) - tv_us(self_before.ru_stime);
         resp.stdout_len = o.out.len;
         resp.stderr_len = o.err.len;
         int sent = write_full(resp_fd, &resp, sizeof resp) == 0 &&
@@ -819,7 +833,42 @@ static int serve(int argc, char **argv) {
     }
 }
 
+/* ---- launch: enter a cgroup, drop to the sandbox user, exec bubblewrap ------------------------ */
+
+/* asmopt-runner --launch CGROUP_PROCS|- UID|- GID|- PROGRAM [ARGS...]
+ *
+ * Runs on the host, before bubblewrap. Joining the cgroup first means every process the
+ * sandbox ever holds is born inside it, so its CPU time is counted by the kernel whoever
+ * reaps (or does not reap) it; then the privileges are dropped, in the order that cannot be
+ * undone (groups, gid, uid). */
+static int launch(int argc, char **argv) {
+    if (argc < 6) {
+        dprintf(2, "usage: asmopt-runner --launch CGROUP_PROCS|- UID|- GID|- PROGRAM [ARGS...]\n");
+        return 125;
+    }
+    if (strcmp(argv[2], "-") != 0) {
+        int fd = open(argv[2], O_WRONLY | O_CLOEXEC);
+        if (fd < 0 || write(fd, "0", 1) != 1) {
+            dprintf(2, "asmopt-runner: cannot join cgroup %s: %s\n", argv[2], strerror(errno));
+            return 125;
+        }
+        close(fd);
+    }
+    if (strcmp(argv[3], "-") != 0) {
+        gid_t gid = (gid_t)parse(argv[4]);
+        uid_t uid = (uid_t)parse(argv[3]);
+        if (setgroups(0, NULL) != 0 || setgid(gid) != 0 || setuid(uid) != 0) {
+            dprintf(2, "asmopt-runner: cannot drop to uid %u: %s\n", (unsigned)uid, strerror(errno));
+            return 125;
+        }
+    }
+    execv(argv[5], &argv[5]);
+    dprintf(2, "asmopt-runner: cannot execute %s: %s\n", argv[5], strerror(errno));
+    return 126;
+}
+
 int main(int argc, char **argv) {
+    if (argc >= 2 && strcmp(argv[1], "--launch") == 0) return launch(argc, argv);
     if (argc >= 2 && strcmp(argv[1], "--serve") == 0) return serve(argc, argv);
     return one_run(argc, argv);
 }

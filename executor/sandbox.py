@@ -21,7 +21,10 @@ works the same way for ordinary users and for root (unprivileged user namespaces
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import dataclasses
+import errno
 import hashlib
 import logging
 import os
@@ -35,12 +38,13 @@ import tempfile
 import threading
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import IO
+from typing import IO, Any, NamedTuple
 
+from asmopt.executor.cgroup import Cgroup, cgroup_root
 from asmopt.executor.results import RunResult
 
 log = logging.getLogger(__name__)
@@ -51,6 +55,13 @@ MiB = 1024 * KiB
 GiB = 1024 * MiB
 # Where a program sees the one writable directory a caller may lend it (``output_dir``).
 SANDBOX_OUTPUT_DIR = "/sandbox/out"
+# Where a tool run by ``run_tool`` (assembler, linker) sees its working directory.
+SANDBOX_WORK_DIR = "/sandbox/work"
+# Where the runs of a session made with ``files=`` see that folder, read-only (command tests
+# see the target's files there; it is their working directory).
+SANDBOX_FILES_DIR = "/sandbox/files"
+# In the arguments of a session with a launcher, the path of the session's binary.
+PROGRAM_PLACEHOLDER = "{bin}"
 
 # Calls a benchmark program never needs and an escape attempt often does. The process is
 # killed (SIGSYS) so the verdict can say "blocked by the sandbox" instead of guessing from
@@ -63,9 +74,12 @@ BLOCKED_SYSCALLS = tuple(
     delete_module bpf perf_event_open userfaultfd keyctl add_key request_key unshare setns
     swapon swapoff acct syslog settimeofday clock_settime clock_adjtime adjtimex iopl ioperm
     open_by_handle_at name_to_handle_at quotactl fanotify_init lookup_dcookie mknod mknodat
-    personality
+    personality io_uring_setup io_uring_enter io_uring_register vmsplice readahead cachestat
     """.split()
 )
+# io_uring runs system calls (a socket, say) where seccomp never sees them; vmsplice moves the
+# copy of a program's output into the runner, whose CPU time is not the program's; readahead
+# and cachestat set and read the host's page cache, a memory shared by every sandbox.
 
 
 class SandboxError(RuntimeError):
@@ -86,7 +100,8 @@ class SandboxLimits:
     max_processes: int = 64  # RLIMIT_NPROC for the sandbox user
     file_size_bytes: int = 16 * MiB  # RLIMIT_FSIZE
     open_files: int = 64
-    output_bytes: int = 8 * MiB  # stdout and stderr together
+    # stdout and stderr together: room for a FASTA-like generator's output
+    output_bytes: int = 64 * MiB
     tmp_bytes: int = 32 * MiB  # size of the private /tmp
 
 
@@ -138,8 +153,11 @@ def build_runner() -> Path:
     return target
 
 
-def seccomp_program() -> bytes:
-    """The BPF program of the sandbox's seccomp filter (built with libseccomp via pyseccomp)."""
+def seccomp_program(*, refuse_sigchld: bool = True) -> bytes:
+    """The BPF program of the sandbox's seccomp filter (built with libseccomp via pyseccomp).
+
+    ``refuse_sigchld=False`` leaves SIGCHLD's disposition alone (tests use it to show that
+    cgroup accounting alone charges auto-reaped children)."""
     try:
         import pyseccomp
     except (ImportError, OSError) as err:  # OSError: libseccomp.so.2 missing
@@ -154,10 +172,59 @@ def seccomp_program() -> bytes:
     # seccomp cannot see them, so refuse it outright (namespaces stay blocked by unshare).
     with contextlib.suppress(Exception):
         flt.add_rule(pyseccomp.ERRNO(38), "clone3")
+    # SIGCHLD set to SIG_IGN (or SA_NOCLDWAIT) makes the kernel reap children unseen, and
+    # their CPU time never reaches any rusage. Refuse to change SIGCHLD's disposition at all
+    # (the action lives in memory seccomp cannot read); reading it stays allowed.
+    # The kernel reads the signal number as an int: compare the low 32 bits only, or high
+    # bits in the register slip past the rule.
+    if refuse_sigchld:
+        flt.add_rule(
+            pyseccomp.ERRNO(errno.EPERM),
+            "rt_sigaction",
+            pyseccomp.Arg(0, pyseccomp.MASKED_EQ, 0xFFFFFFFF, signal.SIGCHLD),
+            pyseccomp.Arg(1, pyseccomp.NE, 0),
+        )
+    for name, rules in _REFUSED_ARGUMENTS.items():
+        for args in rules:
+            refused = [_arg(pyseccomp, a) for a in args]
+            flt.add_rule(pyseccomp.ERRNO(errno.EPERM), name, *refused)
     with tempfile.TemporaryFile() as fh:
         flt.export_bpf(fh)
         fh.seek(0)
         return fh.read()
+
+
+# Calls refused (EPERM) when their arguments say so: each rule is (argument, test, value...),
+# all tests of a rule must hold. A program may change itself but nothing else (the runner's
+# limits, nice value, CPUs or I/O priority would otherwise carry over to the runs after it),
+# and may not probe or evict the host's page cache (RWF_NOWAIT reads, POSIX_FADV_DONTNEED).
+# "gt0": anything but exactly 0 (the comparison is unsigned and 64-bit, so high bits and
+# negative numbers are refused too).
+_REFUSED_ARGUMENTS: dict[str, tuple[tuple[tuple[Any, ...], ...], ...]] = {
+    "prlimit64": (((0, "gt0"),),),
+    "setpriority": (((0, "gt0"),), ((1, "gt0"),)),  # only PRIO_PROCESS of itself
+    "sched_setaffinity": (((0, "gt0"),),),
+    "sched_setscheduler": (((0, "gt0"),),),
+    "sched_setparam": (((0, "gt0"),),),
+    "sched_setattr": (((0, "gt0"),),),
+    "ioprio_set": (((0, "ne", 1),), ((1, "gt0"),)),  # only IOPRIO_WHO_PROCESS of itself
+    "preadv2": (((5, "bits", 0x8),),),  # RWF_NOWAIT
+    "pwritev2": (((5, "bits", 0x8),),),
+    "fadvise64": (((3, "low32", 4),),),  # POSIX_FADV_DONTNEED
+}
+
+
+def _arg(pyseccomp: Any, spec: tuple[Any, ...]) -> Any:
+    index, test, *values = spec
+    if test == "gt0":
+        return pyseccomp.Arg(index, pyseccomp.GT, 0)
+    if test == "ne":
+        return pyseccomp.Arg(index, pyseccomp.NE, values[0])
+    if test == "bits":
+        return pyseccomp.Arg(index, pyseccomp.MASKED_EQ, values[0], values[0])
+    if test == "low32":
+        return pyseccomp.Arg(index, pyseccomp.MASKED_EQ, 0xFFFFFFFF, values[0])
+    raise ValueError(f"unknown argument test {test}")
 
 
 def bubblewrap_path() -> str:
@@ -168,6 +235,25 @@ def bubblewrap_path() -> str:
             "unsandboxed (generated code then runs with your permissions)"
         )
     return path
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove_stale_sessions() -> None:
+    """Remove the session folders of asmopt processes that died without cleaning up (killed
+    with SIGKILL): they hold staged binaries and whatever the last build left."""
+    for path in Path(tempfile.gettempdir()).glob("asmopt-sandbox-*-*"):
+        pid = path.name.split("-")[2]
+        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
 
 
 class Sandbox:
@@ -181,9 +267,12 @@ class Sandbox:
         self.limits = limits or SandboxLimits()
         self.enabled = enabled
         self._runner_src = build_runner()
-        self._session = Path(tempfile.mkdtemp(prefix="asmopt-sandbox-"))
+        _remove_stale_sessions()
+        self._session = Path(tempfile.mkdtemp(prefix=f"asmopt-sandbox-{os.getpid()}-"))
         os.chmod(self._session, 0o755)  # bubblewrap may run as nobody and must read it
         self._runner = self._session / "runner"
+        self._empty_dir = self._session / "empty"  # covers what a session's files hide
+        self._empty_dir.mkdir(mode=0o555)
         shutil.copy2(self._runner_src, self._runner)
         os.chmod(self._runner, 0o755)
         self._staged: dict[tuple[str, int, int], Path] = {}
@@ -191,9 +280,14 @@ class Sandbox:
         self._active: set[subprocess.Popen[bytes]] = set()
         self._sessions: weakref.WeakSet[RunSession] = weakref.WeakSet()
         self._closed = False
+        # Charge CPU time by cgroup where this machine lets us make one (see cgroup.py).
+        self.cgroups = cgroup_root() is not None
         if enabled:
             self._bwrap = bubblewrap_path()
             self._bpf = seccomp_program()
+            # For runs whose CPU time is no measurement (valgrind, the toolchain): valgrind
+            # must set a SIGCHLD handler of its own.
+            self._bpf_untimed = seccomp_program(refuse_sigchld=False)
             self._drop_to_nobody = os.geteuid() == 0
         else:
             print(
@@ -270,6 +364,9 @@ class Sandbox:
         bpf_fd: int | None,
         runner_argv: Sequence[str],
         output_dir: Path | None = None,
+        *,
+        work_dir: Path | None = None,
+        files: tuple[Path, Sequence[tuple[str, bool]]] | None = None,
     ) -> list[str]:
         """bubblewrap with every isolation flag, ``programs`` (host path, sandbox path) bound
         read-only, running ``/sandbox/runner runner_argv``."""
@@ -311,6 +408,12 @@ class Sandbox:
             "/proc",
             "--dev",
             "/dev",
+            # bubblewrap's /dev is a tmpfs without a size: /dev/shm gets /tmp's, and /dev
+            # itself is made read-only below.
+            "--size",
+            str(tmp_bytes),
+            "--tmpfs",
+            "/dev/shm",
             "--size",
             str(tmp_bytes),
             "--tmpfs",
@@ -321,13 +424,28 @@ class Sandbox:
         ]
         for host_path, inside in programs:
             cmd += ["--ro-bind", str(host_path), inside]
-        cmd += ["--chdir", "/tmp", "--setenv", "PATH", "/usr/bin:/bin"]
+        if work_dir is not None:
+            # A tool's run (see run_tool): its files, writable, as its working directory.
+            cmd += ["--bind", str(work_dir), SANDBOX_WORK_DIR, "--chdir", SANDBOX_WORK_DIR]
+            cmd += ["--setenv", "LC_ALL", "C"]  # English messages, which toolchain.py parses
+        elif files is not None:
+            # A session's files (see session(files=...)), read-only; what must stay unseen is
+            # covered by an empty folder or file.
+            folder, hidden = files
+            cmd += ["--ro-bind", str(folder), SANDBOX_FILES_DIR]
+            for rel, is_dir in hidden:
+                cover = self._empty_dir if is_dir else Path("/dev/null")
+                cmd += ["--ro-bind", str(cover), f"{SANDBOX_FILES_DIR}/{rel}"]
+            cmd += ["--chdir", SANDBOX_FILES_DIR]
+        else:
+            cmd += ["--chdir", "/tmp"]
+        cmd += ["--setenv", "PATH", "/usr/bin:/bin"]
         if output_dir is not None:
             # The only host path a program can write: a directory made for this purpose.
             cmd += ["--bind", str(output_dir), SANDBOX_OUTPUT_DIR]
         # The root (a tmpfs bubblewrap made, owned by the sandbox user) read-only: only /tmp,
         # /dev and output_dir stay writable, which a session can wipe between runs.
-        cmd += ["--remount-ro", "/"]
+        cmd += ["--remount-ro", "/", "--remount-ro", "/dev"]
         if bpf_fd is not None:
             cmd += ["--seccomp", str(bpf_fd)]
         cmd += ["/sandbox/runner", *runner_argv]
@@ -362,47 +480,90 @@ class Sandbox:
         )
 
     def _spawn(
-        self, cmd: list[str], pass_fds: list[int], **streams: object
+        self,
+        cmd: list[str],
+        pass_fds: list[int],
+        cgroup: Cgroup | None = None,
+        cwd: Path | None = None,
+        **streams: object,
     ) -> subprocess.Popen[bytes]:
-        """Start bubblewrap (as nobody when we are root) or the bare runner."""
+        """Start bubblewrap (as nobody when we are root) or the bare runner, inside ``cgroup``
+        when given (the runner's ``--launch`` joins it, then drops to nobody)."""
         drop = self.enabled and self._drop_to_nobody
-        return subprocess.Popen(
+        if cgroup is not None:
+            ids = [str(NOBODY), str(NOBODY)] if drop else ["-", "-"]
+            cmd = [str(self._runner), "--launch", str(cgroup.procs_file), *ids, *cmd]
+            drop = False
+        return subprocess.Popen(  # type: ignore[call-overload]
             cmd,
             pass_fds=pass_fds,
             start_new_session=True,
             close_fds=True,
             env={} if not self.enabled else None,
-            cwd=self._session,
+            cwd=cwd or self._session,
             user=NOBODY if drop else None,
             group=NOBODY if drop else None,
             extra_groups=[] if drop else None,
-            **streams,  # type: ignore[arg-type]
+            **streams,
         )
 
-    def _bpf_pipe(self) -> int | None:
+    def _bpf_pipe(self, timed: bool = True) -> int | None:
         """A pipe's read end holding the seccomp program (for ``--seccomp FD``)."""
         if not self.enabled:
             return None
         bpf_r, bpf_w = os.pipe()
-        os.write(bpf_w, self._bpf)  # a few hundred bytes: fits in the pipe buffer
+        program = self._bpf if timed else self._bpf_untimed
+        os.write(bpf_w, program)  # a few hundred bytes: fits in the pipe buffer
         os.close(bpf_w)
         return bpf_r
 
     def session(
-        self, binaries: Sequence[Path], *, limits: SandboxLimits | None = None
+        self,
+        binaries: Sequence[Path],
+        *,
+        limits: SandboxLimits | None = None,
+        launcher: str | None = None,
+        files: Path | None = None,
+        hide: Sequence[str] = (),
+        fresh_per_run: bool = False,
     ) -> RunSession:
         """One sandbox serving many runs of ``binaries`` (see :class:`RunSession`).
+
+        ``fresh_per_run`` gives every run a bubblewrap of its own, started while the run
+        before it executes: nothing of one run (files, extended attributes, the PID and inode
+        counters, changes made to the runner) can reach the next. The judge uses it.
 
         ``limits`` only sets the session's default limits (``tmp_bytes`` included); each run
         may pass its own. Use it as a context manager; :meth:`close` and :meth:`kill_all`
         stop it too.
+
+        ``launcher`` (an absolute path under ``/usr`` or ``/bin``, such as ``/bin/sh``) is
+        what every run executes instead of the binary: the binary is still where it always
+        is, and ``{bin}`` in a run's arguments stands for that path (command tests:
+        ``/bin/sh -c "{bin} --check"``). ``files`` is a folder every run sees read-only at
+        ``SANDBOX_FILES_DIR`` (its working directory), less the paths in ``hide``
+        (relative; each shows as an empty folder, or an empty file when it is a file).
         """
         if self._closed:
             raise SandboxError("sandbox is closed")
         staged = [self.stage(Path(b)) for b in binaries]
         if not staged:
             raise ValueError("a session needs at least one binary")
-        session = RunSession(self, staged, limits or self.limits)
+        hidden = []
+        if files is not None:
+            files = Path(files).resolve()
+            if not files.is_dir():
+                raise SandboxError(f"{files} is not a folder: a session's files must be one")
+            if self.enabled and self._drop_to_nobody:
+                _check_reachable_by_nobody(files)
+            for rel in hide:
+                path = files / rel
+                if path.exists() and not path.is_symlink():
+                    hidden.append((rel.strip("/"), path.is_dir()))
+        if launcher is not None and not os.path.isabs(launcher):
+            raise SandboxError(f"a session's launcher needs an absolute path, got {launcher}")
+        session = RunSession(self, staged, limits or self.limits, fresh_per_run=fresh_per_run)
+        session.launcher, session.files, session.hidden = launcher, files, tuple(hidden)
         with self._lock:
             self._sessions.add(session)
         return session
@@ -416,8 +577,13 @@ class Sandbox:
         limits: SandboxLimits | None = None,
         cancel: threading.Event | None = None,
         output_dir: Path | None = None,
+        timed: bool = True,
     ) -> RunResult:
         """Run ``binary`` once with ``stdin`` and ``args`` and report what happened.
+
+        ``timed=False`` is for runs whose CPU time measures nothing (valgrind counting
+        instructions): the program may then change SIGCHLD's disposition, which a timed run
+        may not (it would hide its children's CPU time from rusage).
 
         ``output_dir`` (made by :meth:`make_output_dir`) is bound writable where the program
         sees it as :meth:`output_path`; the program may leave files there (profile data of an
@@ -435,15 +601,86 @@ class Sandbox:
             )
         limits = limits or self.limits
         program = self.stage(binary)
+        return self._run_once(
+            lambda status_w, bpf_r: self.command(
+                program, tuple(args), status_w, bpf_r, limits, output_dir
+            ),
+            stdin,
+            limits,
+            cancel,
+            timed=timed,
+        )
+
+    def run_tool(
+        self,
+        argv: Sequence[str],
+        work_dir: Path,
+        *,
+        limits: SandboxLimits,
+        cancel: threading.Event | None = None,
+    ) -> RunResult:
+        """Run a tool of the host's toolchain (``argv[0]``: an absolute path under ``/usr``)
+        on the files of ``work_dir`` (made by :meth:`make_output_dir`), with the same
+        isolation, seccomp filter and limits as a program under test.
+
+        The tool sees ``/usr`` read-only, ``work_dir`` as its writable working directory and
+        a private ``/tmp``; nothing of the workspace, the tests, the home directory or
+        ``/etc``. This is how candidate text is assembled and linked: ``.incbin`` and
+        ``.include`` reach nothing worth stealing, and a build that floods, loops or grows
+        is cut off by the limits.
+        """
+        if self._closed:
+            raise SandboxError("sandbox is closed")
+        tool = str(argv[0])
+        if not os.path.isabs(tool):
+            raise SandboxError(f"run_tool needs an absolute tool path, got {tool}")
+        if self.enabled and not tool.startswith("/usr/"):
+            raise SandboxUnavailable(
+                f"{tool} is outside /usr, which is all the build sandbox shows: install the "
+                "tool under /usr, or pass --no-sandbox"
+            )
+        runner_args = [
+            str(limits.cpu_seconds),
+            str(limits.memory_bytes),
+            str(limits.max_processes),
+            str(limits.file_size_bytes),
+            str(limits.open_files),
+        ]
+
+        def command(status_w: int, bpf_r: int | None) -> list[str]:
+            if not self.enabled:
+                return [str(self._runner), str(status_w), *runner_args, *argv]
+            return self._bwrap_command(
+                limits.tmp_bytes,
+                [],
+                bpf_r,
+                ["--sandboxed", str(status_w), *runner_args, *argv],
+                work_dir=work_dir,
+            )
+
+        cwd = None if self.enabled else work_dir
+        return self._run_once(command, b"", limits, cancel, cwd=cwd, timed=False)
+
+    def _run_once(
+        self,
+        make_command: Callable[[int, int | None], list[str]],
+        stdin: bytes,
+        limits: SandboxLimits,
+        cancel: threading.Event | None,
+        cwd: Path | None = None,
+        timed: bool = True,
+    ) -> RunResult:
+        """Start one sandbox for one run (the runner's one-shot mode) and report it."""
         status_r, status_w = os.pipe()
-        bpf_r = self._bpf_pipe()
+        bpf_r = self._bpf_pipe(timed)
         pass_fds = [status_w] if bpf_r is None else [status_w, bpf_r]
-        cmd = self.command(program, tuple(args), status_w, bpf_r, limits, output_dir)
+        cmd = make_command(status_w, bpf_r)
         start = time.perf_counter()
         try:
             proc = self._spawn(
                 cmd,
                 pass_fds,
+                cwd=cwd,
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
@@ -487,10 +724,14 @@ class Cancelled(Exception):
 # The session protocol (runner.c's struct request / struct response, native byte order).
 _REQUEST = struct.Struct("=4I9Q")  # magic seq program argc; wall_us cpu as nproc fsize nofile
 #                                    output_bytes args_len stdin_len
-_RESPONSE = struct.Struct("=2I2i4Q2I2Q")  # magic seq kind value; utime_us stime_us maxrss_kib
-#                                           wall_us; flags reserved; stdout_len stderr_len
+_RESPONSE = struct.Struct("=2I2i5Q2I2Q")  # magic seq kind value; utime_us stime_us maxrss_kib
+#                                      wall_us runner_cpu_us; flags reserved; stdout_len stderr_len
 _REQUEST_MAGIC = 0x71526D41
 _RESPONSE_MAGIC = 0x73526D41
+_READY_MAGIC = 0x79526D41
+# How long a new session's bubblewrap may take to become ready (a loaded machine is slow).
+_READY_TIMEOUT_SECONDS = 30.0
+_SPARES = 2  # bubblewraps a fresh-per-run session keeps starting ahead of its runs
 _KIND_EXITED, _KIND_SIGNALED = 0, 1
 _RESP_TIMED_OUT, _RESP_TRUNCATED, _RESP_ENDS = 1, 2, 4
 # How long past a run's wall limit the host waits for the runner's answer before it kills the
@@ -511,20 +752,35 @@ class RunSession:
     starts a fresh bubblewrap. Runs are serialised; the object may be shared by threads.
     """
 
-    def __init__(self, sandbox: Sandbox, programs: list[Path], limits: SandboxLimits) -> None:
+    def __init__(
+        self,
+        sandbox: Sandbox,
+        programs: list[Path],
+        limits: SandboxLimits,
+        *,
+        fresh_per_run: bool = False,
+    ) -> None:
         self._sandbox = sandbox
+        self.fresh_per_run = fresh_per_run
+        # The next runs' bubblewraps, starting (fresh_per_run): a start is mostly waiting on
+        # the kernel (namespaces, mounts), so two at a time hide it behind the runs.
+        self._spares: collections.deque[_Slot] = collections.deque()
         self._programs = programs
         self.limits = limits
         self._lock = threading.Lock()
         self._proc: subprocess.Popen[bytes] | None = None
         self._req_w = self._resp_r = -1
         self._errors: IO[bytes] | None = None  # bubblewrap's stderr
+        self._cgroup: Cgroup | None = None  # the current bubblewrap's, when cgroups work
         self._tmp_bytes = limits.tmp_bytes
         self._seq = 0
         self._answered = 0  # runs answered by the current bubblewrap
         self._closed = False
         self.starts = 0  # bubblewraps started (1 + restarts)
         self.runs = 0
+        self.launcher: str | None = None  # see Sandbox.session
+        self.files: Path | None = None
+        self.hidden: tuple[tuple[str, bool], ...] = ()  # (relative path, is a folder)
 
     # -- life cycle -------------------------------------------------------------------------
     def __enter__(self) -> RunSession:
@@ -536,6 +792,8 @@ class RunSession:
     def close(self) -> None:
         """Stop the session's sandbox (within a second; a run in progress reports a kill)."""
         self._closed = True
+        while self._spares:
+            _retire(self._spares.popleft(), self._sandbox)
         if self._lock.acquire(blocking=False):
             try:
                 self._stop()
@@ -546,32 +804,73 @@ class RunSession:
             _kill_tree(proc)
 
     def _start(self) -> None:
+        slot = None
+        while self._spares and slot is None:
+            try:
+                slot = self._ready(self._spares.popleft())
+            except SandboxError:
+                # bubblewrap dies with the thread that started it (--die-with-parent): a
+                # spare started by a thread that has ended since is gone. Take another.
+                slot = None
+        if slot is None:
+            slot = self._ready(self._launch())
+        self._proc, self._req_w, self._resp_r, self._errors, self._cgroup = slot
+        self._answered = 0
+
+    def _ready(self, slot: _Slot) -> _Slot:
+        """``slot`` once its runner is ready; raises ``SandboxError`` when it never gets so."""
+        if _await_ready(slot.resp_r, slot.proc):
+            return slot
+        text = ""
+        if slot.errors is not None:
+            with contextlib.suppress(OSError):
+                slot.errors.seek(0)
+                text = slot.errors.read(4096).decode(errors="replace").strip()
+        _retire(slot, self._sandbox)
+        raise SandboxError(
+            f"the sandbox session failed to start (exit {slot.proc.returncode}): {text[:500]}"
+        )
+
+    def _launch(self) -> _Slot:
+        """Start a bubblewrap for this session (its runner gets ready in the background)."""
         sb = self._sandbox
         req_r, req_w = os.pipe()
         resp_r, resp_w = os.pipe()
         bpf_r = sb._bpf_pipe()
+        served = [self.launcher] if self.launcher else None  # what the runner executes
         if sb.enabled:
-            inside = [f"/sandbox/prog-{i}" for i in range(len(self._programs))]
+            inside = self._inside_paths()
+            files = (self.files, self.hidden) if self.files is not None else None
             cmd = sb._bwrap_command(
                 self._tmp_bytes,
                 list(zip(self._programs, inside, strict=True)),
                 bpf_r,
-                ["--serve", str(req_r), str(resp_w), "sandboxed", *inside],
+                ["--serve", str(req_r), str(resp_w), "sandboxed", *(served or inside)],
+                files=files,
             )
         else:
-            paths = [str(p) for p in self._programs]
+            paths = served or [str(p) for p in self._programs]
             cmd = [str(sb._runner), "--serve", str(req_r), str(resp_w), "plain", *paths]
         # bubblewrap's own messages; read only when the session dies. Open as long as it runs.
         errors = tempfile.TemporaryFile()  # noqa: SIM115
         pass_fds = [req_r, resp_w] if bpf_r is None else [req_r, resp_w, bpf_r]
+        cgroup = Cgroup.create() if sb.cgroups else None
         try:
             proc = sb._spawn(
-                cmd, pass_fds, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errors
+                cmd,
+                pass_fds,
+                cgroup,
+                cwd=self.files if not sb.enabled else None,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=errors,
             )
         except BaseException:
             for fd in (req_w, resp_r):
                 os.close(fd)
             errors.close()
+            if cgroup is not None:
+                cgroup.remove()
             raise
         finally:
             for fd in (req_r, resp_w, *([] if bpf_r is None else [bpf_r])):
@@ -580,9 +879,8 @@ class RunSession:
         os.set_blocking(resp_r, False)
         with sb._lock:
             sb._active.add(proc)
-        self._proc, self._req_w, self._resp_r, self._errors = proc, req_w, resp_r, errors
-        self._answered = 0
         self.starts += 1
+        return _Slot(proc, req_w, resp_r, errors, cgroup)
 
     def _stop(self, keep_errors: bool = False) -> int | None:
         """Kill the current bubblewrap (if any) and forget it; its exit status. Its stderr is
@@ -593,19 +891,34 @@ class RunSession:
         proc = self._proc
         if proc is None:
             return None
-        self._proc = None
-        _kill_tree(proc)
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            log.warning("session sandbox %d did not exit after SIGKILL", proc.pid)
-        with self._sandbox._lock:
-            self._sandbox._active.discard(proc)
-        for fd in (self._req_w, self._resp_r):
-            with contextlib.suppress(OSError):
-                os.close(fd)
-        self._req_w = self._resp_r = -1
+        _retire(_Slot(proc, self._req_w, self._resp_r, None, self._cgroup), self._sandbox)
+        self._proc, self._req_w, self._resp_r, self._cgroup = None, -1, -1, None
         return proc.returncode
+
+    def _renew(self) -> None:
+        """Fresh-per-run: retire this run's bubblewrap (its state goes with it) and start the
+        next run's, which gets ready while the caller goes on (the other side's run), so it
+        is there when the next run comes."""
+        if self._proc is not None and self._proc.poll() is None:
+            # Answered (or given up on): the next run gets another sandbox. The errors file
+            # stays for the caller to read when the session died during the run.
+            slot = _Slot(self._proc, self._req_w, self._resp_r, self._errors, self._cgroup)
+            self._proc, self._req_w, self._resp_r = None, -1, -1
+            self._errors, self._cgroup = None, None
+            _retire(slot, self._sandbox)
+        while not self._closed and not self._sandbox._closed and len(self._spares) < _SPARES:
+            self._spares.append(self._launch())
+
+    def program_path(self, index: int = 0) -> str:
+        """The path under which the runs see the session's ``index``-th binary."""
+        return self._inside_paths()[index] if self._sandbox.enabled else str(self._programs[index])
+
+    def _inside_paths(self) -> list[str]:
+        # A session of one binary shows it where a one-shot run does, /sandbox/prog, so a
+        # program cannot tell which kind of run it is in from its own path.
+        if len(self._programs) == 1:
+            return ["/sandbox/prog"]
+        return [f"/sandbox/prog-{i}" for i in range(len(self._programs))]
 
     def _stderr_text(self) -> str:
         errors = self._errors
@@ -637,8 +950,12 @@ class RunSession:
         if not 0 <= index < len(self._programs):
             raise IndexError(f"no binary {index} in this session")
         limits = limits or self.limits
-        argv0 = "/sandbox/prog" if self._sandbox.enabled else str(self._programs[index])
+        argv0 = self._inside_paths()[index] if self._sandbox.enabled else str(self._programs[index])
         argv = [argv0, *args]
+        if self.launcher is not None:
+            if index != 0:
+                raise IndexError("a session with a launcher runs it for its first binary only")
+            argv = [self.launcher, *(a.replace(PROGRAM_PLACEHOLDER, argv0) for a in args)]
         if any("\0" in a for a in argv):
             raise ValueError("embedded null byte in an argument")
         blob = b"".join(os.fsencode(a) + b"\0" for a in argv)
@@ -671,13 +988,23 @@ class RunSession:
             self.runs += 1
             start = time.perf_counter()
             deadline = time.monotonic() + limits.wall_seconds + _SESSION_GRACE_SECONDS
-            outcome, data = self._exchange(header + blob + bytes(stdin), deadline, cancel, limits)
+            cgroup = self._cgroup
+            used_before = cgroup.usage_us() if cgroup is not None else 0
+            try:
+                outcome, data = self._exchange(
+                    header + blob + bytes(stdin), deadline, cancel, limits, used_before
+                )
+                used = cgroup.usage_us() - used_before if cgroup is not None else None
+            finally:
+                if self.fresh_per_run:
+                    self._renew()
             wall = time.perf_counter() - start
             enabled = self._sandbox.enabled
             if outcome == "ok":
                 self._answered += 1
                 fields = _RESPONSE.unpack_from(data)
-                _, _, kind, value, utime, stime, maxrss, _, flags, _, n_out, n_err = fields
+                kind, value, utime, stime, maxrss, wall_us, runner_us, flags = fields[2:10]
+                n_out, n_err = fields[11], fields[12]
                 out = bytes(data[_RESPONSE.size : _RESPONSE.size + n_out])
                 err = bytes(data[_RESPONSE.size + n_out : _RESPONSE.size + n_out + n_err])
                 if flags & _RESP_ENDS:  # the runner could not restore the sandbox: start afresh
@@ -685,27 +1012,44 @@ class RunSession:
                 if kind not in (_KIND_EXITED, _KIND_SIGNALED):
                     # The runner could not start the run (no pipe, no fork): like a crash.
                     return RunResult(None, signal.SIGKILL, out, err, 0.0, wall, sandboxed=enabled)
-                return _interpret(
+                cpu = (utime + stime) / 1e6
+                if used is not None:
+                    # The kernel's count for every process of the sandbox, less the runner's
+                    # own work: nothing the program started can stay out of it.
+                    cpu = max(cpu, (used - runner_us) / 1e6)
+                result = _interpret(
                     value if kind == _KIND_EXITED else None,
                     value if kind == _KIND_SIGNALED else None,
-                    (utime + stime) / 1e6,
+                    cpu,
                     maxrss,
                     out,
                     err,
-                    wall,
+                    wall_us / 1e6,
                     bool(flags & _RESP_TIMED_OUT),
                     bool(flags & _RESP_TRUNCATED),
                     limits,
                     enabled,
                 )
+                if used is not None:
+                    result = dataclasses.replace(result, cpu_source="cgroup")
+                return result
             fresh = self._answered == 0
             returncode = self._stop(keep_errors=True)
             text = self._stderr_text()
             if outcome == "cancelled":
                 raise Cancelled("run cancelled")
-            if outcome == "timeout":
+            if outcome in ("timeout", "cpu"):
+                cpu_used = (used or 0) / 1e6
                 return RunResult(
-                    None, signal.SIGKILL, b"", b"", 0.0, wall, timed_out=True, sandboxed=enabled
+                    None,
+                    signal.SIGKILL,
+                    b"",
+                    b"",
+                    cpu_used,
+                    wall,
+                    timed_out=True,
+                    sandboxed=enabled,
+                    stalled=outcome == "timeout",
                 )
             # The session died. A program can only kill the runner (exit status 128 + signal,
             # or our own SIGKILL); anything else before a first answer is the sandbox failing.
@@ -727,9 +1071,13 @@ class RunSession:
         deadline: float,
         cancel: threading.Event | None,
         limits: SandboxLimits,
+        used_before: int = 0,
     ) -> tuple[str, bytearray]:
         """Send one request and read its response: ("ok", bytes) or ("dead" | "timeout" |
-        "cancelled", partial bytes)."""
+        "cpu" | "cancelled", partial bytes). "cpu": the sandbox's cgroup spent more than the
+        run's CPU limit (RLIMIT_CPU holds one process; this holds all of them)."""
+        cgroup = self._cgroup
+        cpu_limit_us = limits.cpu_seconds * 1_000_000 + 100_000
         sel = selectors.DefaultSelector()
         view = memoryview(request)
         sent = 0
@@ -742,7 +1090,7 @@ class RunSession:
             while True:
                 if not have_header and len(data) >= _RESPONSE.size:
                     fields = _RESPONSE.unpack_from(data)
-                    magic, seq, n_out, n_err = fields[0], fields[1], fields[10], fields[11]
+                    magic, seq, n_out, n_err = fields[0], fields[1], fields[11], fields[12]
                     if (
                         magic != _RESPONSE_MAGIC
                         or seq != self._seq
@@ -759,6 +1107,8 @@ class RunSession:
                     return "timeout", data
                 if cancel is not None and cancel.is_set():
                     return "cancelled", data
+                if cgroup is not None and cgroup.usage_us() - used_before > cpu_limit_us:
+                    return "cpu", data
                 for key, _ in sel.select(timeout=min(remaining, 0.05)):
                     if key.fd == self._req_w:
                         try:
@@ -779,6 +1129,71 @@ class RunSession:
                     data += chunk
         finally:
             sel.close()
+
+
+def _check_reachable_by_nobody(folder: Path) -> None:
+    """Run as root, bubblewrap runs as nobody: it can bind only a folder nobody can reach."""
+    for part in (*reversed(folder.parents), folder):
+        mode = part.stat().st_mode
+        if not mode & 0o001 or (part == folder and not mode & 0o004):
+            raise SandboxError(
+                f"the sandbox runs as nobody (asmopt runs as root here) and cannot read {folder}: "
+                f"{part} is not open to other users; chmod o+rx {part}, or run asmopt as an "
+                "ordinary user"
+            )
+
+
+class _Slot(NamedTuple):
+    """One started bubblewrap of a session: its process, request and response pipes, its
+    stderr file and its cgroup."""
+
+    proc: subprocess.Popen[bytes]
+    req_w: int
+    resp_r: int
+    errors: IO[bytes] | None
+    cgroup: Cgroup | None
+
+
+def _await_ready(resp_r: int, proc: subprocess.Popen[bytes]) -> bool:
+    """Wait for the runner's ready word; False when the sandbox died or never got ready."""
+    deadline = time.monotonic() + _READY_TIMEOUT_SECONDS
+    got = b""
+    with selectors.DefaultSelector() as sel:
+        sel.register(resp_r, selectors.EVENT_READ)
+        while len(got) < 4:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or (proc.poll() is not None and not sel.select(0)):
+                return False
+            if not sel.select(timeout=min(remaining, 0.05)):
+                continue
+            try:
+                chunk = os.read(resp_r, 4 - len(got))
+            except BlockingIOError:
+                continue
+            if not chunk:
+                return False
+            got += chunk
+    return struct.unpack("=I", got)[0] == _READY_MAGIC
+
+
+def _retire(slot: _Slot, sandbox: Sandbox) -> None:
+    """Kill a session's bubblewrap with everything in it, and free what it held."""
+    if slot.cgroup is not None:
+        slot.cgroup.kill()  # everything in it at once, before bubblewrap's own teardown
+    _kill_tree(slot.proc)
+    try:
+        slot.proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        log.warning("session sandbox %d did not exit after SIGKILL", slot.proc.pid)
+    if slot.cgroup is not None:
+        slot.cgroup.remove()
+    with sandbox._lock:
+        sandbox._active.discard(slot.proc)
+    for fd in (slot.req_w, slot.resp_r):
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    if slot.errors is not None:
+        slot.errors.close()
 
 
 def _kill_tree(proc: subprocess.Popen[bytes]) -> None:

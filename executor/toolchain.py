@@ -16,13 +16,24 @@ import os
 import re
 import shutil
 import signal
+import stat
 import subprocess
 import tempfile
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
-from asmopt.executor.results import BuildResult, Diagnostic, Severity
+from asmopt.executor.results import BuildResult, Diagnostic, RunResult, Severity
+from asmopt.executor.sandbox import (
+    GiB,
+    MiB,
+    Sandbox,
+    SandboxError,
+    SandboxLimits,
+)
+from asmopt.executor.store import cap_text
 
 __all__ = [
     "ToolNotFoundError",
@@ -112,6 +123,32 @@ def _tool_env() -> dict[str, str]:
     return env
 
 
+# What a build may use inside the sandbox. Candidate text is hostile: ``.rept 100000000``,
+# ``.include "/dev/urandom"``, ``.skip 3500000000`` and a flood of ``.warning`` lines must
+# each end as a failed build, not as a host out of memory, disk or patience.
+BUILD_LIMITS = SandboxLimits(
+    wall_seconds=60.0,
+    cpu_seconds=60,
+    memory_bytes=1 * GiB,
+    max_processes=32,
+    file_size_bytes=64 * MiB,  # a padded binary costs disk, and copies of it
+    open_files=256,
+    output_bytes=1 * MiB,
+    tmp_bytes=512 * MiB,
+)
+# What a BuildResult keeps of a tool's diagnostics (it is shown, sent and stored); its stderr
+# is kept as the store keeps any text (``store.cap_text``: start and end, a few KB).
+MAX_DIAGNOSTICS = 50
+
+
+def _kept(diagnostics: tuple[Diagnostic, ...]) -> tuple[Diagnostic, ...]:
+    if len(diagnostics) <= MAX_DIAGNOSTICS:
+        return diagnostics
+    more = len(diagnostics) - MAX_DIAGNOSTICS
+    note = Diagnostic(None, None, None, Severity.NOTE, f"{more} more messages not shown")
+    return (*diagnostics[:MAX_DIAGNOSTICS], note)
+
+
 def _failure(command: Sequence[str], message: str, seconds: float = 0.0) -> BuildResult:
     return BuildResult(
         ok=False,
@@ -177,8 +214,24 @@ def _run_build(
         return _failure(command, f"{tool} could not be started ({exc}): {install_hint(tool)}")
     seconds = time.perf_counter() - start
     stderr = stderr_bytes.decode("utf-8", errors="replace")
+    return _build_result(tool, command, returncode, stderr, out, seconds, what)
+
+
+def _build_result(
+    tool: str,
+    command: Sequence[str],
+    returncode: int,
+    stderr: str,
+    out: Path,
+    seconds: float,
+    what: str,
+    problem: str = "",
+) -> BuildResult:
+    """A BuildResult from a finished tool; ``problem`` names a limit the tool ran into."""
     diagnostics = parse_diagnostics(stderr)
-    ok = returncode == 0 and out.exists()
+    ok = returncode == 0 and out.exists() and not problem
+    if problem:
+        diagnostics = (Diagnostic(None, None, None, Severity.ERROR, problem), *diagnostics)
     if not ok and not any(d.severity is Severity.ERROR for d in diagnostics):
         # The tool failed without a message we recognise: still say that it failed.
         if returncode == 0:
@@ -195,10 +248,111 @@ def _run_build(
         ok=ok,
         output=str(out) if ok else None,
         command=tuple(command),
-        diagnostics=diagnostics,
-        stderr=stderr,
+        diagnostics=_kept(diagnostics),
+        stderr=cap_text(stderr),
         seconds=seconds,
     )
+
+
+def _sandboxed_build(
+    sandbox: Sandbox,
+    tool: str,
+    inputs: Sequence[Path],
+    make_args: Callable[[list[str], str], list[str]],
+    out: Path,
+    timeout: float,
+    what: str,
+    cancel: threading.Event | None = None,
+) -> BuildResult:
+    """Run ``tool`` in ``sandbox`` on copies of ``inputs`` and copy its product to ``out``.
+
+    ``make_args(input_names, output_name)`` gives the tool's arguments in terms of the names
+    the files have in the sandbox's working directory, which holds those copies and nothing
+    else. Messages then name the inputs by their file names, never by a host path.
+    """
+    path = find_tool(tool)
+    if path is None:
+        return _failure([tool], f"{tool} not found: {install_hint(tool)}")
+    out.unlink(missing_ok=True)
+    names: list[str] = []
+    for source in inputs:
+        name = Path(source).name or "input"
+        while name in names or name == out.name:
+            name = f"_{name}"
+        names.append(name)
+    command = [path, *make_args(names, out.name)]
+    limits = replace(BUILD_LIMITS, wall_seconds=timeout, cpu_seconds=max(1, int(timeout)))
+    start = time.perf_counter()
+    work = sandbox.make_output_dir()
+    try:
+        for source, name in zip(inputs, names, strict=True):
+            try:
+                shutil.copyfile(source, work / name)
+            except OSError as err:
+                return _failure(command, f"cannot read {source}: {err.strerror}")
+            os.chmod(work / name, 0o644)
+        try:
+            run = sandbox.run_tool(command, work, limits=limits, cancel=cancel)
+        except SandboxError as err:
+            return _failure(command, f"the build sandbox failed: {err}")
+        seconds = time.perf_counter() - start
+        stderr = run.stderr.decode("utf-8", errors="replace")
+        problem = _limit_problem(tool, run, limits, what)
+        produced = work / out.name
+        if not problem and run.exit_code == 0:
+            problem = _take_product(produced, out, limits)
+        returncode = run.exit_code if run.exit_code is not None else 128 + (run.signal or 9)
+        return _build_result(tool, command, returncode, stderr, out, seconds, what, problem)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _limit_problem(tool: str, run: RunResult, limits: SandboxLimits, what: str) -> str:
+    """Why a sandboxed tool was stopped, in words naming the limit; "" when it was not."""
+    if run.sandbox_violation:
+        return f"{tool} was stopped by the sandbox (a forbidden system call) {what}"
+    if run.timed_out:
+        return (
+            f"{tool} ran past the build's {limits.wall_seconds:g} s limit {what}: the input "
+            "makes it loop or grow (.rept, .include of a device?)"
+        )
+    if run.output_truncated:
+        return (
+            f"{tool} wrote more than {limits.output_bytes // MiB} MiB of messages {what}; "
+            "the first ones are kept"
+        )
+    if run.signal == signal.SIGXFSZ:
+        return (
+            f"{tool} tried to write a file over {limits.file_size_bytes // MiB} MiB {what} "
+            "(.skip, .space or .incbin of something huge?)"
+        )
+    if run.out_of_memory or (
+        run.exit_code not in (0, None) and run.max_rss_kib * 1024 >= (0.8 * limits.memory_bytes)
+    ):
+        return f"{tool} ran out of its {limits.memory_bytes // MiB} MiB of memory {what}"
+    if run.signal is not None:
+        return f"{tool} was killed by signal {run.signal} {what}"
+    return ""
+
+
+def _take_product(produced: Path, out: Path, limits: SandboxLimits) -> str:
+    """Copy what the tool made to ``out``; a reason when it is not a plain file."""
+    try:
+        fd = os.open(produced, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return ""  # not there: _build_result says the tool wrote nothing
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            return f"{produced.name} is not a regular file"
+        if st.st_size > limits.file_size_bytes:
+            return f"{produced.name} is over {limits.file_size_bytes // MiB} MiB"
+        with os.fdopen(fd, "rb", closefd=False) as src, open(out, "wb") as dst:
+            shutil.copyfileobj(src, dst)
+        os.chmod(out, 0o755)
+        return ""
+    finally:
+        os.close(fd)
 
 
 def compile_to_asm(
@@ -207,11 +361,25 @@ def compile_to_asm(
     compiler: str = "gcc",
     flags: Sequence[str] = ("-O3",),
     timeout: float = 60,
+    *,
+    sandbox: Sandbox | None = None,
 ) -> BuildResult:
     """Compile C ``source`` to assembly ``out``: ``<compiler> -S <flags> source -o out``.
 
-    ``compiler`` is ``gcc``, ``clang`` (found as ``clang-14`` too) or a path.
+    ``compiler`` is ``gcc``, ``clang`` (found as ``clang-14`` too) or a path. With
+    ``sandbox`` the compiler runs in it on a copy of ``source`` alone (C that is not the
+    user's own, such as a data set's rows: it cannot include anything beside it).
     """
+    if sandbox is not None:
+        return _sandboxed_build(
+            sandbox,
+            compiler,
+            [source],
+            lambda names, output: ["-S", *flags, *names, "-o", output],
+            Path(out),
+            timeout,
+            f"compiling {Path(source).name}",
+        )
     return _run_build(
         compiler,
         ["-S", *flags, str(source), "-o", str(out)],
@@ -228,15 +396,32 @@ def build_binary(
     flags: Sequence[str] = (),
     ldflags: Sequence[str] = ("-lm",),
     timeout: float = 60,
+    *,
+    sandbox: Sandbox | None = None,
+    cancel: threading.Event | None = None,
 ) -> BuildResult:
     """Assemble/compile and link ``inputs`` (.s, .S, .c, .o) into executable ``out``.
 
     The command is the paper's ``gcc x.s [other sources] -o out -lm``: ``<linker> <flags>
     inputs -o out <ldflags>``. Libraries go last so that the linker sees them after the
     objects that need them.
+
+    With ``sandbox`` (always, for candidate text) the tools run inside it on copies of
+    ``inputs`` alone, within :data:`BUILD_LIMITS`; see :func:`_sandboxed_build`.
     """
     if not inputs:
         return _failure((linker,), "build_binary got no inputs: pass at least one .s/.c/.o file")
+    if sandbox is not None:
+        return _sandboxed_build(
+            sandbox,
+            linker,
+            inputs,
+            lambda names, output: [*flags, *names, "-o", output, *ldflags],
+            Path(out),
+            timeout,
+            f"building {Path(out).name}",
+            cancel,
+        )
     return _run_build(
         linker,
         [*flags, *(str(p) for p in inputs), "-o", str(out), *ldflags],
@@ -251,13 +436,20 @@ def check_assembly(
     filename: str = "input.s",
     assembler: str = "gcc",
     timeout: float = 30,
+    *,
+    sandboxed: bool = True,
 ) -> tuple[Diagnostic, ...]:
     """Assemble an editor buffer and return its diagnostics, located in the buffer.
 
-    The text is written unchanged to a temporary ``filename`` (so line numbers are the
-    buffer's) and assembled with ``<assembler> -c``; a ``.S`` name is preprocessed first.
-    ``assembler="clang"`` uses clang's integrated assembler, which also reports columns.
-    Diagnostics about the buffer carry ``filename`` as their file.
+    The text is assembled unchanged as ``filename`` (so line numbers are the buffer's) with
+    ``<assembler> -c``; a ``.S`` name is preprocessed first. ``assembler="clang"`` uses
+    clang's integrated assembler, which also reports columns. Diagnostics about the buffer
+    carry ``filename`` as their file.
+
+    The buffer may be generated (a candidate the user opened), so it is assembled in a
+    sandbox of its own like any candidate; ``sandboxed=False`` (the user turned the sandbox
+    off) assembles it on the host. Without bubblewrap the result is one note saying why
+    there are no assembler diagnostics.
     """
     name = os.path.basename(filename) or "input.s"
     if not name.endswith((".s", ".S")):
@@ -265,14 +457,30 @@ def check_assembly(
     with tempfile.TemporaryDirectory(prefix="asmopt-check-") as tmp:
         tmpdir = Path(tmp)
         (tmpdir / name).write_text(text)
-        result = _run_build(
-            assembler,
-            ["-c", name, "-o", "out.o"],
-            tmpdir / "out.o",
-            timeout,
-            f"assembling {filename}",
-            cwd=tmpdir,
-        )
+        if sandboxed:
+            try:
+                sandbox = Sandbox()
+            except SandboxError as err:
+                return (Diagnostic(None, None, None, Severity.NOTE, f"no assembler check: {err}"),)
+            with sandbox:
+                result = _sandboxed_build(
+                    sandbox,
+                    assembler,
+                    [tmpdir / name],
+                    lambda names, output: ["-c", *names, "-o", output],
+                    tmpdir / "out.o",
+                    timeout,
+                    f"assembling {filename}",
+                )
+        else:
+            result = _run_build(
+                assembler,
+                ["-c", name, "-o", "out.o"],
+                tmpdir / "out.o",
+                timeout,
+                f"assembling {filename}",
+                cwd=tmpdir,
+            )
     located = []
     for diag in result.diagnostics:
         if diag.file in (name, f"./{name}", str(tmpdir / name)):

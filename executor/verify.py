@@ -17,9 +17,17 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from asmopt.executor.benchmark import BenchmarkError, BenchmarkOptions, benchmark
+from asmopt.executor.benchmark import (
+    BenchmarkError,
+    BenchmarkOptions,
+    InconsistentRun,
+    benchmark,
+    run_test,
+)
+from asmopt.executor.elf import same_machine_code
 from asmopt.executor.results import (
     BuildResult,
+    RunResult,
     SpeedupEstimate,
     TestStatus,
     TestVerdict,
@@ -34,7 +42,12 @@ Progress = Callable[[str], None]
 
 
 class BaselineError(RuntimeError):
-    """The reference build cannot serve as a baseline; the message says why."""
+    """The reference build cannot serve as a baseline; the message says why, ``stage`` where
+    it failed ("compile", "link", "test"; None for anything else)."""
+
+    def __init__(self, message: str, *, stage: str | None = None) -> None:
+        super().__init__(message)
+        self.stage = stage
 
 
 @dataclass(frozen=True)
@@ -55,8 +68,24 @@ class VerifyOptions:
     linker: str = "gcc"
     ldflags: tuple[str, ...] = ("-lm",)
     extra_inputs: tuple[Path, ...] = ()  # other sources/objects linked into every binary
+    # Command tests (command_tests.py): what every run executes instead of the program
+    # (/bin/sh), and the folder every run sees read-only, less ``hide`` (Sandbox.session).
+    launcher: str | None = None
+    files: Path | None = None
+    hide: tuple[str, ...] = ()
+
+    def session_options(self) -> dict[str, Any]:
+        """The keyword arguments of every ``Sandbox.session`` that runs a program."""
+        # Every run in a sandbox of its own: nothing of a test run reaches a timed run.
+        return {
+            "launcher": self.launcher,
+            "files": self.files,
+            "hide": self.hide,
+            "fresh_per_run": True,
+        }
 
     def key(self) -> str:
+        commands = (self.launcher, str(self.files)) if self.launcher or self.files else ()
         return repr(
             (
                 self.comparator,
@@ -68,6 +97,7 @@ class VerifyOptions:
                 self.bench.target_rel_ci,
                 self.bench.ci_method,
                 self.min_gain,
+                *commands,
             )
         )
 
@@ -173,6 +203,10 @@ class VerificationResult:
                 per_test=dict(s.get("per_test", {})),
                 note=s.get("note", ""),
                 converged=s.get("converged", True),
+                wall_median=s.get("wall_median"),
+                wall_ci_low=s.get("wall_ci_low"),
+                wall_ci_high=s.get("wall_ci_high"),
+                cpu_source=s.get("cpu_source", "rusage"),
             )
         return cls(
             verdict=Verdict(data["verdict"]),
@@ -187,9 +221,13 @@ class VerificationResult:
         )
 
 
-def _timeout_for(baseline: Baseline, test: TestCase, options: VerifyOptions) -> float:
-    base = baseline.wall_seconds.get(test.name, options.limits.wall_seconds)
-    return min(options.limits.wall_seconds, max(options.min_timeout, options.timeout_factor * base))
+def _run_limits(baseline: Baseline, tests: Sequence[TestCase], options: VerifyOptions):
+    """The limits of every run of a candidate, test run or timed run alike (a program can
+    read its limits, so they must not differ): the wall limit is ``timeout_factor`` times the
+    baseline's slowest test, at least ``min_timeout``, at most the configured limit."""
+    base = max(baseline.wall_seconds.get(t.name, options.limits.wall_seconds) for t in tests)
+    wall = min(options.limits.wall_seconds, max(options.min_timeout, options.timeout_factor * base))
+    return replace(options.limits, wall_seconds=wall)
 
 
 def prepare_baseline(
@@ -202,12 +240,15 @@ def prepare_baseline(
     cflags: Sequence[str] = ("-O3",),
     options: VerifyOptions | None = None,
     progress: Progress | None = None,
+    trusted_source: bool = True,
 ) -> Baseline:
     """Build the reference from a C file (``compiler -S cflags``) or take a ``.s`` as is, link
     it as every candidate will be linked, and run every test to learn expected outputs.
 
     A baseline that fails one of its own tests (wrong output, crash, timeout) is refused: a
-    candidate can't be judged against it.
+    candidate can't be judged against it. ``trusted_source=False`` (C that is not the user's
+    own, such as a data set's row) compiles it in the sandbox too, from a copy of the file
+    alone; the user's own C compiles on the host, with its includes beside it.
     """
     opts = options or VerifyOptions()
     source = Path(source)
@@ -223,31 +264,45 @@ def prepare_baseline(
     else:
         if progress:
             progress(f"baseline: {compiler} {' '.join(cflags)} -S {source.name}")
-        build = compile_to_asm(source, asm_path, compiler=compiler, flags=tuple(cflags))
+        build = compile_to_asm(
+            source,
+            asm_path,
+            compiler=compiler,
+            flags=tuple(cflags),
+            sandbox=None if trusted_source else sandbox,
+        )
         if not build.ok:
             first = build.diagnostics[0].message if build.diagnostics else build.stderr[:300]
-            raise BaselineError(f"{source.name} does not compile: {first}")
+            raise BaselineError(f"{source.name} does not compile: {first}", stage="compile")
     binary = workdir / "baseline.bin"
     link = build_binary(
-        [asm_path, *opts.extra_inputs], binary, linker=opts.linker, ldflags=opts.ldflags
+        [asm_path, *opts.extra_inputs],
+        binary,
+        linker=opts.linker,
+        ldflags=opts.ldflags,
+        sandbox=sandbox,
     )
     if not link.ok:
-        raise BaselineError(f"the baseline does not link: {link.stderr.strip()[:500]}")
+        raise BaselineError(
+            f"the baseline does not link: {link.stderr.strip()[:500]}", stage="link"
+        )
     expected: dict[str, bytes] = {}
     walls: dict[str, float] = {}
     if progress:
         progress(f"baseline: running {len(tests)} tests")
-    for test in tests:
-        run = sandbox.run(binary, test.stdin, test.args, limits=opts.limits)
-        reference = test.expected if test.expected is not None else run.stdout
-        verdict = judge(test, run, opts.comparator, expected=reference)
-        if not verdict.passed:
-            raise BaselineError(
-                f"the baseline fails its own test {test.name}: {verdict.status.value}"
-                f"{' — ' + verdict.detail if verdict.detail else ''}"
-            )
-        expected[test.name] = reference
-        walls[test.name] = run.wall_seconds
+    with sandbox.session([binary], limits=opts.limits, **opts.session_options()) as session:
+        for test in tests:
+            run = run_test(session, test, opts.limits)
+            reference = test.expected if test.expected is not None else run.stdout
+            verdict = judge(test, run, opts.comparator, expected=reference)
+            if not verdict.passed:
+                raise BaselineError(
+                    f"the baseline fails its own test {test.name}: {verdict.status.value}"
+                    f"{' — ' + verdict.detail if verdict.detail else ''}",
+                    stage="test",
+                )
+            expected[test.name] = reference
+            walls[test.name] = run.wall_seconds
     return Baseline(
         source=source,
         asm=asm_path.read_text(errors="replace"),
@@ -291,6 +346,16 @@ def verify_candidate(
 ) -> VerificationResult:
     """Assemble and link ``asm`` like the baseline, run every test, benchmark if all pass."""
     opts = options or VerifyOptions()
+    try:
+        asm.encode("utf-8")
+    except UnicodeEncodeError as err:  # a lone surrogate, from JSON or a model's tokens
+        return VerificationResult(
+            Verdict.BUILD_FAILED,
+            candidate_hash(asm.encode("utf-8", "replace").decode()),
+            None,
+            message=f"the candidate is not valid text (character {err.start} cannot be "
+            "written as UTF-8)",
+        )
     chash = candidate_hash(asm)
     key = store_key(asm, baseline, opts) if store is not None else ""
     if store is not None:
@@ -323,8 +388,15 @@ def _verify_uncached(
         binary = Path(tmp) / "candidate.bin"
         if progress:
             progress("build")
+        # Candidate text is hostile: assembled and linked in the sandbox, which sees the
+        # candidate and the other inputs of the link, never the workspace or the tests.
         build = build_binary(
-            [src, *opts.extra_inputs], binary, linker=opts.linker, ldflags=opts.ldflags
+            [src, *opts.extra_inputs],
+            binary,
+            linker=opts.linker,
+            ldflags=opts.ldflags,
+            sandbox=sandbox,
+            cancel=cancel,
         )
         if not build.ok:
             build = _relative_to_candidate(build, src)
@@ -336,70 +408,92 @@ def _verify_uncached(
                 identical_to_baseline=identical,
                 message=f"does not assemble or link: {first}",
             )
-        verdicts: list[TestVerdict] = []
-        for i, test in enumerate(baseline.tests):
+        # Text that differs only in comments, labels or blank lines is the same program: it
+        # must not be measured as a new one (a policy could draw the A/A noise again).
+        identical = identical or same_machine_code(binary, baseline.binary)
+        limits = _run_limits(baseline, baseline.tests, opts)
+        with (
+            sandbox.session([binary], limits=limits, **opts.session_options()) as cand_session,
+            sandbox.session(
+                [baseline.binary], limits=limits, **opts.session_options()
+            ) as base_session,
+        ):
+            verdicts: list[TestVerdict] = []
+            for i, test in enumerate(baseline.tests):
+                if progress:
+                    progress(f"test {i + 1}/{len(baseline.tests)}")
+                run = run_test(cand_session, test, limits, cancel)
+                verdicts.append(
+                    judge(test, run, opts.comparator, expected=baseline.expected[test.name])
+                )
+            passed = sum(1 for v in verdicts if v.passed)
+            if passed < len(verdicts):
+                failed = next(v for v in verdicts if not v.passed)
+                return VerificationResult(
+                    Verdict.TESTS_FAILED,
+                    chash,
+                    build,
+                    tuple(verdicts),
+                    identical_to_baseline=identical,
+                    message=f"{len(verdicts) - passed} of {len(verdicts)} tests failed "
+                    f"(first: {failed.name}, {failed.status.value})",
+                )
+            if not opts.measure:
+                return VerificationResult(
+                    Verdict.NOT_FASTER,
+                    chash,
+                    build,
+                    tuple(verdicts),
+                    identical_to_baseline=identical,
+                    message="all tests pass (not measured)",
+                )
+            timed = [
+                t for t in baseline.tests if opts.timed_tests is None or t.name in opts.timed_tests
+            ]
             if progress:
-                progress(f"test {i + 1}/{len(baseline.tests)}")
-            limits = replace(opts.limits, wall_seconds=_timeout_for(baseline, test, opts))
-            run = sandbox.run(binary, test.stdin, test.args, limits=limits, cancel=cancel)
-            verdicts.append(
-                judge(test, run, opts.comparator, expected=baseline.expected[test.name])
-            )
-        passed = sum(1 for v in verdicts if v.passed)
-        if passed < len(verdicts):
-            failed = next(v for v in verdicts if not v.passed)
-            return VerificationResult(
-                Verdict.TESTS_FAILED,
-                chash,
-                build,
-                tuple(verdicts),
-                identical_to_baseline=identical,
-                message=f"{len(verdicts) - passed} of {len(verdicts)} tests failed "
-                f"(first: {failed.name}, {failed.status.value})",
-            )
-        if not opts.measure:
-            return VerificationResult(
-                Verdict.NOT_FASTER,
-                chash,
-                build,
-                tuple(verdicts),
-                identical_to_baseline=identical,
-                message="all tests pass (not measured)",
-            )
-        timed = [
-            t for t in baseline.tests if opts.timed_tests is None or t.name in opts.timed_tests
-        ]
-        if progress:
-            progress("benchmark")
-        bench_limits = replace(
-            opts.limits,
-            wall_seconds=max(_timeout_for(baseline, t, opts) for t in timed),
-        )
-        try:
-            # The test runs just made were the warm-up: binaries and inputs are in the cache.
-            speedup = benchmark(
-                sandbox,
-                baseline.binary,
-                binary,
-                timed,
-                replace(opts.bench, warmup_rounds=0),
-                limits=bench_limits,
-                cancel=cancel,
-            )
-        except BenchmarkError as err:
-            return VerificationResult(
-                Verdict.TESTS_FAILED,
-                chash,
-                build,
-                tuple(verdicts),
-                identical_to_baseline=identical,
-                message=str(err),
-            )
-    faster = speedup.ci_low > 1.0 + opts.min_gain and not identical
+                progress("benchmark")
+
+            def check(test: TestCase, run: RunResult) -> TestVerdict:
+                return judge(test, run, opts.comparator, expected=baseline.expected[test.name])
+
+            try:
+                # Timed in the sessions the tests ran in (their runs were the warm-up), and
+                # every timed run is checked as a test run is.
+                speedup = benchmark(
+                    sandbox,
+                    baseline.binary,
+                    binary,
+                    timed,
+                    replace(opts.bench, warmup_rounds=0),
+                    limits=limits,
+                    cancel=cancel,
+                    check=check,
+                    sessions=(base_session, cand_session),
+                )
+            except InconsistentRun as err:
+                if err.side == "baseline":
+                    return _baseline_unstable(chash, build, verdicts, identical, str(err))
+                return _inconsistent(chash, build, verdicts, identical, err)
+            except BenchmarkError as err:
+                return VerificationResult(
+                    Verdict.TESTS_FAILED,
+                    chash,
+                    build,
+                    tuple(verdicts),
+                    identical_to_baseline=identical,
+                    message=str(err),
+                )
+    wall_disagrees = speedup.wall_ci_high is not None and speedup.wall_ci_high <= 1.0
+    faster = speedup.ci_low > 1.0 + opts.min_gain and not identical and not wall_disagrees
     if faster:
         message = f"{speedup.median:.2f}x faster [{speedup.ci_low:.2f}–{speedup.ci_high:.2f}]"
     elif identical:
         message = "identical to the baseline"
+    elif wall_disagrees and speedup.ci_low > 1.0 + opts.min_gain:
+        message = (
+            f"not faster: {speedup.median:.2f}x less CPU, but its wall time is not shorter "
+            f"({speedup.wall_median:.2f}x [{speedup.wall_ci_low:.2f}–{speedup.wall_ci_high:.2f}])"
+        )
     else:
         message = (
             f"not measurably faster: {speedup.median:.2f}x "
@@ -413,6 +507,44 @@ def _verify_uncached(
         speedup,
         identical_to_baseline=identical,
         message=message,
+    )
+
+
+def _inconsistent(
+    chash: str,
+    build: BuildResult,
+    verdicts: list[TestVerdict],
+    identical: bool,
+    err: InconsistentRun,
+) -> VerificationResult:
+    """The verdict on a candidate that passed its tests and then failed a timed run: its
+    test is marked inconsistent, so it counts as failed wherever tests are counted."""
+    marked = tuple(
+        TestVerdict(v.name, TestStatus.INCONSISTENT, str(err)[:300], v.cpu_seconds)
+        if v.name == err.test.name
+        else v
+        for v in verdicts
+    )
+    return VerificationResult(
+        Verdict.INCONSISTENT,
+        chash,
+        build,
+        marked,
+        identical_to_baseline=identical,
+        message=f"inconsistent: {err}",
+    )
+
+
+def _baseline_unstable(
+    chash: str, build: BuildResult, verdicts: list[TestVerdict], identical: bool, why: str
+) -> VerificationResult:
+    return VerificationResult(
+        Verdict.NOT_FASTER,
+        chash,
+        build,
+        tuple(verdicts),
+        identical_to_baseline=identical,
+        message=f"cannot be timed: {why} (the baseline's output is not deterministic)",
     )
 
 
@@ -444,7 +576,11 @@ def instruction_counts(
         src.write_text(asm)
         binary = Path(tmp) / "candidate.bin"
         build = build_binary(
-            [src, *opts.extra_inputs], binary, linker=opts.linker, ldflags=opts.ldflags
+            [src, *opts.extra_inputs],
+            binary,
+            linker=opts.linker,
+            ldflags=opts.ldflags,
+            sandbox=sandbox,
         )
         if not build.ok:
             raise BaselineError(f"the candidate does not build: {build.stderr.strip()[:300]}")

@@ -280,6 +280,7 @@ class CompilerSearchPolicy:
             flags=link_flags,
             ldflags=("-lm",),
             timeout=self.timeout,
+            sandbox=sandbox,
         )
         if not link.ok:
             return "instrumented link failed: " + _first_error(link.stderr, link.diagnostics)

@@ -31,6 +31,8 @@ export const SERVER_SETTINGS: Readonly<Record<string, Kind>> = {
     maxNewTokens: { type: 'integer', min: 1 },
     llmTimeout: { type: 'number', positive: true },
     testTimeout: { type: 'number', positive: true },
+    maxOutputMb: { type: 'integer', min: 1 },
+    memoryMb: { type: 'integer', min: 1 },
     sandbox: { type: 'boolean' },
     compiler: { type: 'string' },
     cflags: { type: 'stringOrStringList' },
