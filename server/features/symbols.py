@@ -5,6 +5,7 @@ clangd gives symbols and navigation; asmopt does not compete.)"""
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any
 
 from lsprotocol import types
@@ -21,6 +22,12 @@ FUNCTION, SECTION, LABEL = (
     types.SymbolKind.Namespace.value,
     types.SymbolKind.Key.value,
 )
+
+
+# A compiler's numbered branch targets (.L3, .L17): thousands in a big file, and nothing a
+# reader looks for in an Outline (Compiler Explorer hides them too). Named labels stay, and
+# every label keeps definition and references.
+_JUMP_TARGET = re.compile(r"\.L\d+$")
 
 
 def _range(line: int, start: int, end_line: int, end: int) -> dict[str, Any]:
@@ -65,7 +72,7 @@ def symbols(buffer: Any, functions: list[Any]) -> list[dict[str, Any]]:
         top.append((fn.range.start.line, entry))
     k = 0
     for label in found.labels:
-        if label.name in names or NOISE.match(label.name):
+        if label.name in names or NOISE.match(label.name) or _JUMP_TARGET.match(label.name):
             continue
         while k < len(containers) and containers[k][1] <= label.line:
             k += 1

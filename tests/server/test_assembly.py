@@ -134,3 +134,25 @@ async def test_instruction_cost_on_hover(workspace, lsp):
         assert "cycles" in (await hover(8))
         assert await hover(4) is None  # a directive
         assert await hover(6, 1) is None  # a label alone
+
+
+async def test_numbered_branch_targets_stay_out_of_the_outline(workspace, lsp):
+    """gcc's .L3-style jump targets are thousands in a big file: the Outline lists functions
+    and named labels; go-to-definition still finds the numbered ones."""
+    text = (
+        "\t.text\n\t.globl f\n\t.type f, @function\nf:\n.L3:\n\tdecl %edi\n\tjne .L3\n"
+        ".Lnamed:\n\tret\n\t.size f, .-f\n"
+    )
+    (workspace / "jumps.s").write_text(text)
+    async with lsp.session(workspace) as s:
+        uri = s.open("jumps.s", language="")
+        await s.wait_for_lens(uri, "Optimize")
+        found = await s.client.text_document_document_symbol_async(
+            types.DocumentSymbolParams(_doc(uri))
+        )
+        f = next(sym for sym in found if sym.name == "f")
+        assert [c.name for c in f.children] == [".Lnamed"]
+        where = await s.client.text_document_definition_async(
+            types.DefinitionParams(_doc(uri), types.Position(6, 6))
+        )
+        assert where.range.start == types.Position(4, 0)
