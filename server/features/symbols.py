@@ -24,10 +24,10 @@ FUNCTION, SECTION, LABEL = (
 )
 
 
-# A compiler's numbered branch targets (.L3, .L17): thousands in a big file, and nothing a
+# A compiler's numbered branch targets (.L3, .L17, .L4_2): thousands in a big file, and nothing a
 # reader looks for in an Outline (Compiler Explorer hides them too). Named labels stay, and
 # every label keeps definition and references.
-_JUMP_TARGET = re.compile(r"\.L\d+$")
+_JUMP_TARGET = re.compile(r"\.L\d[\d_]*$")
 
 
 def _range(line: int, start: int, end_line: int, end: int) -> dict[str, Any]:
