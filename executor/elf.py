@@ -27,6 +27,7 @@ __all__ = [
     "LineEntry",
     "disassemble",
     "functions",
+    "image_digest",
     "instructions_for_line",
     "line_map",
 ]
@@ -140,6 +141,32 @@ def functions(binary: Path) -> list[FunctionSymbol]:
     stream, elf = _open(binary)
     with stream:
         return [FunctionSymbol(s.name, s.address, s.size) for s in _function_symbols(elf)]
+
+
+# Allocated sections that do not change what the program does: the build ID is a hash of the
+# whole file, symbol names included.
+_IMAGE_IGNORED = frozenset({".note.gnu.build-id"})
+
+
+def image_digest(binary: Path) -> str:
+    """A digest of what ``binary`` loads into memory: the entry point and the address, size
+    and bytes of every allocated section (code, read-only data, data, .bss's size), but not
+    symbol names, debug information or the build ID. Two binaries with the same digest run
+    the same machine code on the same data, so they behave (and time) alike."""
+    import hashlib
+
+    stream, elf = _open(binary)
+    digest = hashlib.sha256()
+    with stream:
+        digest.update(f"entry {elf['e_entry']:#x}\n".encode())
+        for section in elf.iter_sections():
+            if not section["sh_flags"] & 0x2 or section.name in _IMAGE_IGNORED:  # SHF_ALLOC
+                continue
+            head = f"{section.name} {section['sh_type']} {section['sh_addr']:#x} "
+            digest.update(f"{head}{section['sh_size']}\n".encode())
+            if section["sh_type"] != "SHT_NOBITS":
+                digest.update(section.data())
+    return digest.hexdigest()
 
 
 def _decoder() -> capstone.Cs:

@@ -21,6 +21,7 @@ from asmopt.executor.benchmark import (
     BenchmarkError,
     BenchmarkOptions,
     InconsistentRun,
+    RaceLane,
     benchmark,
     run_test,
 )
@@ -38,6 +39,9 @@ from asmopt.executor.testcases import Comparator, TestCase, judge, tests_digest
 from asmopt.executor.toolchain import build_binary, compile_to_asm, toolchain_fingerprint
 
 Progress = Callable[[str], None]
+# Called with a candidate's binary once it is built: a verdict to return instead of testing
+# and timing it (its machine code was judged already), or None to go on.
+SameCode = Callable[[Path], "VerificationResult | None"]
 
 
 class BaselineError(RuntimeError):
@@ -184,6 +188,8 @@ class VerificationResult:
                 wall_ci_low=s.get("wall_ci_low"),
                 wall_ci_high=s.get("wall_ci_high"),
                 cpu_source=s.get("cpu_source", "rusage"),
+                samples=tuple(s.get("samples", ())),
+                stopped_early=s.get("stopped_early", ""),
             )
         return cls(
             verdict=Verdict(data["verdict"]),
@@ -317,8 +323,16 @@ def verify_candidate(
     meta: dict[str, Any] | None = None,
     progress: Progress | None = None,
     cancel: threading.Event | None = None,
+    race: RaceLane | None = None,
+    same_code: SameCode | None = None,
 ) -> VerificationResult:
-    """Assemble and link ``asm`` like the baseline, run every test, benchmark if all pass."""
+    """Assemble and link ``asm`` like the baseline, run every test, benchmark if all pass.
+
+    ``race`` lets the benchmark stop early when the candidate cannot win (see
+    ``benchmark.Race``); such a result is not stored, since it is less precise than a full
+    verdict. ``same_code`` sees the built binary first and may answer for it (a candidate
+    whose machine code was judged already); that answer is not stored either.
+    """
     opts = options or VerifyOptions()
     chash = candidate_hash(asm)
     key = store_key(asm, baseline, opts) if store is not None else ""
@@ -326,10 +340,15 @@ def verify_candidate(
         cached = store.get(key)
         if cached is not None:
             return VerificationResult.from_dict(cached)
-    result = _verify_uncached(asm, chash, baseline, sandbox, opts, progress, cancel)
+    result = _verify_uncached(
+        asm, chash, baseline, sandbox, opts, progress, cancel, race, same_code
+    )
     if meta:
-        result = replace(result, meta=dict(meta))
-    if store is not None:
+        result = replace(result, meta={**dict(meta), **result.meta})
+    partial = result.meta.get("same_code_as") or (
+        result.speedup is not None and result.speedup.stopped_early
+    )
+    if store is not None and not partial:
         record = result.to_dict()
         record.update(meta or {})
         store.put(key, record)
@@ -344,6 +363,8 @@ def _verify_uncached(
     opts: VerifyOptions,
     progress: Progress | None,
     cancel: threading.Event | None,
+    race: RaceLane | None = None,
+    same_code: SameCode | None = None,
 ) -> VerificationResult:
     identical = asm == baseline.asm
     with tempfile.TemporaryDirectory(prefix="asmopt-cand-") as tmp:
@@ -372,6 +393,10 @@ def _verify_uncached(
                 identical_to_baseline=identical,
                 message=f"does not assemble or link: {first}",
             )
+        if same_code is not None:
+            answer = same_code(binary)
+            if answer is not None:
+                return replace(answer, candidate_hash=chash, build=build, cached=False)
         limits = _run_limits(baseline, baseline.tests, opts)
         with (
             sandbox.session([binary], limits=limits) as cand_session,
@@ -428,6 +453,7 @@ def _verify_uncached(
                     cancel=cancel,
                     check=check,
                     sessions=(base_session, cand_session),
+                    race=race,
                 )
             except InconsistentRun as err:
                 if err.side == "baseline":
@@ -458,6 +484,8 @@ def _verify_uncached(
             f"not measurably faster: {speedup.median:.2f}x "
             f"[{speedup.ci_low:.2f}–{speedup.ci_high:.2f}]"
         )
+    if speedup.stopped_early:
+        message += f" (timing stopped after {speedup.runs} rounds: {speedup.stopped_early})"
     return VerificationResult(
         Verdict.FASTER if faster else Verdict.NOT_FASTER,
         chash,

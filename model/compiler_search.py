@@ -23,7 +23,7 @@ import shutil
 import stat
 import subprocess
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -155,11 +155,15 @@ class CompilerSearchPolicy:
 
     def propose(self, request: Request, n: int = 1) -> list[Proposal]:
         """Compile the request's C file under up to ``n`` variants (see :meth:`variants_for`)."""
+        return list(self.propose_iter(request, n))
+
+    def propose_iter(self, request: Request, n: int = 1) -> Iterator[Proposal]:
+        """:meth:`propose`, one proposal at a time as each variant is built, so that the
+        first can be verified while the others are still compiling."""
         if n <= 0:
-            return []
+            return
         variants = self.variants_for(request)[:n]
         training = self._training_inputs(request) if any(v.pgo for v in variants) else []
-        out: list[Proposal] = []
         owned: Sandbox | None = None
         with tempfile.TemporaryDirectory(prefix="asmopt-compilers-") as tmp:
             work = Path(tmp)
@@ -180,13 +184,12 @@ class CompilerSearchPolicy:
                         assert sandbox is not None
                         built = self._build_pgo(variant, source, request, training, sandbox, vdir)
                     if isinstance(built, str):
-                        out.append(NoCandidate(self.name, f"{variant.label}: {built}"))
+                        yield NoCandidate(self.name, f"{variant.label}: {built}")
                     else:
-                        out.append(self._candidate(request, variant, built))
+                        yield self._candidate(request, variant, built)
             finally:
                 if owned is not None:
                     owned.close()
-        return out
 
     # -- inputs -----------------------------------------------------------------------------
     def _source(self, request: Request, work: Path) -> Path:

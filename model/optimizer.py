@@ -144,6 +144,9 @@ class _EveryVariant:
     def propose(self, request: Request, n: int = 1) -> list[Any]:
         return self.inner.propose(request, max(n, len(self.inner.variants_for(request))))
 
+    def propose_iter(self, request: Request, n: int = 1) -> Any:
+        return self.inner.propose_iter(request, max(n, len(self.inner.variants_for(request))))
+
 
 def make_policies(settings: Settings) -> list[Policy]:
     """The policies ``settings`` asks for, ready to propose. LLM back-ends load lazily."""
