@@ -10,12 +10,13 @@ to do; nothing is written outside the workspace's ``.asmopt/`` store.
 from __future__ import annotations
 
 import difflib
+import os
 import tempfile
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from asmopt.executor.asmfile import parse_functions, referenced_symbols
 from asmopt.executor.benchmark import BenchmarkOptions
@@ -24,6 +25,7 @@ from asmopt.executor.store import ResultStore
 from asmopt.executor.testcases import Comparator, TestSetError, load_tests
 from asmopt.executor.toolchain import compile_to_asm
 from asmopt.executor.verify import (
+    Baseline,
     BaselineError,
     VerificationResult,
     VerifyOptions,
@@ -31,6 +33,10 @@ from asmopt.executor.verify import (
 )
 from asmopt.model.policy import Candidate, Policy, PolicyError, Request
 from asmopt.model.settings import Settings, SettingsError, Target, has_main, load_config
+
+if TYPE_CHECKING:
+    from asmopt.executor.profile import Profile
+    from asmopt.model.portfolio import SoFar
 
 # (stage, message); the stages are "baseline", "generate", "verify" and "benchmark".
 Progress = Callable[[str, str], None]
@@ -103,9 +109,15 @@ class OptimizeOutcome:
     unusable: tuple[str, ...] = ()  # why some proposals were not candidates
     notes: tuple[str, ...] = ()
     cancelled: bool = False
+    # Set when the job stopped before optimizing because the program's run is start-up and
+    # libc (one line saying so); ``profile`` is the instruction profile that showed it.
+    startup_bound: str = ""
+    profile: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "startup_bound": self.startup_bound,
+            "profile": self.profile,
             "winner": self.winner.to_dict() if self.winner else None,
             "candidates": [c.to_dict() for c in self.candidates],
             "baseline_asm": self.baseline_asm,
@@ -130,6 +142,8 @@ class OptimizeOutcome:
             unusable=tuple(data.get("unusable", ())),
             notes=tuple(data.get("notes", ())),
             cancelled=data.get("cancelled", False),
+            startup_bound=data.get("startup_bound", ""),
+            profile=data.get("profile"),
         )
 
 
@@ -213,12 +227,19 @@ def optimize(
     cancel: threading.Event | None = None,
     policies: list[Policy] | None = None,
     strict: bool = True,
+    on_update: Callable[[SoFar], None] | None = None,
 ) -> OptimizeOutcome:
     """Run the whole job; see the module docstring. ``policies`` overrides the settings'.
 
     With ``strict`` (the CLI), a policy that cannot run at all (model missing, endpoint down)
     fails the job with its message; without it (the editor) the other policies' results are
-    kept and the failure is reported in ``unusable``.
+    kept and the failure is reported in ``unusable``. ``on_update`` hears of each verified
+    speed-up as soon as it is known (``SoFar.text``: "1.66x so far, still measuring"), and
+    after ``cancel`` the outcome holds what was verified until then.
+
+    Before asking any policy, a program whose quickest test is short is profiled
+    (callgrind instructions); when its own code executes only a small share of them, the
+    job stops with one line saying so (``startup_bound``), unless ``settings.go_on``.
     """
     from asmopt.model import portfolio
 
@@ -283,6 +304,20 @@ def optimize(
                 raise OptimizeError(str(err)) from err
             if request.function is not None:
                 _check_function(baseline.asm, request.function, c_source)
+            if not settings.go_on:
+                say("baseline", "profiling the quickest test (callgrind instructions)")
+                bound, profile = _startup_bound(baseline, sandbox)
+                if bound:
+                    return OptimizeOutcome(
+                        winner=None,
+                        candidates=(),
+                        baseline_asm=baseline.asm,
+                        function=request.function,
+                        message=f"{source.name}: {bound}; not optimized (--go-on to try anyway)",
+                        target=target.name,
+                        startup_bound=bound,
+                        profile=profile,
+                    )
             portfolio_request = Request(
                 baseline_asm=baseline.asm,
                 c_source=c_source,
@@ -291,6 +326,7 @@ def optimize(
                 cflags=tuple(cflags),
                 tests_dir=target.tests,
                 allow_native=settings.allow_native,
+                march_level=settings.march_level,
             )
 
             def report(message: str) -> None:
@@ -308,6 +344,8 @@ def optimize(
                     workers=settings.workers or None, proposals_per_policy=settings.samples,
                     progress=report, cancel=cancel,
                     record={"target": target.name, "source": str(source)},
+                    racing=portfolio.DEFAULT_RACING if settings.racing else None,
+                    on_update=on_update,
                 )  # fmt: skip
             except PolicyError as err:
                 raise OptimizeError(str(err)) from err
@@ -333,6 +371,84 @@ def optimize(
         notes=tuple(result.notes),
         cancelled=result.cancelled,
     )
+
+
+# A program whose quickest test runs longer than this (at full speed) is not start-up bound,
+# and profiling it would cost more than the check is worth.
+STARTUP_CHECK_MAX_SECONDS = 0.1
+
+
+def _startup_bound(baseline: Baseline, sandbox: Sandbox) -> tuple[str, dict[str, Any] | None]:
+    """The one line saying the run is start-up and libc, from the instruction profile of the
+    quickest test, or "" (also when valgrind cannot count, or the test is long)."""
+    from asmopt.executor.callgrind import CallgrindError
+    from asmopt.executor.profile import profile_binary
+    from asmopt.executor.toolchain import ToolNotFoundError
+
+    quickest = min(baseline.tests, key=lambda t: baseline.wall_seconds.get(t.name, 0.0))
+    if baseline.wall_seconds.get(quickest.name, 0.0) > STARTUP_CHECK_MAX_SECONDS:
+        return "", None
+    try:
+        profile = profile_binary(sandbox, baseline.binary, [quickest], workers=1, timeout=30)
+    except (CallgrindError, ToolNotFoundError, SandboxError):
+        return "", None
+    bound = profile.startup_bound()
+    return bound, profile.to_dict() if bound else None
+
+
+def profile_program(
+    request: OptimizeRequest, *, budget: float = 8.0, every_test: bool = False
+) -> tuple[str, Profile]:
+    """The instruction profile of ``request``'s program (its ``gcc -O3`` baseline build) on
+    the quickest of its tests that fit ``budget`` seconds of callgrind (``every_test``: all);
+    returns the target's name and the profile. Raises ``OptimizeError`` with what to do."""
+    from asmopt.executor.callgrind import CallgrindError
+    from asmopt.executor.profile import profile_binary
+    from asmopt.executor.toolchain import ToolNotFoundError
+
+    settings = request.settings
+    source = request.source.resolve()
+    if not source.exists():
+        raise OptimizeError(f"{source} does not exist")
+    target = resolve_target(request)
+    if target.tests is None:
+        raise OptimizeError(
+            f"no tests found for {source.name}: put NAME.in files in a tests/ folder beside it"
+        )
+    try:
+        tests = load_tests(target.tests)
+    except TestSetError as err:
+        raise OptimizeError(str(err)) from err
+    options = verify_options(settings, target)
+    compiler = target.compiler or settings.compiler
+    cflags = target.cflags or settings.cflags
+    try:
+        sandbox = Sandbox(options.limits, enabled=settings.sandbox)
+    except SandboxError as err:
+        raise OptimizeError(str(err)) from err
+    try:
+        with tempfile.TemporaryDirectory(prefix="asmopt-profile-") as tmp:
+            other = [s for s in target.sources if s.resolve() != source]
+            extra = _build_other_sources(other, Path(tmp), compiler, cflags)
+            if extra:
+                options = _with_extra_inputs(options, extra)
+            try:
+                baseline = prepare_baseline(
+                    source, tests, Path(tmp) / "baseline", sandbox, compiler=compiler,
+                    cflags=cflags, options=options,
+                )  # fmt: skip
+                profile = profile_binary(
+                    sandbox, baseline.binary, baseline.tests,
+                    wall_seconds=None if every_test else baseline.wall_seconds,
+                    budget=budget, workers=settings.workers or os.cpu_count() or 1,
+                )  # fmt: skip
+            except BaselineError as err:
+                raise OptimizeError(str(err)) from err
+            except (CallgrindError, ToolNotFoundError) as err:
+                raise OptimizeError(f"cannot profile {source.name}: {err}") from err
+    finally:
+        sandbox.close()
+    return target.name, profile
 
 
 def _check_function(asm: str, name: str, c_source: str | None) -> None:
