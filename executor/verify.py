@@ -329,9 +329,10 @@ def verify_candidate(
     """Assemble and link ``asm`` like the baseline, run every test, benchmark if all pass.
 
     ``race`` lets the benchmark stop early when the candidate cannot win (see
-    ``benchmark.Race``); such a result is not stored, since it is less precise than a full
-    verdict. ``same_code`` sees the built binary first and may answer for it (a candidate
-    whose machine code was judged already); that answer is not stored either.
+    ``benchmark.Race``); such a result is stored with the reason, and reused only by a job
+    that races too (one that does not times the candidate again). ``same_code`` sees the
+    built binary first and may answer for it (a candidate whose machine code was judged
+    already); that answer is not stored: its caller stores the verdict it stands for.
     """
     opts = options or VerifyOptions()
     chash = candidate_hash(asm)
@@ -339,16 +340,15 @@ def verify_candidate(
     if store is not None:
         cached = store.get(key)
         if cached is not None:
-            return VerificationResult.from_dict(cached)
+            found = VerificationResult.from_dict(cached)
+            if race is not None or found.speedup is None or not found.speedup.stopped_early:
+                return found
     result = _verify_uncached(
         asm, chash, baseline, sandbox, opts, progress, cancel, race, same_code
     )
     if meta:
         result = replace(result, meta={**dict(meta), **result.meta})
-    partial = result.meta.get("same_code_as") or (
-        result.speedup is not None and result.speedup.stopped_early
-    )
-    if store is not None and not partial:
+    if store is not None and not result.meta.get("same_code_as"):
         record = result.to_dict()
         record.update(meta or {})
         store.put(key, record)

@@ -305,8 +305,7 @@ def optimize(
             if request.function is not None:
                 _check_function(baseline.asm, request.function, c_source)
             if not settings.go_on:
-                say("baseline", "profiling the quickest test (callgrind instructions)")
-                bound, profile = _startup_bound(baseline, sandbox)
+                bound, profile = _startup_bound(baseline, sandbox, say)
                 if bound:
                     return OptimizeOutcome(
                         winner=None,
@@ -378,7 +377,9 @@ def optimize(
 STARTUP_CHECK_MAX_SECONDS = 0.1
 
 
-def _startup_bound(baseline: Baseline, sandbox: Sandbox) -> tuple[str, dict[str, Any] | None]:
+def _startup_bound(
+    baseline: Baseline, sandbox: Sandbox, say: Progress
+) -> tuple[str, dict[str, Any] | None]:
     """The one line saying the run is start-up and libc, from the instruction profile of the
     quickest test, or "" (also when valgrind cannot count, or the test is long)."""
     from asmopt.executor.callgrind import CallgrindError
@@ -388,6 +389,7 @@ def _startup_bound(baseline: Baseline, sandbox: Sandbox) -> tuple[str, dict[str,
     quickest = min(baseline.tests, key=lambda t: baseline.wall_seconds.get(t.name, 0.0))
     if baseline.wall_seconds.get(quickest.name, 0.0) > STARTUP_CHECK_MAX_SECONDS:
         return "", None
+    say("baseline", f"profiling test {quickest.name} (callgrind instructions)")
     try:
         profile = profile_binary(sandbox, baseline.binary, [quickest], workers=1, timeout=30)
     except (CallgrindError, ToolNotFoundError, SandboxError):

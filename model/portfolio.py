@@ -47,6 +47,7 @@ from asmopt.executor.verify import (
     VerificationResult,
     VerifyOptions,
     candidate_hash,
+    store_key,
     verify_candidate,
 )
 from asmopt.model.policy import Candidate, NoCandidate, Policy, PolicyError, Request
@@ -451,7 +452,7 @@ def optimize(
 
     mixed: Trial | None = None
     try:
-        trials = pool.resolve(pool.verify(proposals(), contenders=planned))
+        trials = pool.resolve(pool.verify(proposals(), contenders=planned), opts)
         if mix and request.function is None and not pool.cancelled:
             extra, mixed = _mix(baseline, trials, pool, seen, notes, mix_sources, say)
             trials += extra
@@ -673,9 +674,10 @@ class _Verifier:
             self._stream(SoFar(label, s.median, s.ci_low, s.ci_high, s.runs, True, trial))
         return trial
 
-    def resolve(self, trials: list[Trial]) -> list[Trial]:
+    def resolve(self, trials: list[Trial], store_as: VerifyOptions | None = None) -> list[Trial]:
         """Give each trial that shares another's machine code that one's verdict (dropping
-        it when that one was never judged, as when the job was cancelled)."""
+        it when that one was never judged, as when the job was cancelled); with
+        ``store_as``, the verdict is stored under the trial's own key for those options."""
         out = []
         for t in trials:
             owner_hash = t.result.meta.get("same_code_as")
@@ -693,6 +695,11 @@ class _Verifier:
                 message=f"same machine code as {name}: {owner.result.message}",
             )
             out.append(replace(t, result=result, screening=owner.screening, same_code_as=name))
+            if self.store is not None and store_as is not None:
+                record = result.to_dict()
+                record.update(result.meta)
+                record.update(self.record)
+                self.store.put(store_key(t.candidate.asm, self.baseline, store_as), record)
         return out
 
     def verify(
@@ -810,7 +817,7 @@ def _mix(
                 )
             )
     say(f"mixing: {len(jobs)} function candidates")
-    per_function = pool.resolve(pool.verify(jobs, contenders=len(jobs)))
+    per_function = pool.resolve(pool.verify(jobs, contenders=len(jobs)), pool.options)
 
     # The best source of each function, from the function trials.
     best: dict[str, Trial] = {}
@@ -869,5 +876,6 @@ def _mix(
         meta={"kind": "mix"},
     )
     say(f"verifying the {label}")
-    mixed = pool.resolve(pool.verify([(candidate, "mix", dict(choice))], contenders=1))
+    mixed = pool.verify([(candidate, "mix", dict(choice))], contenders=1)
+    mixed = pool.resolve(mixed, pool.options)
     return per_function + mixed, (mixed[0] if mixed else None)
