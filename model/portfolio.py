@@ -487,8 +487,10 @@ def _confirm(
 ) -> list[Trial]:
     """Measure again, with twice the budget, the ``count`` best trials by CI lower bound and
     the ``count`` best by median: a screening run cut short by its budget after two rounds has
-    a meaningless (often far too narrow) CI, so the median is the second opinion. Trials
-    that share another's machine code are not measured again (their twin is)."""
+    a meaningless (often far too narrow) CI, so the median is the second opinion. When the
+    job races, only ``count`` of those, whose CI reaches the best one's, and they race each
+    other afresh. Trials that share another's machine code are not measured again (their
+    twin is)."""
     faster = [
         t
         for t in trials
@@ -499,6 +501,13 @@ def _confirm(
     for t in rank(faster)[:count] + by_median[:count]:
         if all(t is not p for p in promising):
             promising.append(t)
+    if pool.rule is not None and promising:
+        # Racing: only those whose CI reaches the best one's (the others are surely
+        # slower), and at most ``count`` of them, the best by CI lower bound first.
+        top = rank(promising)[0].result.speedup
+        assert top is not None
+        reach = [t for t in rank(promising) if t.result.speedup is not None]
+        promising = [t for t in reach if t.result.speedup.ci_high >= top.ci_low][:count]  # type: ignore[union-attr]
     if not promising:
         return trials
     bench = replace(
