@@ -1,20 +1,41 @@
 """The one command line: thin wrappers over the executor and the model.
 
 Heavy modules are imported inside each command so that ``asmopt serve`` and ``--help`` start
-fast.
+fast. Every command runs through :class:`_Commands`, the one place where an exception becomes
+an exit status (:data:`EXIT_CODES`).
 """
 
 from __future__ import annotations
 
+import errno
+import functools
 import json
+import os
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any, NoReturn
 
 import click
 
 from asmopt import __version__
+
+EXIT_OK = 0
+EXIT_NO = 1
+EXIT_BAD_INPUT = 2
+EXIT_INTERNAL = 3
+EXIT_INTERRUPTED = 130
+EXIT_PIPE_CLOSED = 141  # 128 + SIGPIPE, as a shell reports a program killed by it
+# The exit statuses of every command, for `asmopt --help` and the README (a test compares).
+EXIT_CODES: tuple[tuple[int, str], ...] = (
+    (EXIT_OK, "done: a faster candidate, all tests passed, all checks ready"),
+    (EXIT_NO, "no: no faster candidate, a test failed, a check missing, bench incomplete"),
+    (EXIT_BAD_INPUT, "bad input, or the job could not run (the message says what to fix)"),
+    (EXIT_INTERNAL, "internal error, a bug in asmopt (traceback in a log file, or --debug)"),
+    (EXIT_INTERRUPTED, "interrupted (Ctrl-C)"),
+    (EXIT_PIPE_CLOSED, "the output's reader went away (asmopt ... | head)"),
+)
 
 
 def _console(stderr: bool = False):  # -> rich.console.Console
@@ -23,17 +44,106 @@ def _console(stderr: bool = False):  # -> rich.console.Console
     return Console(stderr=stderr, highlight=False)
 
 
-def _fail(message: str, code: int = 2) -> None:
+@functools.cache
+def _stderr_console():  # -> rich.console.Console
+    """One console for warnings and progress, so a warning from a worker thread is printed
+    above a running progress line instead of through it."""
+    return _console(stderr=True)
+
+
+def _fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
     from rich.markup import escape
 
     # Messages quote things like "pip install 'asmopt[ray]'": never rich markup.
-    _console(stderr=True).print(f"[bold red]error:[/] {escape(message)}")
+    _console(stderr=True).print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
     sys.exit(code)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def _warn(message: str) -> None:
+    from rich.markup import escape
+
+    _stderr_console().print(f"[yellow]warning:[/] {escape(message)}", soft_wrap=True)
+
+
+def _internal_error(error: BaseException, *, debug: bool) -> NoReturn:
+    """Exit with EXIT_INTERNAL and one line; the traceback goes to a log file (or to
+    stderr with --debug, or when no log file can be written)."""
+    import traceback
+
+    text = "".join(traceback.format_exception(error))
+    where = "the traceback is above"
+    if not debug:
+        try:
+            fd, name = tempfile.mkstemp(prefix="asmopt-crash-", suffix=".log")
+            with os.fdopen(fd, "w") as log:
+                log.write(f"asmopt {__version__}: {' '.join(sys.argv)}\n\n{text}")
+            where = f"the traceback is in {name} (--debug prints it)"
+        except OSError:
+            debug = True
+    if debug:
+        sys.stderr.write(text)
+    summary = f"{type(error).__name__}: {error}".splitlines()[0][:300]
+    _fail(f"internal error: {summary}. This is a bug in asmopt; {where}", EXIT_INTERNAL)
+
+
+# File-system refusals (a read-only workspace, a full disk): the job could not run here,
+# which is no bug in asmopt.
+_REFUSED_BY_THE_MACHINE = frozenset(
+    {errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT}
+)
+
+
+class _Commands(click.Group):
+    """The command group; every command (and sub-group) runs through :meth:`invoke`, which
+    maps whatever escapes a command to one exit status of :data:`EXIT_CODES`."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except click.ClickException as err:
+            if err.exit_code == EXIT_NO:  # click's default; 1 means "no" here
+                err.exit_code = EXIT_BAD_INPUT
+            raise
+        except (click.exceptions.Exit, SystemExit):  # a command's own status
+            raise
+        except (KeyboardInterrupt, click.Abort):
+            _fail("interrupted", EXIT_INTERRUPTED)
+        except BrokenPipeError:
+            # Nothing more can be said to the reader; stop Python's complaint at exit too.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            sys.exit(EXIT_PIPE_CLOSED)
+        except OSError as err:
+            if err.errno not in _REFUSED_BY_THE_MACHINE:
+                _internal_error(err, debug=bool(ctx.find_root().params.get("debug")))
+            where = f"{err.filename}: " if err.filename else ""
+            _fail(f"{where}{err.strerror}: check the folder's permissions and free space")
+        except Exception as err:
+            from asmopt.executor.store import ResultStoreError
+
+            if isinstance(err, ResultStoreError):  # a store opened strictly (bench --out)
+                _fail(str(err))
+            _internal_error(err, debug=bool(ctx.find_root().params.get("debug")))
+
+
+def _exit_codes_help() -> str:
+    lines = [f"  {code:<4} {meaning}" for code, meaning in EXIT_CODES]
+    return "\b\nExit status (every command):\n" + "\n".join(lines)
+
+
+@click.group(
+    cls=_Commands,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    epilog=_exit_codes_help(),
+)
 @click.version_option(__version__, prog_name="asmopt")
-def main() -> None:
+@click.option(
+    "--debug",
+    is_flag=True,
+    envvar="ASMOPT_DEBUG",
+    help="On an internal error, print the traceback (otherwise it goes to a log file).",
+)
+def main(debug: bool) -> None:
     """Make x86-64 code faster than gcc -O3, and prove it."""
 
 
@@ -219,18 +329,24 @@ def _make_sandbox(limits, no_sandbox: bool):
 
 def _workspace_store(anchor: Path):
     """The result store of the workspace that holds ``anchor``: the nearest folder upwards
-    with an ``asmopt.toml`` or ``.git``, else the file's own folder."""
+    with an ``asmopt.toml``, else with a ``compile_commands.json`` or ``.git``, else the
+    file's own folder."""
+    return _open_store(workspace_root(anchor))
+
+
+def _open_store(root: Path):
+    """The result store under ``root``, best effort: a store that cannot be used (corrupt
+    and moved aside, a read-only workspace, a symbolic link) costs a warning, never the
+    result."""
     from asmopt.executor.store import ResultStore
 
-    return ResultStore(workspace_root(anchor))
+    return ResultStore(root, best_effort=True, warn=_warn)
 
 
 def workspace_root(anchor: Path) -> Path:
-    start = anchor.resolve().parent
-    for folder in (start, *start.parents):
-        if (folder / "asmopt.toml").exists() or (folder / ".git").exists():
-            return folder
-    return start
+    from asmopt.model.settings import config_root
+
+    return config_root(anchor)
 
 
 # -- optimize -------------------------------------------------------------------------------
@@ -254,16 +370,48 @@ def workspace_root(anchor: Path) -> Path:
     "beside the source).",
 )
 @click.option(
+    "--target",
+    "target_name",
+    default=None,
+    help="The asmopt.toml target that builds and tests SOURCE (default: the first one).",
+)
+@click.option(
     "--policy",
     "policies",
     multiple=True,
     type=click.Choice(["compiler", "transformers", "openai", "vllm"]),
     help="Policies to run (repeatable). Default: compiler, plus a configured LLM.",
 )
-@click.option("--model", default=None, help="Checkpoint directory or .gguf for an LLM policy.")
+@click.option(
+    "--model",
+    default=None,
+    help="transformers: checkpoint directory or .gguf; vllm: that or a Hugging Face model id; "
+    "openai: the served model's name.",
+)
 @click.option("--endpoint", default=None, help="OpenAI-compatible server URL (vllm serve, ...).")
+@click.option(
+    "--api-key",
+    envvar="ASMOPT_API_KEY",
+    default=None,
+    show_envvar=True,
+    help="openai: bearer token for the endpoint (else $OPENAI_API_KEY).",
+)
 @click.option("-n", "--samples", type=int, default=None, help="Samples per LLM policy.")
 @click.option("--temperature", type=float, default=None)
+@click.option("--max-new-tokens", type=int, default=None, help="Tokens per answer at most.")
+@click.option(
+    "--refine",
+    "refine_rounds",
+    type=int,
+    default=None,
+    help="Revisions per sample: the verifier's findings go back to the model this many times "
+    "(default 1; 0: plain sampling).",
+)
+@click.option("--tensor-parallel-size", type=int, default=None, help="vllm: GPUs per model.")
+@click.option("--max-model-len", type=int, default=None, help="vllm: prompt + answer tokens.")
+@click.option(
+    "--show-answers", is_flag=True, help="Print every raw answer of the model after the report."
+)
 @click.option(
     "--allow-native",
     is_flag=True,
@@ -293,10 +441,12 @@ def workspace_root(anchor: Path) -> Path:
 @click.option("--json", "as_json", is_flag=True, help="Print the winner as one JSON object.")
 @sandbox_options
 def optimize(source: Path, function: str | None, tests_dir: Path | None,
-             policies: tuple[str, ...], model: str | None, endpoint: str | None,
-             samples: int | None, temperature: float | None, allow_native: bool,
-             march_level: str | None, budget: float | None, workers: int | None,
-             go_on: bool, no_racing: bool, write: bool, force: bool,
+             target_name: str | None, policies: tuple[str, ...], model: str | None,
+             endpoint: str | None, api_key: str | None, samples: int | None,
+             temperature: float | None, max_new_tokens: int | None, refine_rounds: int | None,
+             tensor_parallel_size: int | None, max_model_len: int | None, show_answers: bool,
+             allow_native: bool, march_level: str | None, budget: float | None,
+             workers: int | None, go_on: bool, no_racing: bool, write: bool, force: bool,
              as_json: bool, no_sandbox: bool, timeout: float) -> None:  # fmt: skip
     """Find a faster verified version of SOURCE (.c or .s) than gcc -O3.
 
@@ -304,7 +454,6 @@ def optimize(source: Path, function: str | None, tests_dir: Path | None,
     was verified. Exit status: 0 a faster candidate was found, 1 none was, 2 the job could
     not run, 130 stopped before anything faster was verified.
     """
-    from asmopt.executor.store import ResultStore
     from asmopt.model.optimizer import OptimizeError, OptimizeRequest
     from asmopt.model.optimizer import optimize as run_optimize
     from asmopt.model.settings import SettingsError, Target, load_config
@@ -318,11 +467,21 @@ def optimize(source: Path, function: str | None, tests_dir: Path | None,
             policies=list(policies) or None, model=model, endpoint=endpoint, samples=samples,
             temperature=temperature, allow_native=allow_native or None, bench_budget=budget,
             workers=workers, sandbox=False if no_sandbox else None, test_timeout=timeout,
+            max_new_tokens=max_new_tokens, refine_rounds=refine_rounds,
+            tensor_parallel_size=tensor_parallel_size, max_model_len=max_model_len,
+            api_key=api_key,
             march_level=march_level, go_on=go_on or None, racing=False if no_racing else None,
         )  # fmt: skip
     except SettingsError as err:
         _fail(str(err))
     target = None
+    if target_name is not None:
+        try:
+            target = config.target_named(target_name)
+        except SettingsError as err:
+            _fail(str(err))
+        if not target.owns(source):
+            _fail(f"target {target_name!r} does not list {source}: add it to its sources")
     if tests_dir is not None:
         if not tests_dir.is_dir():
             _fail(f"test directory {tests_dir} does not exist")
@@ -330,15 +489,21 @@ def optimize(source: Path, function: str | None, tests_dir: Path | None,
     out_path = source.with_name(source.stem + ".opt.s")
     if write and out_path.exists() and not force:
         _fail(f"{out_path} exists: pass --force to replace it, or move it away")
-    if model is not None and not Path(model).exists() and "openai" not in settings.policies:
-        _fail(f"model path {model} does not exist")
+    # Only the transformers back-end needs a local file; vllm takes hub ids, openai names.
+    local_only = "transformers" in settings.effective_policies()
+    if model is not None and not Path(model).expanduser().exists() and local_only:
+        _fail(
+            f"model path {model} does not exist: the transformers policy loads a local "
+            "checkpoint directory or .gguf; for a Hugging Face id use --policy vllm, or serve it "
+            "(vllm serve, asmopt serve-model) and use --policy openai --endpoint URL"
+        )
 
     request = OptimizeRequest(source, function, settings, target=target, workspace=root)
-    outcome = _run_with_progress(run_optimize, request, ResultStore(root), quiet=as_json)
+    outcome = _run_with_progress(run_optimize, request, _open_store(root), quiet=as_json)
     if isinstance(outcome, OptimizeError):
         _fail(str(outcome))
     if outcome is None:
-        _fail("cancelled", code=130)
+        _fail("cancelled", code=EXIT_INTERRUPTED)
     if as_json:
         click.echo(json.dumps(_outcome_json(outcome), indent=2))
     elif outcome.startup_bound:
@@ -349,19 +514,22 @@ def optimize(source: Path, function: str | None, tests_dir: Path | None,
         from asmopt.report import print_outcome
 
         print_outcome(_console(), outcome)
+        if show_answers:
+            _print_answers(outcome)
     if write and outcome.winner is not None:
         out_path.write_text(outcome.winner.candidate.asm)
         if not as_json:
             _console().print(f"wrote {out_path}")
     if outcome.winner is None and outcome.cancelled:
-        sys.exit(130)
-    sys.exit(0 if outcome.winner is not None else 1)
+        sys.exit(EXIT_INTERRUPTED)
+    sys.exit(EXIT_OK if outcome.winner is not None else EXIT_NO)
 
 
 def _run_with_progress(run, request, store, quiet: bool):
     """Run the job in a thread while a progress line shows its stage, and print each verified
     speed-up as soon as it is known. Ctrl-C stops the job; what was verified is kept (a
-    second Ctrl-C leaves at once)."""
+    second Ctrl-C leaves at once).
+    An exception of the job is raised here, in the command, for :class:`_Commands`."""
     import threading
 
     from rich.markup import escape
@@ -372,7 +540,7 @@ def _run_with_progress(run, request, store, quiet: bool):
     box: dict[str, object] = {}
     stage_text = {"text": "starting"}
     started = time.monotonic()
-    console = _console(stderr=True)
+    console = _stderr_console()
 
     def progress(stage: str, message: str) -> None:
         stage_text["text"] = f"{stage}: {message}"
@@ -402,6 +570,8 @@ def _run_with_progress(run, request, store, quiet: bool):
             )
         except OptimizeError as err:
             box["outcome"] = err
+        except BaseException as err:  # raised again in the main thread, below
+            box["error"] = err
 
     thread = threading.Thread(target=work, daemon=True)
     thread.start()
@@ -428,7 +598,9 @@ def _run_with_progress(run, request, store, quiet: bool):
         try:
             thread.join(30)
         except KeyboardInterrupt:
-            _fail("cancelled", code=130)
+            _fail("cancelled", code=EXIT_INTERRUPTED)
+    if "error" in box:
+        raise box["error"]  # type: ignore[misc]
     return box.get("outcome")
 
 
@@ -451,6 +623,11 @@ def _outcome_json(outcome) -> dict:
         )
         data["verdict"] = "not-faster"
     data["message"] = outcome.message
+    data["unusable"] = list(outcome.unusable)
+    data["notes"] = list(outcome.notes)
+    data["answers"] = [a.to_dict() for a in outcome.answers]
+    data["target"] = outcome.target
+    data["target_notes"] = list(outcome.target_notes)
     if outcome.startup_bound:
         data["startup_bound"] = outcome.startup_bound
         data["profile"] = outcome.profile
@@ -467,6 +644,19 @@ def _outcome_json(outcome) -> dict:
         for c in outcome.candidates
     ]
     return data
+
+
+def _print_answers(outcome) -> None:
+    """Every raw answer of the model, by sample and round, with why an unusable one was."""
+    from rich.markup import escape
+
+    console = _console()
+    if not outcome.answers:
+        console.print("no model answers (no LLM policy ran)")
+    for a in outcome.answers:
+        state = "usable" if a.usable else f"unusable: {a.reason}"
+        console.print(f"[bold]── {escape(a.label)} (round {a.round}, {escape(state)})[/]")
+        console.print(escape(a.text) if a.text.strip() else "[dim](empty answer)[/]")
 
 
 # -- profile --------------------------------------------------------------------------------
@@ -704,7 +894,7 @@ def bench(
             result = run_bench(dataset, spec, out_dir, options, on_row=on_row)
     except BenchInterrupted as err:
         err_console.print(f"[yellow]{err}[/] (no report written)")
-        sys.exit(130)
+        sys.exit(EXIT_INTERRUPTED)
     except BenchError as err:
         _fail(str(err))
     report = build_report(result, data=str(data), options=options_summary(options))
@@ -905,9 +1095,29 @@ def dataset_show(file: Path, as_json: bool) -> None:
     show_default=True,
     help="Samples per forward/backward (local): gradient accumulation.",
 )
-@click.option("--save-every", type=int, default=1, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--device", default="auto", show_default=True)
+@click.option(
+    "--save-every",
+    type=int,
+    default=1,
+    show_default=True,
+    help="Steps between checkpoints (verl: trainer.save_freq).",
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="local: random seed.")
+@click.option("--device", default="auto", show_default=True, help="local: auto, cpu, cuda, cuda:N.")
+@click.option(
+    "--dtype",
+    type=click.Choice(["auto", "float32", "bf16-mixed", "bfloat16"]),
+    default="auto",
+    show_default=True,
+    help="local: auto is bf16-mixed on CUDA (float32 master weights, bf16 autocast), float32 "
+    "on the CPU; bfloat16 weights lose most updates at lr 1e-6. verl always trains mixed.",
+)
+@click.option(
+    "--gradient-checkpointing/--no-gradient-checkpointing",
+    default=None,
+    help="Recompute activations in the backward pass (default: off locally, on with verl, "
+    "as in the paper). Needed for 7B models at 4k tokens.",
+)
 @click.option("--workers", type=int, default=None, help="Reward worker processes.")
 @click.option(
     "--bench-budget",
@@ -924,6 +1134,14 @@ def dataset_show(file: Path, as_json: bool) -> None:
     help="asmopt reward's speed metric (instructions: callgrind).",
 )
 @click.option(
+    "--extraction",
+    type=click.Choice(["asmopt", "paper"]),
+    default="asmopt",
+    show_default=True,
+    help="How the answer is read: the last ```assembly block (asmopt), or the paper's "
+    "whole response with the fences stripped (use with --reward design1/design2).",
+)
+@click.option(
     "--val",
     type=click.Path(path_type=Path),
     default=None,
@@ -933,28 +1151,61 @@ def dataset_show(file: Path, as_json: bool) -> None:
 @click.option("--nnodes", type=int, default=1, show_default=True, help="verl: nodes.")
 @click.option("--dry-run", is_flag=True, help="verl: write the data and print the command only.")
 @click.option("--no-sandbox", is_flag=True, help="Run generated code WITHOUT bubblewrap.")
-def train(data: Path, engine: str, model: str, out_dir: Path, steps: int | None, reward: str,
-          batch_size: int, actor_lr: float, critic_lr: float, temperature: float,
-          max_new_tokens: int, max_prompt_tokens: int, kl_coef: float, micro_batch_size: int,
-          save_every: int, seed: int, device: str, workers: int | None, bench_budget: float,
-          metric: str, val: Path | None, gpus: int, nnodes: int, dry_run: bool,
-          no_sandbox: bool) -> None:  # fmt: skip
+@click.pass_context
+def train(ctx: click.Context, data: Path, engine: str, model: str, out_dir: Path,
+          steps: int | None, reward: str, batch_size: int, actor_lr: float, critic_lr: float,
+          temperature: float, max_new_tokens: int, max_prompt_tokens: int, kl_coef: float,
+          micro_batch_size: int, save_every: int, seed: int, device: str, dtype: str,
+          gradient_checkpointing: bool | None, workers: int | None, bench_budget: float,
+          metric: str, extraction: str, val: Path | None, gpus: int, nnodes: int,
+          dry_run: bool, no_sandbox: bool) -> None:  # fmt: skip
     """Train a model with PPO on DATA (the paper's parquet/JSON lines, or a directory of
     targets), rewards from the sandboxed executor. Running it again resumes from --out."""
+    from click.core import ParameterSource
+
     from asmopt.model.ppo import PPOConfig, TrainError
     from asmopt.model.reward import RewardSettings
     from asmopt.model.train import launch_verl, train_local
 
+    def given(*names: str) -> list[str]:
+        return [
+            "--" + n.replace("_", "-")
+            for n in names
+            if ctx.get_parameter_source(n) not in (ParameterSource.DEFAULT, None)
+        ]
+
     if not data.exists():
         _fail(f"{data} does not exist: pass a .parquet, .jsonl or a directory of targets")
+    # No option is silently ignored: each engine refuses the other's.
+    if engine == "verl":
+        ignored = given("seed", "device")
+        if dtype not in ("auto", "bf16-mixed"):
+            ignored.append(f"--dtype {dtype}")
+        if ignored:
+            _fail(
+                f"{', '.join(ignored)} only apply to --engine local: verl seeds and places its "
+                "workers itself and always trains float32 master weights with bf16 compute; "
+                "drop them"
+            )
+    else:
+        ignored = given("val", "gpus", "nnodes", "dry_run")
+        if ignored:
+            _fail(f"{', '.join(ignored)} only apply to --engine verl; drop them")
     try:
+        settings = RewardSettings(bench_budget=bench_budget, sandbox=not no_sandbox,
+                                  metric=metric, extraction=extraction)  # fmt: skip
         if engine == "verl":
             code = launch_verl(
                 data, model, out_dir, val=val, dry_run=dry_run, reward=reward,
-                batch_size=batch_size, actor_lr=actor_lr, critic_lr=critic_lr,
-                temperature=temperature, max_response_length=max_new_tokens,
-                max_prompt_length=max_prompt_tokens, steps=steps, n_gpus_per_node=gpus,
-                nnodes=nnodes, log=lambda m: _console(stderr=True).print(m, soft_wrap=True),
+                reward_settings=settings, batch_size=batch_size, actor_lr=actor_lr,
+                critic_lr=critic_lr, temperature=temperature,
+                max_response_length=max_new_tokens, max_prompt_length=max_prompt_tokens,
+                steps=steps, n_gpus_per_node=gpus, nnodes=nnodes, kl_coef=kl_coef,
+                save_freq=save_every, micro_batch_size_per_gpu=micro_batch_size,
+                gradient_checkpointing=True if gradient_checkpointing is None
+                else gradient_checkpointing,
+                **({"reward_workers": workers} if workers else {}),
+                log=lambda m: _console(stderr=True).print(m, soft_wrap=True),
             )  # fmt: skip
             sys.exit(code)
         config = PPOConfig(
@@ -962,10 +1213,9 @@ def train(data: Path, engine: str, model: str, out_dir: Path, steps: int | None,
             temperature=temperature, max_new_tokens=max_new_tokens,
             max_prompt_tokens=max_prompt_tokens, kl_coef=kl_coef,
             mini_batch_size=batch_size, micro_batch_size=min(micro_batch_size, batch_size),
-            steps=steps, save_every=save_every, seed=seed, device=device,
+            steps=steps, save_every=save_every, seed=seed, device=device, dtype=dtype,
+            gradient_checkpointing=bool(gradient_checkpointing),
         )  # fmt: skip
-        settings = RewardSettings(bench_budget=bench_budget, sandbox=not no_sandbox,
-                                  metric=metric)  # fmt: skip
         _train_with_progress(train_local, data, model, out_dir, config, reward, settings, workers)
     except (TrainError, ValueError) as err:  # ValueError: a bad combination of options
         _fail(str(err))
@@ -1050,6 +1300,43 @@ def serve(stdio: bool, tcp: str | None) -> None:
     from asmopt.server.server import main as serve_main  # pygls only when serving
 
     serve_main(address)
+
+
+# -- serve-model ----------------------------------------------------------------------------
+
+
+@main.command("serve-model")
+@click.option("--model", required=True, help="Checkpoint directory or .gguf (vllm: or an id).")
+@click.option(
+    "--backend",
+    type=click.Choice(["transformers", "vllm"]),
+    default="transformers",
+    show_default=True,
+    help="How to run the model.",
+)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option("--port", type=int, default=8000, show_default=True, help="0 picks a free port.")
+@click.option("--device", default="auto", show_default=True, help="transformers: auto, cpu, cuda.")
+@click.option("--dtype", default="auto", show_default=True, help="bfloat16, float32, ...")
+@click.option("--tensor-parallel-size", type=int, default=1, show_default=True, help="vllm.")
+@click.option("--max-model-len", type=int, default=8192, show_default=True, help="vllm.")
+@click.option("--served-model-name", default=None, help="The id /v1/models lists.")
+def serve_model(model: str, backend: str, host: str, port: int, device: str, dtype: str,
+                tensor_parallel_size: int, max_model_len: int,
+                served_model_name: str | None) -> None:  # fmt: skip
+    """Serve a model over an OpenAI-compatible HTTP API (for --policy openai --endpoint URL).
+
+    It has no authentication: it binds 127.0.0.1 unless --host says otherwise.
+    """
+    from asmopt.model.openai_server import main as serve_main
+
+    argv = ["--model", model, "--backend", backend, "--host", host, "--port", str(port),
+            "--device", device, "--dtype", dtype,
+            "--tensor-parallel-size", str(tensor_parallel_size),
+            "--max-model-len", str(max_model_len)]  # fmt: skip
+    if served_model_name:
+        argv += ["--served-model-name", served_model_name]
+    sys.exit(serve_main(argv))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -21,6 +21,7 @@ STATUS_STYLE = {
     "out-of-memory": "yellow",
     "output-too-large": "yellow",
     "blocked-by-sandbox": "magenta",
+    "inconsistent": "magenta",
 }
 
 
@@ -29,6 +30,13 @@ def format_speedup(s: SpeedupEstimate | None) -> str:
     if s is None:
         return "—"
     return f"{s.median:.2f}× [{s.ci_low:.2f}–{s.ci_high:.2f}]"
+
+
+def format_wall(s: SpeedupEstimate | None) -> str:
+    """The wall-clock ratio beside the CPU figure: `wall 1.29× [1.20–1.37]`."""
+    if s is None or s.wall_median is None:
+        return ""
+    return f"wall {s.wall_median:.2f}× [{s.wall_ci_low:.2f}–{s.wall_ci_high:.2f}]"
 
 
 def print_verification(console: Console, result: VerificationResult, name: str) -> None:
@@ -51,10 +59,12 @@ def print_verification(console: Console, result: VerificationResult, name: str) 
     console.print(table)
     s = result.speedup
     if s is not None:
+        source = "cgroup" if s.cpu_source == "cgroup" else "rusage"
         console.print(
             f"speed-up vs baseline: [bold]{format_speedup(s)}[/] (median of {s.runs} "
-            f"interleaved rounds, 95% CI of the median; CPU time "
-            f"{s.baseline_cpu_seconds * 1e3:.1f} ms → {s.candidate_cpu_seconds * 1e3:.1f} ms)"
+            f"interleaved rounds, 95% CI of the median; CPU time of every process, by "
+            f"{source}: {s.baseline_cpu_seconds * 1e3:.1f} ms → "
+            f"{s.candidate_cpu_seconds * 1e3:.1f} ms); {format_wall(s)}"
         )
         if s.note:
             console.print(f"[yellow]note:[/] {escape(s.note)}")
@@ -97,6 +107,8 @@ def print_outcome(console: Console, outcome, limit: int = 12) -> None:  # Optimi
         )
     for reason in outcome.unusable:
         console.print(f"[dim]no candidate: {escape(reason)}[/]")
+    for note in getattr(outcome, "target_notes", ()):
+        console.print(f"[dim]note: {escape(note)}[/]")
     if outcome.winner is not None:
         w = outcome.winner
         console.print(

@@ -301,7 +301,7 @@ def _in_family(member: str, name: str) -> bool:
     if not member.startswith(name + "."):
         return False
     m = _CLONE_SUFFIX.match(member)
-    return bool(m) and len(m.group("base")) <= len(name)
+    return m is not None and len(m.group("base")) <= len(name)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -206,8 +206,8 @@ def parse_callgrind_output(text: str) -> tuple[int, dict[tuple[str, str], int]]:
             values = fields[positions:]
             index = events.index("Ir") if "Ir" in events else 0
             if index < len(values):
-                key = (current["ob"], current["fn"])
-                costs[key] = costs.get(key, 0) + int(values[index])
+                where = (current["ob"], current["fn"])
+                costs[where] = costs.get(where, 0) + int(values[index])
             continue
         key, _, value = line.partition("=")
         if key in ("ob", "cob", "fn", "cfn"):

@@ -184,13 +184,16 @@ def _summary(report: dict[str, Any]) -> dict[str, Any]:
     regions = report.get("CodeRegions")
     if not isinstance(regions, list) or not regions:
         raise EstimateError(f"llvm-mca JSON has no CodeRegions (keys: {sorted(report)})")
-    views = [r.get("SummaryView") for r in regions if isinstance(r, dict)]
-    views = [v for v in views if isinstance(v, dict)]
+    views: list[dict[str, Any]] = [
+        r["SummaryView"]
+        for r in regions
+        if isinstance(r, dict) and isinstance(r.get("SummaryView"), dict)
+    ]
     if not views:
         raise EstimateError("llvm-mca JSON has no SummaryView: was it run with -json?")
     if len(views) == 1:
         return views[0]
-    total = {key: sum(float(v.get(key, 0)) for v in views) for key in views[0]}
+    total: dict[str, Any] = {key: sum(float(v.get(key, 0)) for v in views) for key in views[0]}
     total["Iterations"] = float(views[0].get("Iterations", 0))
     return total
 

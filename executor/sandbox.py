@@ -56,6 +56,11 @@ GiB = 1024 * MiB
 SANDBOX_OUTPUT_DIR = "/sandbox/out"
 # Where a tool run by ``run_tool`` (assembler, linker) sees its working directory.
 SANDBOX_WORK_DIR = "/sandbox/work"
+# Where the runs of a session made with ``files=`` see that folder, read-only (command tests
+# see the target's files there; it is their working directory).
+SANDBOX_FILES_DIR = "/sandbox/files"
+# In the arguments of a session with a launcher, the path of the session's binary.
+PROGRAM_PLACEHOLDER = "{bin}"
 
 # Calls a benchmark program never needs and an escape attempt often does. The process is
 # killed (SIGSYS) so the verdict can say "blocked by the sandbox" instead of guessing from
@@ -223,6 +228,8 @@ class Sandbox:
         self._session = Path(tempfile.mkdtemp(prefix=f"asmopt-sandbox-{os.getpid()}-"))
         os.chmod(self._session, 0o755)  # bubblewrap may run as nobody and must read it
         self._runner = self._session / "runner"
+        self._empty_dir = self._session / "empty"  # covers what a session's files hide
+        self._empty_dir.mkdir(mode=0o555)
         shutil.copy2(self._runner_src, self._runner)
         os.chmod(self._runner, 0o755)
         self._staged: dict[tuple[str, int, int], Path] = {}
@@ -316,6 +323,7 @@ class Sandbox:
         output_dir: Path | None = None,
         *,
         work_dir: Path | None = None,
+        files: tuple[Path, Sequence[tuple[str, bool]]] | None = None,
     ) -> list[str]:
         """bubblewrap with every isolation flag, ``programs`` (host path, sandbox path) bound
         read-only, running ``/sandbox/runner runner_argv``."""
@@ -371,6 +379,15 @@ class Sandbox:
             # A tool's run (see run_tool): its files, writable, as its working directory.
             cmd += ["--bind", str(work_dir), SANDBOX_WORK_DIR, "--chdir", SANDBOX_WORK_DIR]
             cmd += ["--setenv", "LC_ALL", "C"]  # English messages, which toolchain.py parses
+        elif files is not None:
+            # A session's files (see session(files=...)), read-only; what must stay unseen is
+            # covered by an empty folder or file.
+            folder, hidden = files
+            cmd += ["--ro-bind", str(folder), SANDBOX_FILES_DIR]
+            for rel, is_dir in hidden:
+                cover = self._empty_dir if is_dir else Path("/dev/null")
+                cmd += ["--ro-bind", str(cover), f"{SANDBOX_FILES_DIR}/{rel}"]
+            cmd += ["--chdir", SANDBOX_FILES_DIR]
         else:
             cmd += ["--chdir", "/tmp"]
         cmd += ["--setenv", "PATH", "/usr/bin:/bin"]
@@ -428,7 +445,7 @@ class Sandbox:
             ids = [str(NOBODY), str(NOBODY)] if drop else ["-", "-"]
             cmd = [str(self._runner), "--launch", str(cgroup.procs_file), *ids, *cmd]
             drop = False
-        return subprocess.Popen(
+        return subprocess.Popen(  # type: ignore[call-overload]
             cmd,
             pass_fds=pass_fds,
             start_new_session=True,
@@ -438,7 +455,7 @@ class Sandbox:
             user=NOBODY if drop else None,
             group=NOBODY if drop else None,
             extra_groups=[] if drop else None,
-            **streams,  # type: ignore[arg-type]
+            **streams,
         )
 
     def _bpf_pipe(self, timed: bool = True) -> int | None:
@@ -452,20 +469,47 @@ class Sandbox:
         return bpf_r
 
     def session(
-        self, binaries: Sequence[Path], *, limits: SandboxLimits | None = None
+        self,
+        binaries: Sequence[Path],
+        *,
+        limits: SandboxLimits | None = None,
+        launcher: str | None = None,
+        files: Path | None = None,
+        hide: Sequence[str] = (),
     ) -> RunSession:
         """One sandbox serving many runs of ``binaries`` (see :class:`RunSession`).
 
         ``limits`` only sets the session's default limits (``tmp_bytes`` included); each run
         may pass its own. Use it as a context manager; :meth:`close` and :meth:`kill_all`
         stop it too.
+
+        ``launcher`` (an absolute path under ``/usr`` or ``/bin``, such as ``/bin/sh``) is
+        what every run executes instead of the binary: the binary is still where it always
+        is, and ``{bin}`` in a run's arguments stands for that path (command tests:
+        ``/bin/sh -c "{bin} --check"``). ``files`` is a folder every run sees read-only at
+        ``SANDBOX_FILES_DIR`` (its working directory), less the paths in ``hide``
+        (relative; each shows as an empty folder, or an empty file when it is a file).
         """
         if self._closed:
             raise SandboxError("sandbox is closed")
         staged = [self.stage(Path(b)) for b in binaries]
         if not staged:
             raise ValueError("a session needs at least one binary")
+        hidden = []
+        if files is not None:
+            files = Path(files).resolve()
+            if not files.is_dir():
+                raise SandboxError(f"{files} is not a folder: a session's files must be one")
+            if self.enabled and self._drop_to_nobody:
+                _check_reachable_by_nobody(files)
+            for rel in hide:
+                path = files / rel
+                if path.exists() and not path.is_symlink():
+                    hidden.append((rel.strip("/"), path.is_dir()))
+        if launcher is not None and not os.path.isabs(launcher):
+            raise SandboxError(f"a session's launcher needs an absolute path, got {launcher}")
         session = RunSession(self, staged, limits or self.limits)
+        session.launcher, session.files, session.hidden = launcher, files, tuple(hidden)
         with self._lock:
             self._sessions.add(session)
         return session
@@ -665,6 +709,9 @@ class RunSession:
         self._closed = False
         self.starts = 0  # bubblewraps started (1 + restarts)
         self.runs = 0
+        self.launcher: str | None = None  # see Sandbox.session
+        self.files: Path | None = None
+        self.hidden: tuple[tuple[str, bool], ...] = ()  # (relative path, is a folder)
 
     # -- life cycle -------------------------------------------------------------------------
     def __enter__(self) -> RunSession:
@@ -690,16 +737,19 @@ class RunSession:
         req_r, req_w = os.pipe()
         resp_r, resp_w = os.pipe()
         bpf_r = sb._bpf_pipe()
+        served = [self.launcher] if self.launcher else None  # what the runner executes
         if sb.enabled:
             inside = self._inside_paths()
+            files = (self.files, self.hidden) if self.files is not None else None
             cmd = sb._bwrap_command(
                 self._tmp_bytes,
                 list(zip(self._programs, inside, strict=True)),
                 bpf_r,
-                ["--serve", str(req_r), str(resp_w), "sandboxed", *inside],
+                ["--serve", str(req_r), str(resp_w), "sandboxed", *(served or inside)],
+                files=files,
             )
         else:
-            paths = [str(p) for p in self._programs]
+            paths = served or [str(p) for p in self._programs]
             cmd = [str(sb._runner), "--serve", str(req_r), str(resp_w), "plain", *paths]
         # bubblewrap's own messages; read only when the session dies. Open as long as it runs.
         errors = tempfile.TemporaryFile()  # noqa: SIM115
@@ -710,6 +760,7 @@ class RunSession:
                 cmd,
                 pass_fds,
                 cgroup,
+                cwd=self.files if not sb.enabled else None,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=errors,
@@ -759,6 +810,10 @@ class RunSession:
         self._req_w = self._resp_r = -1
         return proc.returncode
 
+    def program_path(self, index: int = 0) -> str:
+        """The path under which the runs see the session's ``index``-th binary."""
+        return self._inside_paths()[index] if self._sandbox.enabled else str(self._programs[index])
+
     def _inside_paths(self) -> list[str]:
         # A session of one binary shows it where a one-shot run does, /sandbox/prog, so a
         # program cannot tell which kind of run it is in from its own path.
@@ -798,6 +853,10 @@ class RunSession:
         limits = limits or self.limits
         argv0 = self._inside_paths()[index] if self._sandbox.enabled else str(self._programs[index])
         argv = [argv0, *args]
+        if self.launcher is not None:
+            if index != 0:
+                raise IndexError("a session with a launcher runs it for its first binary only")
+            argv = [self.launcher, *(a.replace(PROGRAM_PLACEHOLDER, argv0) for a in args)]
         if any("\0" in a for a in argv):
             raise ValueError("embedded null byte in an argument")
         blob = b"".join(os.fsencode(a) + b"\0" for a in argv)
@@ -966,6 +1025,18 @@ class RunSession:
                     data += chunk
         finally:
             sel.close()
+
+
+def _check_reachable_by_nobody(folder: Path) -> None:
+    """Run as root, bubblewrap runs as nobody: it can bind only a folder nobody can reach."""
+    for part in (*reversed(folder.parents), folder):
+        mode = part.stat().st_mode
+        if not mode & 0o001 or (part == folder and not mode & 0o004):
+            raise SandboxError(
+                f"the sandbox runs as nobody (asmopt runs as root here) and cannot read {folder}: "
+                f"{part} is not open to other users; chmod o+rx {part}, or run asmopt as an "
+                "ordinary user"
+            )
 
 
 def _kill_tree(proc: subprocess.Popen[bytes]) -> None:

@@ -13,29 +13,110 @@ The store is used by the server, the CLI and worker processes at the same time, 
   (``busy_timeout``) rather than failed;
 - nothing is created on disk until the first write: reading a workspace without a store
   returns nothing and leaves the workspace untouched.
+
+The store only caches results, which can always be measured again, so it never costs the
+user a result:
+
+- a corrupt file is moved aside to ``results.sqlite.corrupt-<UTC time>`` by the first writer
+  that meets it, with a one-line warning, and a fresh store is started (a store opened
+  read-only reports it instead);
+- the store is never opened or created through a symbolic link: an ``.asmopt`` folder or a
+  store file that is a link is refused (:attr:`StoreProblem.SYMLINK`);
+- with ``best_effort=True`` (the CLI, the language server) nothing is raised: the store warns
+  once, then keeps and finds nothing, and :attr:`ResultStore.problem` says why.
+
+Each text field of a record (build output, test diffs, messages) is capped where records are
+written (:func:`cap_record`), so a candidate that prints megabytes cannot grow the store.
 """
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import json
+import logging
 import os
 import sqlite3
+import stat
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-__all__ = ["SCHEMA_VERSION", "ResultStore", "ResultStoreError", "candidate_key"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "TEXT_CAP_BYTES",
+    "ResultStore",
+    "ResultStoreError",
+    "StoreProblem",
+    "candidate_key",
+    "cap_record",
+    "cap_text",
+]
+
+logger = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 STORE_DIR = ".asmopt"
 STORE_FILE = "results.sqlite"
+# Files SQLite keeps beside the database: each is checked for links like the database.
+_SIDE_FILES = ("-wal", "-shm", "-journal")
 # A verification of one candidate can hold the write lock only for a moment, so waiting
 # this long means something is wrong (a hung process), not ordinary contention.
 BUSY_TIMEOUT_MS = 30_000
+# What is kept of each text field of a stored record (build stderr, a test's diff, a
+# message): enough to see what went wrong, never the megabytes a hostile build can print.
+TEXT_CAP_BYTES = 4096
+# Room for the marker of an excerpt already made upstream (a build's stderr), so that it is
+# not cut a second time.
+_MARKER_ROOM = 128
+# Lists of output excerpts, and how many items of each are kept.
+_CAPPED_LISTS = {"diagnostics": 50}
+# The program itself, stored whole: cutting it would lose the result.
+_PROGRAM_FIELDS = frozenset({"asm", "baseline_asm"})
+
+# SQLite's primary result codes (https://sqlite.org/rescode.html) that decide what a
+# failure means; errors carry them, so no message text is parsed.
+_SQLITE_ERROR = 1
+_SQLITE_PERM = 3
+_SQLITE_BUSY = 5
+_SQLITE_LOCKED = 6
+_SQLITE_READONLY = 8
+_SQLITE_IOERR = 10
+_SQLITE_CORRUPT = 11
+_SQLITE_FULL = 13
+_SQLITE_CANTOPEN = 14
+_SQLITE_NOTADB = 26
+
+_T = TypeVar("_T")
+
+
+class StoreProblem(enum.StrEnum):
+    """Why the result store cannot be used (:attr:`ResultStoreError.problem`)."""
+
+    CORRUPT = "corrupt"  # not an SQLite file, damaged, or not an asmopt store
+    TOO_NEW = "too-new"  # written by a newer asmopt
+    SYMLINK = "symlink"  # .asmopt or a store file is a symbolic link: refused
+    NOT_WRITABLE = "not-writable"  # read-only workspace, permissions, a full disk
+    NO_WORKSPACE = "no-workspace"  # the workspace folder does not exist
+    LOCKED = "locked"  # another process held the write lock too long
+    OPENED_READ_ONLY = "opened-read-only"  # a write on a store opened with read_only=True
+
+
+class ResultStoreError(Exception):
+    """The result store cannot be opened or used: ``problem`` says why, ``path`` names the
+    file or folder at fault."""
+
+    def __init__(self, message: str, problem: StoreProblem, path: Path) -> None:
+        super().__init__(message)
+        self.problem = problem
+        self.path = path
+
+    def __reduce__(self) -> tuple[Any, ...]:  # picklable across worker processes
+        return (type(self), (str(self), self.problem, self.path))
+
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
@@ -54,10 +135,6 @@ CREATE INDEX IF NOT EXISTS results_by_function ON results (target, function, cre
 CREATE INDEX IF NOT EXISTS results_by_verdict ON results (target, function, verdict, ci_low);
 CREATE INDEX IF NOT EXISTS results_by_time ON results (created_at);
 """
-
-
-class ResultStoreError(Exception):
-    """The result store cannot be opened or used (corrupt, too new, locked, read-only)."""
 
 
 def candidate_key(
@@ -100,16 +177,32 @@ class ResultStore:
     :class:`ResultStoreError`; with or without it, reads of a store that does not exist yet
     return nothing and create nothing.
 
+    With ``best_effort=True`` no :class:`ResultStoreError` is ever raised: the first problem
+    is passed to ``warn`` (one line; default: this module's logger) and kept in
+    :attr:`problem`, and from then on reads find nothing and writes keep nothing. A corrupt
+    store is moved aside either way (unless ``read_only``), with a line to ``warn``.
+
     Records are JSON objects. :meth:`put` reads these fields from them (all optional):
     ``target``, ``function``, ``policy``, ``verdict`` (strings, e.g. ``Verdict.FASTER``),
     ``speedup`` (a ``SpeedupEstimate.to_dict()``: ``median`` and ``ci_low`` are indexed) and
     ``created_at`` (Unix seconds; filled in when missing).
     """
 
-    def __init__(self, root: Path, *, read_only: bool = False) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        read_only: bool = False,
+        best_effort: bool = False,
+        warn: Callable[[str], None] | None = None,
+    ) -> None:
         self.root = Path(root)
         self.path = self.root / STORE_DIR / STORE_FILE
         self.read_only = read_only
+        self.best_effort = best_effort
+        self._warn = warn or logger.warning
+        # Set once a best-effort store has given up: why nothing is stored.
+        self.problem: ResultStoreError | None = None
         self._local = threading.local()
         self._lock = threading.Lock()
         # (pid, connection): connections inherited through fork() belong to the parent.
@@ -117,6 +210,7 @@ class ResultStore:
 
     def __repr__(self) -> str:
         mode = ", read_only=True" if self.read_only else ""
+        mode += ", best_effort=True" if self.best_effort else ""
         return f"ResultStore({str(self.root)!r}{mode})"
 
     def __enter__(self) -> ResultStore:
@@ -138,37 +232,101 @@ class ResultStore:
                 connection.close()
         self._local = threading.local()
 
+    def _forget_connection(self) -> None:
+        """Close this thread's connection (other threads keep theirs until they fail)."""
+        connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
+        if connection is None:
+            return
+        pid = self._local.pid
+        del self._local.connection
+        with self._lock:
+            self._connections = [(p, c) for p, c in self._connections if c is not connection]
+        if pid == os.getpid():
+            connection.close()
+
     def _connection(self, *, create: bool) -> sqlite3.Connection | None:
         """This thread's connection; None when the store does not exist and ``create`` is
         false. A connection inherited through fork() is never reused: SQLite forbids it."""
         cached: sqlite3.Connection | None = getattr(self._local, "connection", None)
         if cached is not None and self._local.pid == os.getpid():
             return cached
-        if not self.path.exists():
+        if not self._inspect():
             if not create:
                 return None
             self._make_directory()
-        try:
-            connection = self._open()
-        except sqlite3.DatabaseError as error:
-            raise self._translate(error, "open") from error
+        connection = self._open()
         self._local.connection = connection
         self._local.pid = os.getpid()
         with self._lock:
             self._connections.append((os.getpid(), connection))
         return connection
 
+    def _inspect(self) -> bool:
+        """Whether the store file exists. Raises when the folder or a store file is a
+        symbolic link: SQLite would follow it, and create or write files wherever it
+        points (an ``.asmopt`` planted as a link to ``/etc``)."""
+        folder = self.path.parent
+        sides = [self.path.with_name(STORE_FILE + suffix) for suffix in _SIDE_FILES]
+        exists = False
+        for path in (folder, self.path, *sides):
+            try:
+                mode = os.lstat(path).st_mode
+            except (FileNotFoundError, NotADirectoryError):
+                if path == folder:
+                    return False
+                continue
+            except OSError as error:
+                raise ResultStoreError(
+                    f"cannot read {path}: {error.strerror}; check the workspace's permissions",
+                    StoreProblem.NOT_WRITABLE,
+                    path,
+                ) from error
+            if stat.S_ISLNK(mode):
+                raise self._link_error(path)
+            if path == folder and not stat.S_ISDIR(mode):
+                return False  # writing says so; reading finds nothing
+            exists = exists or path == self.path
+        return exists
+
+    def _link_error(self, path: Path) -> ResultStoreError:
+        try:
+            target = f" (to {os.readlink(path)})"
+        except OSError:
+            target = ""
+        return ResultStoreError(
+            f"refusing to use the result store: {path} is a symbolic link{target}, and asmopt "
+            f"never opens or creates its store through a link; remove the link to keep results",
+            StoreProblem.SYMLINK,
+            path,
+        )
+
     def _make_directory(self) -> None:
+        folder = self.path.parent
         if not self.root.is_dir():
             raise ResultStoreError(
-                f"cannot create the result store: workspace folder {self.root} does not exist"
+                f"cannot create the result store: workspace folder {self.root} does not exist",
+                StoreProblem.NO_WORKSPACE,
+                self.root,
             )
         try:
-            self.path.parent.mkdir(exist_ok=True)
+            os.mkdir(folder)  # never follows a link, unlike makedirs(exist_ok=True)
+        except FileExistsError:
+            mode = os.lstat(folder).st_mode
+            if stat.S_ISLNK(mode):  # appeared since _inspect looked
+                raise self._link_error(folder) from None
+            if not stat.S_ISDIR(mode):
+                raise ResultStoreError(
+                    f"cannot create the result store: {folder} exists and is not a folder; "
+                    f"move it away to keep results",
+                    StoreProblem.NOT_WRITABLE,
+                    folder,
+                ) from None
         except OSError as error:
             raise ResultStoreError(
-                f"cannot create {self.path.parent}: {error.strerror}; make the workspace "
-                f"writable, or open the store with read_only=True"
+                f"cannot create {folder}: {error.strerror}; make the workspace writable to "
+                f"keep results",
+                StoreProblem.NOT_WRITABLE,
+                folder,
             ) from error
 
     def _open(self) -> sqlite3.Connection:
@@ -210,7 +368,9 @@ class ResultStore:
                     connection.execute("PRAGMA journal_mode = WAL")
                 break
             except sqlite3.OperationalError as error:
-                if "locked" not in str(error) or time.monotonic() > deadline:
+                if _primary_code(error) not in (_SQLITE_BUSY, _SQLITE_LOCKED):
+                    raise
+                if time.monotonic() > deadline:
                     raise
                 time.sleep(0.005)
         # NORMAL is safe from corruption in WAL mode; a power cut may lose the last result,
@@ -232,78 +392,173 @@ class ResultStore:
     def _check_version(self, connection: sqlite3.Connection) -> int | None:
         """The store's schema version (None for a new, empty file); raises when it is newer
         than this code understands."""
-        try:
-            row = connection.execute("SELECT max(version) FROM schema_version").fetchone()
-        except sqlite3.OperationalError as error:
-            if "no such table" not in str(error):
-                raise
+        tables = connection.execute(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"
+        ).fetchone()[0]
+        if not tables:
             return None
+        row = connection.execute("SELECT max(version) FROM schema_version").fetchone()
         version: int | None = row[0]
         if version is not None and version > SCHEMA_VERSION:
             raise ResultStoreError(
                 f"{self.path} was written by a newer asmopt (store schema {version}; this "
                 f"version reads up to {SCHEMA_VERSION}): upgrade asmopt, or delete "
-                f"{STORE_DIR}/{STORE_FILE} to start a fresh store"
+                f"{STORE_DIR}/{STORE_FILE} to start a fresh store",
+                StoreProblem.TOO_NEW,
+                self.path,
             )
         return version
 
     def _translate(self, error: sqlite3.DatabaseError, action: str) -> ResultStoreError:
-        message = str(error)
-        if isinstance(error, sqlite3.OperationalError) and (
-            "locked" in message or "busy" in message
-        ):
+        code = _primary_code(error)
+        if code in (_SQLITE_BUSY, _SQLITE_LOCKED):
             return ResultStoreError(
                 f"result store {self.path} is locked by another process (waited up to "
                 f"{BUSY_TIMEOUT_MS // 1000} s during {action}); stop a hung asmopt process "
-                f"holding it, then retry"
+                f"holding it, then retry",
+                StoreProblem.LOCKED,
+                self.path,
             )
-        if isinstance(error, sqlite3.OperationalError) and "readonly" in message:
+        if code in (_SQLITE_READONLY, _SQLITE_PERM, _SQLITE_CANTOPEN, _SQLITE_FULL, _SQLITE_IOERR):
             return ResultStoreError(
-                f"result store {self.path} is read-only ({message}) during {action}; make it "
-                f"writable, or open the store with read_only=True"
+                f"cannot use result store {self.path} ({error}) during {action}; make the "
+                f"workspace writable, with free disk space, to keep results",
+                StoreProblem.NOT_WRITABLE,
+                self.path,
             )
-        if isinstance(error, sqlite3.OperationalError) and "unable to open" in message:
-            return ResultStoreError(
-                f"cannot open result store {self.path} ({message}); check the folder's permissions"
-            )
+        # SQLITE_CORRUPT, SQLITE_NOTADB, and SQLITE_ERROR ("no such table": a database that
+        # is not an asmopt store).
         return ResultStoreError(
-            f"result store {self.path} is unreadable or corrupt ({message}) during "
-            f"{action}; delete {STORE_DIR}/{STORE_FILE} (it only caches results, which "
-            f"are measured again)"
+            f"result store {self.path} is unreadable or corrupt ({error}) during {action}; "
+            f"asmopt moves it aside the next time it stores a result, or delete "
+            f"{STORE_DIR}/{STORE_FILE} (it only caches results, which are measured again)",
+            StoreProblem.CORRUPT,
+            self.path,
         )
 
-    @contextmanager
-    def _reading(self, action: str) -> Iterator[sqlite3.Connection | None]:
-        try:
-            yield self._connection(create=False)
-        except sqlite3.DatabaseError as error:
-            raise self._translate(error, action) from error
+    # ---------------------------------------------------------------- failures
 
-    @contextmanager
-    def _writing(self, action: str, *, create: bool = True) -> Iterator[sqlite3.Connection | None]:
-        if self.read_only:
-            raise ResultStoreError(
-                f"cannot {action}: the result store {self.path} was opened read-only"
-            )
+    def _call(
+        self,
+        action: str,
+        body: Callable[[sqlite3.Connection], _T],
+        *,
+        empty: _T,
+        write: bool = False,
+        create: bool = False,
+    ) -> _T:
+        """Run ``body`` on this thread's connection (in a write transaction when ``write``);
+        ``empty`` when there is no store. Moves a corrupt store aside and tries once more;
+        a best-effort store turns any problem into ``empty``."""
+        if self.problem is not None:
+            return empty
+        try:
+            if write and self.read_only:
+                raise ResultStoreError(
+                    f"cannot {action}: the result store {self.path} was opened read-only",
+                    StoreProblem.OPENED_READ_ONLY,
+                    self.path,
+                )
+            try:
+                return self._attempt(action, body, empty, write=write, create=create)
+            except ResultStoreError as error:
+                if error.problem is not StoreProblem.CORRUPT or self.read_only:
+                    raise
+                self._move_aside(error)
+            return self._attempt(action, body, empty, write=write, create=create)
+        except ResultStoreError as error:
+            if not self.best_effort:
+                raise
+            self._give_up(error)
+            return empty
+
+    def _attempt(
+        self,
+        action: str,
+        body: Callable[[sqlite3.Connection], _T],
+        empty: _T,
+        *,
+        write: bool,
+        create: bool,
+    ) -> _T:
         try:
             connection = self._connection(create=create)
             if connection is None:
-                yield None
-                return
+                return empty
+            if not write:
+                return body(connection)
             with _transaction(connection):
-                yield connection
+                return body(connection)
         except sqlite3.DatabaseError as error:
             raise self._translate(error, action) from error
+
+    def _move_aside(self, error: ResultStoreError) -> None:
+        """Rename a corrupt store (and its journal) to ``results.sqlite.corrupt-<time>``
+        so that the next attempt starts a fresh one."""
+        self._forget_connection()
+        with self._lock:  # threads of this process: one moves it, the others reconnect
+            if not self._still_corrupt():
+                return  # another thread or process has already started a fresh store
+            stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+            target = self.path.with_name(f"{STORE_FILE}.corrupt-{stamp}")
+            n = 1
+            while os.path.lexists(target):
+                n += 1
+                target = self.path.with_name(f"{STORE_FILE}.corrupt-{stamp}-{n}")
+            try:
+                os.rename(self.path, target)
+                for suffix in ("-wal", "-journal"):
+                    side = self.path.with_name(STORE_FILE + suffix)
+                    if os.path.lexists(side):
+                        os.rename(side, target.with_name(target.name + suffix))
+                self.path.with_name(STORE_FILE + "-shm").unlink(missing_ok=True)
+            except OSError as os_error:
+                raise ResultStoreError(
+                    f"{error}; moving it aside failed: {os_error.strerror}",
+                    StoreProblem.NOT_WRITABLE,
+                    self.path,
+                ) from os_error
+        cause = error.__cause__ or error
+        self._warn(
+            f"result store {self.path} was corrupt ({cause}); moved it to {target.name} "
+            f"and started a fresh one"
+        )
+
+    def _still_corrupt(self) -> bool:
+        """Whether the file now at :attr:`path` is still unusable (another process may have
+        replaced it with a fresh store since this one failed)."""
+        if not os.path.lexists(self.path):
+            return False
+        try:
+            probe = self._open()
+            try:
+                check = probe.execute("PRAGMA quick_check(1)").fetchone()
+                probe.execute("SELECT key FROM results LIMIT 1").fetchall()
+            finally:
+                probe.close()
+        except sqlite3.DatabaseError as error:
+            return _primary_code(error) in (_SQLITE_CORRUPT, _SQLITE_NOTADB, _SQLITE_ERROR)
+        return check is None or check[0] != "ok"
+
+    def _give_up(self, error: ResultStoreError) -> None:
+        with self._lock:
+            first = self.problem is None
+            if first:
+                self.problem = error
+        if first:
+            self._forget_connection()
+            self._warn(f"results are not stored: {error}")
 
     # ---------------------------------------------------------------- reading
 
     def get(self, key: str) -> dict[str, Any] | None:
         """The record stored under ``key``, or None."""
-        with self._reading("get") as connection:
-            if connection is None:
-                return None
+
+        def body(connection: sqlite3.Connection) -> dict[str, Any] | None:
             row = connection.execute("SELECT record FROM results WHERE key = ?", (key,)).fetchone()
-        return None if row is None else json.loads(row[0])
+            return None if row is None else _loads(row[0])
+
+        return self._call("get", body, empty=None)
 
     def __contains__(self, key: object) -> bool:
         return isinstance(key, str) and self.get(key) is not None
@@ -331,11 +586,12 @@ class ResultStore:
                 raise ValueError(f"limit must be >= 0 or None, got {limit}")
             query += " LIMIT ?"
             params.append(limit)
-        with self._reading("records") as connection:
-            if connection is None:
-                return []
+
+        def body(connection: sqlite3.Connection) -> list[dict[str, Any]]:
             rows = connection.execute(query, params).fetchall()
-        return [json.loads(row[0]) for row in rows]
+            return [r for r in (_loads(row[0]) for row in rows) if r is not None]
+
+        return self._call("records", body, empty=[])
 
     def best(self, target: str, function: str | None) -> dict[str, Any] | None:
         """The best verified candidate for ``function`` of ``target``: verdict "faster",
@@ -344,9 +600,8 @@ class ResultStore:
         ``function=None`` means whole-program candidates (records stored without a
         function), not "any function".
         """
-        with self._reading("best") as connection:
-            if connection is None:
-                return None
+
+        def body(connection: sqlite3.Connection) -> dict[str, Any] | None:
             row = connection.execute(
                 "SELECT record FROM results"
                 " WHERE target = ? AND function IS ? AND verdict = 'faster'"
@@ -354,7 +609,9 @@ class ResultStore:
                 " created_at DESC LIMIT 1",
                 (target, function),
             ).fetchone()
-        return None if row is None else json.loads(row[0])
+            return None if row is None else _loads(row[0])
+
+        return self._call("best", body, empty=None)
 
     # ---------------------------------------------------------------- writing
 
@@ -362,13 +619,14 @@ class ResultStore:
         """Store ``record`` under ``key``, replacing any record already there.
 
         The stored record gets ``"key": key`` and, when missing, ``"created_at"`` (Unix
-        seconds); the caller's dict is not modified.
+        seconds), and its text fields are capped (:func:`cap_record`); the caller's dict
+        is not modified.
 
         Raises:
             TypeError: the record is not a dict, or not JSON-serialisable (convert result
                 dataclasses with their ``to_dict()``).
             ValueError: an indexed field has the wrong type, or ``record["key"]`` differs.
-            ResultStoreError: the store cannot be written.
+            ResultStoreError: the store cannot be written (never with ``best_effort``).
         """
         if not isinstance(record, dict):
             raise TypeError(f"record must be a dict, got {type(record).__name__}")
@@ -379,14 +637,14 @@ class ResultStore:
             record["created_at"] = time.time()
         columns = _indexed_columns(record)
         try:
-            text = json.dumps(record, sort_keys=True)
+            text = json.dumps(cap_record(record), sort_keys=True)
         except (TypeError, ValueError) as error:
             raise TypeError(
                 f"record for {key} is not JSON-serialisable ({error}); store dataclasses "
                 f"via their to_dict() and bytes as text"
             ) from error
-        with self._writing("put") as connection:
-            assert connection is not None
+
+        def body(connection: sqlite3.Connection) -> None:
             connection.execute(
                 "INSERT OR REPLACE INTO results (key, target, function, policy, verdict,"
                 " speedup_median, ci_low, created_at, record)"
@@ -394,19 +652,79 @@ class ResultStore:
                 (key, *columns, text),
             )
 
+        self._call("put", body, empty=None, write=True, create=True)
+
     def delete(self, key: str) -> bool:
         """Remove the record under ``key``; True when there was one."""
-        with self._writing("delete", create=False) as connection:
-            if connection is None:
-                return False
+
+        def body(connection: sqlite3.Connection) -> bool:
             cursor = connection.execute("DELETE FROM results WHERE key = ?", (key,))
             return cursor.rowcount > 0
 
+        return self._call("delete", body, empty=False, write=True)
+
     def clear(self) -> None:
         """Remove every record (the file stays, so other processes can keep it open)."""
-        with self._writing("clear", create=False) as connection:
-            if connection is not None:
-                connection.execute("DELETE FROM results")
+
+        def body(connection: sqlite3.Connection) -> None:
+            connection.execute("DELETE FROM results")
+
+        self._call("clear", body, empty=None, write=True)
+
+
+def cap_text(text: str, limit: int = TEXT_CAP_BYTES) -> str:
+    """``text`` cut to about ``limit`` bytes of UTF-8: its start and its end (where a tool's
+    summary line often is) around a ``… (N bytes cut)`` line; text up to ``limit`` bytes
+    (and a cut marker's worth more) is returned as is."""
+    if len(text) <= limit // 4:  # cannot be longer than limit bytes: skip encoding
+        return text
+    data = text.encode("utf-8", "surrogatepass")
+    if len(data) <= limit + _MARKER_ROOM:
+        return text
+    head = data[: limit * 3 // 4].decode("utf-8", "ignore")
+    tail = data[len(data) - limit // 4 :].decode("utf-8", "ignore")
+    cut = len(data) - len(head.encode("utf-8")) - len(tail.encode("utf-8"))
+    return f"{head}\n… ({cut} bytes cut)\n{tail}"
+
+
+def cap_record(record: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``record`` as it is stored: every string cut by :func:`cap_text` except the
+    program itself (``asm``, ``baseline_asm``), and each list of diagnostics cut to its first
+    items, with ``diagnostics_cut`` saying how many were left out."""
+    capped = _capped(record, None)
+    assert isinstance(capped, dict)
+    return capped
+
+
+def _capped(value: Any, key: str | None) -> Any:
+    if isinstance(value, str):
+        return value if key in _PROGRAM_FIELDS else cap_text(value)
+    if isinstance(value, dict):
+        out: dict[Any, Any] = {}
+        for name, item in value.items():
+            keep = _CAPPED_LISTS.get(name)
+            if keep is not None and isinstance(item, list | tuple) and len(item) > keep:
+                out[f"{name}_cut"] = len(item) - keep
+                item = item[:keep]
+            out[name] = _capped(item, name)
+        return out
+    if isinstance(value, list | tuple):
+        return [_capped(item, key) for item in value]
+    return value
+
+
+def _loads(text: str) -> dict[str, Any] | None:
+    """A stored record; None for one that does not parse (it is measured again)."""
+    try:
+        record = json.loads(text)
+    except ValueError:
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def _primary_code(error: sqlite3.Error) -> int | None:
+    code = getattr(error, "sqlite_errorcode", None)
+    return code & 0xFF if isinstance(code, int) else None
 
 
 @contextmanager

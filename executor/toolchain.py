@@ -33,6 +33,7 @@ from asmopt.executor.sandbox import (
     SandboxError,
     SandboxLimits,
 )
+from asmopt.executor.store import cap_text
 
 __all__ = [
     "ToolNotFoundError",
@@ -135,15 +136,9 @@ BUILD_LIMITS = SandboxLimits(
     output_bytes=1 * MiB,
     tmp_bytes=512 * MiB,
 )
-# What a BuildResult keeps of a tool's messages (it is shown, sent and stored).
-MAX_KEPT_STDERR = 4096
+# What a BuildResult keeps of a tool's diagnostics (it is shown, sent and stored); its stderr
+# is kept as the store keeps any text (``store.cap_text``: start and end, a few KB).
 MAX_DIAGNOSTICS = 50
-
-
-def _excerpt(text: str, limit: int = MAX_KEPT_STDERR) -> str:
-    if len(text) <= limit:
-        return text
-    return text[:limit] + f"\n… ({len(text) - limit} more characters cut)"
 
 
 def _kept(diagnostics: tuple[Diagnostic, ...]) -> tuple[Diagnostic, ...]:
@@ -254,7 +249,7 @@ def _build_result(
         output=str(out) if ok else None,
         command=tuple(command),
         diagnostics=_kept(diagnostics),
-        stderr=_excerpt(stderr),
+        stderr=cap_text(stderr),
         seconds=seconds,
     )
 
@@ -441,13 +436,20 @@ def check_assembly(
     filename: str = "input.s",
     assembler: str = "gcc",
     timeout: float = 30,
+    *,
+    sandboxed: bool = True,
 ) -> tuple[Diagnostic, ...]:
     """Assemble an editor buffer and return its diagnostics, located in the buffer.
 
-    The text is written unchanged to a temporary ``filename`` (so line numbers are the
-    buffer's) and assembled with ``<assembler> -c``; a ``.S`` name is preprocessed first.
-    ``assembler="clang"`` uses clang's integrated assembler, which also reports columns.
-    Diagnostics about the buffer carry ``filename`` as their file.
+    The text is assembled unchanged as ``filename`` (so line numbers are the buffer's) with
+    ``<assembler> -c``; a ``.S`` name is preprocessed first. ``assembler="clang"`` uses
+    clang's integrated assembler, which also reports columns. Diagnostics about the buffer
+    carry ``filename`` as their file.
+
+    The buffer may be generated (a candidate the user opened), so it is assembled in a
+    sandbox of its own like any candidate; ``sandboxed=False`` (the user turned the sandbox
+    off) assembles it on the host. Without bubblewrap the result is one note saying why
+    there are no assembler diagnostics.
     """
     name = os.path.basename(filename) or "input.s"
     if not name.endswith((".s", ".S")):
@@ -455,14 +457,30 @@ def check_assembly(
     with tempfile.TemporaryDirectory(prefix="asmopt-check-") as tmp:
         tmpdir = Path(tmp)
         (tmpdir / name).write_text(text)
-        result = _run_build(
-            assembler,
-            ["-c", name, "-o", "out.o"],
-            tmpdir / "out.o",
-            timeout,
-            f"assembling {filename}",
-            cwd=tmpdir,
-        )
+        if sandboxed:
+            try:
+                sandbox = Sandbox()
+            except SandboxError as err:
+                return (Diagnostic(None, None, None, Severity.NOTE, f"no assembler check: {err}"),)
+            with sandbox:
+                result = _sandboxed_build(
+                    sandbox,
+                    assembler,
+                    [tmpdir / name],
+                    lambda names, output: ["-c", *names, "-o", output],
+                    tmpdir / "out.o",
+                    timeout,
+                    f"assembling {filename}",
+                )
+        else:
+            result = _run_build(
+                assembler,
+                ["-c", name, "-o", "out.o"],
+                tmpdir / "out.o",
+                timeout,
+                f"assembling {filename}",
+                cwd=tmpdir,
+            )
     located = []
     for diag in result.diagnostics:
         if diag.file in (name, f"./{name}", str(tmpdir / name)):

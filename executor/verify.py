@@ -45,7 +45,12 @@ SameCode = Callable[[Path], "VerificationResult | None"]
 
 
 class BaselineError(RuntimeError):
-    """The reference build cannot serve as a baseline; the message says why."""
+    """The reference build cannot serve as a baseline; the message says why, ``stage`` where
+    it failed ("compile", "link", "test"; None for anything else)."""
+
+    def __init__(self, message: str, *, stage: str | None = None) -> None:
+        super().__init__(message)
+        self.stage = stage
 
 
 @dataclass(frozen=True)
@@ -66,8 +71,18 @@ class VerifyOptions:
     linker: str = "gcc"
     ldflags: tuple[str, ...] = ("-lm",)
     extra_inputs: tuple[Path, ...] = ()  # other sources/objects linked into every binary
+    # Command tests (command_tests.py): what every run executes instead of the program
+    # (/bin/sh), and the folder every run sees read-only, less ``hide`` (Sandbox.session).
+    launcher: str | None = None
+    files: Path | None = None
+    hide: tuple[str, ...] = ()
+
+    def session_options(self) -> dict[str, Any]:
+        """The keyword arguments of every ``Sandbox.session`` that runs a program."""
+        return {"launcher": self.launcher, "files": self.files, "hide": self.hide}
 
     def key(self) -> str:
+        commands = (self.launcher, str(self.files)) if self.launcher or self.files else ()
         return repr(
             (
                 self.comparator,
@@ -79,6 +94,7 @@ class VerifyOptions:
                 self.bench.target_rel_ci,
                 self.bench.ci_method,
                 self.min_gain,
+                *commands,
             )
         )
 
@@ -256,7 +272,7 @@ def prepare_baseline(
         )
         if not build.ok:
             first = build.diagnostics[0].message if build.diagnostics else build.stderr[:300]
-            raise BaselineError(f"{source.name} does not compile: {first}")
+            raise BaselineError(f"{source.name} does not compile: {first}", stage="compile")
     binary = workdir / "baseline.bin"
     link = build_binary(
         [asm_path, *opts.extra_inputs],
@@ -266,12 +282,14 @@ def prepare_baseline(
         sandbox=sandbox,
     )
     if not link.ok:
-        raise BaselineError(f"the baseline does not link: {link.stderr.strip()[:500]}")
+        raise BaselineError(
+            f"the baseline does not link: {link.stderr.strip()[:500]}", stage="link"
+        )
     expected: dict[str, bytes] = {}
     walls: dict[str, float] = {}
     if progress:
         progress(f"baseline: running {len(tests)} tests")
-    with sandbox.session([binary], limits=opts.limits) as session:
+    with sandbox.session([binary], limits=opts.limits, **opts.session_options()) as session:
         for test in tests:
             run = run_test(session, test, opts.limits)
             reference = test.expected if test.expected is not None else run.stdout
@@ -279,7 +297,8 @@ def prepare_baseline(
             if not verdict.passed:
                 raise BaselineError(
                     f"the baseline fails its own test {test.name}: {verdict.status.value}"
-                    f"{' — ' + verdict.detail if verdict.detail else ''}"
+                    f"{' — ' + verdict.detail if verdict.detail else ''}",
+                    stage="test",
                 )
             expected[test.name] = reference
             walls[test.name] = run.wall_seconds
@@ -399,8 +418,10 @@ def _verify_uncached(
                 return replace(answer, candidate_hash=chash, build=build, cached=False)
         limits = _run_limits(baseline, baseline.tests, opts)
         with (
-            sandbox.session([binary], limits=limits) as cand_session,
-            sandbox.session([baseline.binary], limits=limits) as base_session,
+            sandbox.session([binary], limits=limits, **opts.session_options()) as cand_session,
+            sandbox.session(
+                [baseline.binary], limits=limits, **opts.session_options()
+            ) as base_session,
         ):
             verdicts: list[TestVerdict] = []
             for i, test in enumerate(baseline.tests):

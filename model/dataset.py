@@ -764,7 +764,7 @@ def _prepare_program(
         o0_asm = work / "o0.s"
         o0_bin = work / "o0.bin"
         build = compile_to_asm(source, o0_asm, flags=("-O0",))
-        link = build_binary([o0_asm], o0_bin) if build.ok else build
+        link = build_binary([o0_asm], o0_bin, sandbox=sandbox) if build.ok else build
         if not link.ok:
             raise _Drop("does-not-build", f"the -O0 build fails: {link.stderr.strip()[:300]}")
         try:

@@ -9,10 +9,12 @@ spliced into the translation unit's baseline assembly. Anything unusable becomes
 
 from __future__ import annotations
 
+import inspect
 import re
+from collections.abc import Callable
 
 from asmopt.executor.asmfile import AsmStructureError, function_text
-from asmopt.model.backends import ChatBackend
+from asmopt.model.backends import ChatBackend, Messages
 from asmopt.model.policy import Candidate, NoCandidate, Proposal, Request
 from asmopt.model.prompts import (
     build_function_prompt,
@@ -57,6 +59,13 @@ class LLMPolicy:
         self.temperature = temperature
         self.max_new_tokens = max_new_tokens
         self.seed = seed
+        # Lines about generation in progress ("412/2000 tokens (3.1 tokens/s)"), from back-ends
+        # that report it (transformers).
+        self.progress: Callable[[str], None] | None = None
+        try:
+            self._reports = "progress" in inspect.signature(backend.complete).parameters
+        except (TypeError, ValueError):
+            self._reports = False
 
     def prompt_for(self, request: Request) -> str:
         """The user message for ``request`` (exposed so data sets and tests can see it)."""
@@ -80,17 +89,23 @@ class LLMPolicy:
         """
         if request.c_source is None and request.function is None and not request.baseline_asm:
             return [NoCandidate(self.name, "nothing to optimize: no C source and no assembly")]
-        prompt = self.prompt_for(request)
-        texts = self.backend.complete(
-            chat_messages(prompt),
+        texts = self.complete(chat_messages(self.prompt_for(request)), n)
+        return [self.proposal(request, text, i, len(texts)) for i, text in enumerate(texts)]
+
+    def complete(self, messages: Messages, n: int = 1) -> list[str]:
+        """``n`` answers to ``messages`` with this policy's sampling settings."""
+        extra = {"progress": self.progress} if self._reports and self.progress else {}
+        return self.backend.complete(
+            messages,
             n=n,
             temperature=self.temperature,
             max_new_tokens=self.max_new_tokens,
             seed=self.seed,
+            **extra,
         )
-        return [self._proposal(request, text, i, len(texts)) for i, text in enumerate(texts)]
 
-    def _proposal(self, request: Request, text: str, index: int, total: int) -> Proposal:
+    def proposal(self, request: Request, text: str, index: int, total: int) -> Proposal:
+        """The proposal a model's answer ``text`` makes (sample ``index`` of ``total``)."""
         asm = extract_assembly(text)
         if asm is None:
             return NoCandidate(

@@ -5,7 +5,7 @@ Serves ``GET /v1/models`` and ``POST /v1/chat/completions`` (``n``, ``temperatur
 It lets a model loaded once on a GPU machine answer many asmopt processes, and backs
 ``asmopt serve-model``. It binds 127.0.0.1 unless told otherwise: it has no authentication.
 
-Run it with ``python -m asmopt.model.openai_server --model PATH``.
+Run it with ``asmopt serve-model --model PATH`` (or ``python -m asmopt.model.openai_server``).
 """
 
 from __future__ import annotations
@@ -282,6 +282,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--device", default="auto", help="transformers device: auto, cpu, cuda")
     parser.add_argument("--dtype", default="auto", help="transformers dtype: auto, bfloat16, ...")
+    parser.add_argument("--tensor-parallel-size", type=int, default=1, help="vllm: GPUs")
+    parser.add_argument("--max-model-len", type=int, default=8192, help="vllm: context tokens")
     parser.add_argument("--served-model-name", help="the id /v1/models lists")
     args = parser.parse_args(argv)
 
@@ -291,6 +293,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         options: dict[str, Any] = {}
         if args.backend == "transformers":
             options = {"device": args.device, "dtype": args.dtype}
+        elif args.backend == "vllm":
+            options = {
+                "tensor_parallel_size": args.tensor_parallel_size,
+                "max_model_len": args.max_model_len,
+                "dtype": args.dtype,
+            }
         backend = make_backend(args.backend, args.model, None, **options)
         load = getattr(backend, "load", None)
         if callable(load):

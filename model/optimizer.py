@@ -5,6 +5,17 @@ loads its tests, builds the ``gcc -O3`` baseline in the sandbox, asks every conf
 for candidates, verifies and benchmarks them (``portfolio.optimize``), and returns the ranked
 result. Everything a user can get wrong ends in an ``OptimizeError`` whose message says what
 to do; nothing is written outside the workspace's ``.asmopt/`` store.
+
+LLM policies run as :class:`~asmopt.model.refine.RefiningPolicy`: once the baseline is built,
+each answer is verified and the findings go back to the model for ``refine_rounds``
+revisions; every answer of every round is ranked with the other candidates, and every raw
+answer is kept in :attr:`OptimizeOutcome.answers`.
+
+A project's sources are compiled with their own flags from its ``compile_commands.json``
+(``compile_db.py``); a target's tests may be commands (``test_command``, ``bench_command``)
+run in the sandbox with the target's folder read-only; a library file (no ``main``) is
+optimized through the target whose program calls it, and a program that never calls the
+function is refused with a message (its tests pass with the function made to trap).
 """
 
 from __future__ import annotations
@@ -13,16 +24,23 @@ import difflib
 import os
 import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from asmopt.executor.asmfile import parse_functions, referenced_symbols
 from asmopt.executor.benchmark import BenchmarkOptions
+from asmopt.executor.command_tests import (
+    CommandSpec,
+    CommandTestError,
+    CommandTests,
+    command_tests,
+)
+from asmopt.executor.results import Verdict
 from asmopt.executor.sandbox import MiB, Sandbox, SandboxError, SandboxLimits
 from asmopt.executor.store import ResultStore
-from asmopt.executor.testcases import Comparator, TestSetError, load_tests
+from asmopt.executor.testcases import Comparator, TestCase, TestSetError, load_tests
 from asmopt.executor.toolchain import compile_to_asm
 from asmopt.executor.verify import (
     Baseline,
@@ -30,9 +48,28 @@ from asmopt.executor.verify import (
     VerificationResult,
     VerifyOptions,
     prepare_baseline,
+    verify_candidate,
+)
+from asmopt.model.compile_db import (
+    CompileDb,
+    CompileDbError,
+    absolute_paths,
+    find_compile_db,
+    load_compile_db,
 )
 from asmopt.model.policy import Candidate, Policy, PolicyError, Request
-from asmopt.model.settings import Settings, SettingsError, Target, has_main, load_config
+from asmopt.model.refine import ModelAnswer, RefiningPolicy
+from asmopt.model.settings import (
+    CONFIG_FILE,
+    Config,
+    Settings,
+    SettingsError,
+    Target,
+    config_root,
+    has_main,
+    load_config,
+    starter_target,
+)
 
 if TYPE_CHECKING:
     from asmopt.executor.profile import Profile
@@ -113,6 +150,10 @@ class OptimizeOutcome:
     # libc (one line saying so); ``profile`` is the instruction profile that showed it.
     startup_bound: str = ""
     profile: dict[str, Any] | None = None
+    answers: tuple[ModelAnswer, ...] = ()  # every raw answer of the LLM policies, by round
+    # How the target was chosen and built (which of several, sources without flags of their
+    # own in compile_commands.json): shown with the result.
+    target_notes: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -127,6 +168,8 @@ class OptimizeOutcome:
             "unusable": list(self.unusable),
             "notes": list(self.notes),
             "cancelled": self.cancelled,
+            "answers": [a.to_dict() for a in self.answers],
+            "target_notes": list(self.target_notes),
         }
 
     @classmethod
@@ -144,6 +187,8 @@ class OptimizeOutcome:
             cancelled=data.get("cancelled", False),
             startup_bound=data.get("startup_bound", ""),
             profile=data.get("profile"),
+            answers=tuple(ModelAnswer.from_dict(a) for a in data.get("answers", ())),
+            target_notes=tuple(data.get("target_notes", ())),
         )
 
 
@@ -176,7 +221,12 @@ def make_policies(settings: Settings) -> list[Policy]:
 
         opts: dict[str, Any] = {}
         if name == "openai":
-            opts["timeout"] = settings.llm_timeout
+            opts.update(timeout=settings.llm_timeout, api_key=settings.api_key)
+        elif name == "vllm":
+            opts.update(
+                tensor_parallel_size=settings.tensor_parallel_size,
+                max_model_len=settings.max_model_len,
+            )
         backend = make_backend(name, settings.model, settings.endpoint, **opts)
         policies.append(
             LLMPolicy(
@@ -206,17 +256,23 @@ def verify_options(settings: Settings, target: Target | None = None) -> VerifyOp
 
 
 def resolve_target(request: OptimizeRequest) -> Target:
+    return _resolve(request)[0]
+
+
+def _resolve(request: OptimizeRequest) -> tuple[Target, Config]:
+    """The target that builds the request's file and the ``asmopt.toml`` it comes from (the
+    nearest one upwards from the file, within the workspace)."""
     source = request.source.resolve()
-    if request.target is not None:
-        return request.target
-    workspace = request.workspace or source.parent
+    root = config_root(source, request.workspace)
     try:
-        config = load_config(workspace)
+        config = load_config(root)
     except SettingsError as err:
         raise OptimizeError(str(err)) from err
+    if request.target is not None:
+        return request.target, config
     target = config.target_for(source)
     assert target is not None  # target_for always falls back to the default target
-    return target
+    return target, config
 
 
 def optimize(
@@ -250,32 +306,45 @@ def optimize(
         raise OptimizeError(f"{source} does not exist")
     if source.suffix not in (".c", ".s", ".S", ".asm"):
         raise OptimizeError(f"{source.name}: asmopt optimizes C (.c) and assembly (.s) files")
-    target = resolve_target(request)
-    if target.tests is None:
-        raise OptimizeError(
-            f"no tests found for {source.name}: put NAME.in (and optionally NAME.out) files in "
-            f"a tests/ folder beside it, or name a tests directory in asmopt.toml ([[target]] "
-            f"tests = ...)"
+    target, config = _resolve(request)
+    chosen_note: tuple[str, ...] = ()
+    containing = config.targets_containing(source)
+    if request.target is None and len(containing) > 1:
+        names = ", ".join(t.name for t in containing)
+        chosen_note = (
+            f"{source.name} is in targets {names}; used {target.name} (choose with --target)",
         )
-    try:
-        tests = load_tests(target.tests)
-    except TestSetError as err:
-        raise OptimizeError(str(err)) from err
-
     c_source = source.read_text(errors="replace") if source.suffix == ".c" else None
     other_sources = [s for s in target.sources if s.resolve() != source]
+    missing = [s for s in other_sources if not s.exists()]
+    if missing:
+        raise OptimizeError(
+            f"target {target.name!r} in {config.root / CONFIG_FILE} lists {missing[0]}, which "
+            "does not exist; fix its sources"
+        )
     main_elsewhere = any(
         s.suffix == ".c" and has_main(s.read_text(errors="replace")) for s in other_sources
     )
     if c_source is not None and not has_main(c_source) and not main_elsewhere:
+        raise OptimizeError(_no_program_message(source, target, config))
+    options = verify_options(settings, target)
+    commands: CommandTests | None = None
+    if target.has_commands:
+        plain = _load_tests(target.tests) if target.tests is not None else []
+        commands, options = _command_tests(target, config, options, plain)
+        tests = list(commands.tests)
+    elif target.tests is None:
         raise OptimizeError(
-            f"{source.name} has no main(): a program with tests is needed. Add the file that "
-            "holds main to the target's sources in asmopt.toml"
+            f"no tests found for {source.name}: put NAME.in (and optionally NAME.out) files in "
+            f"a tests/ folder beside it, or name a tests directory in asmopt.toml ([[target]] "
+            f"tests = ...), or give the target a test_command"
         )
+    else:
+        tests = _load_tests(target.tests)
 
     compiler = target.compiler or settings.compiler
-    cflags = target.cflags or settings.cflags
-    options = verify_options(settings, target)
+    project = _ProjectFlags(config, target, settings)
+    cflags = project.flags_for(source)
     try:
         chosen = policies if policies is not None else make_policies(settings)
     except PolicyError as err:
@@ -288,12 +357,13 @@ def optimize(
     try:
         with tempfile.TemporaryDirectory(prefix="asmopt-opt-") as tmp:
             work = Path(tmp)
-            extra = _build_other_sources(other_sources, work, compiler, cflags)
+            extra = _build_other_sources(other_sources, work, compiler, project)
             if extra:
                 options = _with_extra_inputs(options, extra)
             say(
                 "baseline",
-                f"{compiler} {' '.join(cflags)}: building and running {len(tests)} tests",
+                f"{compiler} {' '.join(_shown(cflags))}: building and running {len(tests)} "
+                f"test{'s' if len(tests) != 1 else ''}",
             )
             try:
                 baseline = prepare_baseline(
@@ -301,10 +371,24 @@ def optimize(
                     cflags=cflags, options=options,
                 )  # fmt: skip
             except BaselineError as err:
-                raise OptimizeError(str(err)) from err
+                message = str(err)
+                if err.stage == "compile":
+                    message = project.explain(source, message)
+                if commands is not None and err.stage == "test":
+                    message += (
+                        f"\nThe gcc -O3 build must pass the commands of [[target]] {target.name} "
+                        f"in {config.root / CONFIG_FILE}: fix test_command / bench_command (they "
+                        f"run in the sandbox, in {target.root or config.root} made read-only, "
+                        "with the built program as {bin})"
+                    )
+                raise OptimizeError(message) from err
+            others = [p.read_text(errors="replace") for p in extra if p.suffix in (".s", ".S")]
             if request.function is not None:
-                _check_function(baseline.asm, request.function, c_source)
-            if not settings.go_on:
+                _check_function(baseline.asm, request.function, c_source, others)
+            if "main" not in {f.name for f in parse_functions(baseline.asm)}:
+                say("baseline", "checking that the tests call the code of this file")
+                _check_tests_call(baseline, request.function, target, sandbox, options, cancel)
+            if not settings.go_on and not options.launcher:
                 bound, profile = _startup_bound(baseline, sandbox, say)
                 if bound:
                     return OptimizeOutcome(
@@ -330,12 +414,17 @@ def optimize(
 
             def report(message: str) -> None:
                 lowered = message.lower()
-                if lowered.startswith("asking"):
+                if lowered.startswith(("asking", "generating")):
                     say("generate", message)
                 elif "benchmark" in lowered:
                     say("benchmark", message)
                 else:
                     say("verify", message)
+
+            chosen = _with_refinement(
+                chosen, settings, baseline, sandbox, options, store, report, cancel,
+                {"target": target.name, "source": str(source)},
+            )  # fmt: skip
 
             try:
                 result = portfolio.optimize(
@@ -368,7 +457,9 @@ def optimize(
         target=target.name,
         unusable=tuple(f"{u.policy}: {u.reason}" for u in result.unusable),
         notes=tuple(result.notes),
+        target_notes=chosen_note + tuple(project.notes),
         cancelled=result.cancelled,
+        answers=tuple(a for p in chosen if isinstance(p, RefiningPolicy) for a in p.answers),
     )
 
 
@@ -412,18 +503,21 @@ def profile_program(
     source = request.source.resolve()
     if not source.exists():
         raise OptimizeError(f"{source} does not exist")
-    target = resolve_target(request)
+    target, config = _resolve(request)
+    if target.has_commands:
+        raise OptimizeError(
+            f"target {target.name!r} runs its tests as commands: asmopt profile needs NAME.in "
+            "tests that run the program itself"
+        )
     if target.tests is None:
         raise OptimizeError(
             f"no tests found for {source.name}: put NAME.in files in a tests/ folder beside it"
         )
-    try:
-        tests = load_tests(target.tests)
-    except TestSetError as err:
-        raise OptimizeError(str(err)) from err
+    tests = _load_tests(target.tests)
     options = verify_options(settings, target)
     compiler = target.compiler or settings.compiler
-    cflags = target.cflags or settings.cflags
+    project = _ProjectFlags(config, target, settings)
+    cflags = project.flags_for(source)
     try:
         sandbox = Sandbox(options.limits, enabled=settings.sandbox)
     except SandboxError as err:
@@ -431,7 +525,7 @@ def profile_program(
     try:
         with tempfile.TemporaryDirectory(prefix="asmopt-profile-") as tmp:
             other = [s for s in target.sources if s.resolve() != source]
-            extra = _build_other_sources(other, Path(tmp), compiler, cflags)
+            extra = _build_other_sources(other, Path(tmp), compiler, project)
             if extra:
                 options = _with_extra_inputs(options, extra)
             try:
@@ -453,11 +547,59 @@ def profile_program(
     return target.name, profile
 
 
-def _check_function(asm: str, name: str, c_source: str | None) -> None:
+def _with_refinement(
+    policies: list[Policy],
+    settings: Settings,
+    baseline: Any,
+    sandbox: Sandbox,
+    options: VerifyOptions,
+    store: ResultStore | None,
+    report: Callable[[str], None],
+    cancel: threading.Event | None,
+    record: dict[str, str],
+) -> list[Policy]:
+    """LLM policies wrapped to verify and revise their answers (``settings.refine_rounds``
+    times; 0 still records the raw answers), reporting tokens and rounds to ``report``."""
+    from asmopt.executor.verify import verify_candidate
+    from asmopt.model.llm_policy import LLMPolicy
+
+    def verify(candidate: Candidate) -> VerificationResult:
+        meta = {"policy": candidate.policy, "label": candidate.label,
+                "function": candidate.function, "kind": "candidate",
+                "portable": candidate.portable, **record}  # fmt: skip
+        return verify_candidate(
+            candidate.asm, baseline, sandbox, options, store=store, meta=meta, cancel=cancel
+        )
+
+    wrapped: list[Policy] = []
+    for policy in policies:
+        if isinstance(policy, LLMPolicy):
+            name = policy.name
+            policy.progress = lambda m, name=name: report(f"generating ({name}): {m}")
+            policy = RefiningPolicy(
+                policy, settings.refine_rounds, verify, baseline=baseline, progress=report,
+                workers=settings.workers or os.cpu_count() or 1, cancel=cancel,
+            )  # fmt: skip
+        wrapped.append(policy)
+    return wrapped
+
+
+def _check_function(asm: str, name: str, c_source: str | None, others: Sequence[str] = ()) -> None:
+    """Refuse a function that has no code of its own or that nothing in the program calls;
+    ``others`` are the assembly texts of the program's other sources."""
     functions = parse_functions(asm)
     names = [f.name for f in functions]
     if name in names:
+        if any(name in referenced_symbols(text) for text in others):
+            return
         if name != "main" and not _called_elsewhere(asm, name, functions):
+            if c_source is not None and not has_main(c_source):
+                raise OptimizeError(
+                    f"nothing in the target's program calls `{name}`: neither this file nor "
+                    "the other sources of the target (its test runner or benchmark) refer to "
+                    f"it, so a faster `{name}` cannot make the program faster. Add the file "
+                    "that calls it to the target's sources in asmopt.toml"
+                )
             raise OptimizeError(
                 f"gcc inlined `{name}` into its callers at -O3: its out-of-line copy is never "
                 "called, so a faster version of it alone cannot make the program faster; optimize "
@@ -485,21 +627,206 @@ def _called_elsewhere(asm: str, name: str, functions: list) -> bool:
 
 
 def _build_other_sources(
-    sources: list[Path], work: Path, compiler: str, cflags: tuple[str, ...]
+    sources: list[Path], work: Path, compiler: str, project: _ProjectFlags
 ) -> list[Path]:
-    """The target's other C sources, compiled once to assembly with the baseline flags and
-    linked unchanged into the baseline and every candidate."""
+    """The target's other C sources, compiled once to assembly, each with its own flags (see
+    :class:`_ProjectFlags`), and linked unchanged into the baseline and every candidate."""
     built = []
     for i, src in enumerate(sources):
         if src.suffix in (".s", ".S", ".o"):
             built.append(src)
             continue
         out = work / f"extra{i}-{src.stem}.s"
-        result = compile_to_asm(src, out, compiler=compiler, flags=cflags)
+        result = compile_to_asm(src, out, compiler=compiler, flags=project.flags_for(src))
         if not result.ok:
-            raise OptimizeError(f"{src.name} does not compile: {result.stderr.strip()[:300]}")
+            raise OptimizeError(
+                project.explain(src, f"{src.name} does not compile: {result.stderr.strip()[:300]}")
+            )
         built.append(out)
     return built
+
+
+class _ProjectFlags:
+    """Each source's flags: its own from the project's ``compile_commands.json`` (when there
+    is one and it lists the source) with the optimization flags of the target or settings
+    (``-O3``), else those flags alone; ``notes`` says which sources had no entry."""
+
+    def __init__(self, config: Config, target: Target, settings: Settings) -> None:
+        # A target's cflags are written relative to its asmopt.toml: -Iinclude works from
+        # wherever asmopt runs.
+        self.optimization = absolute_paths(target.cflags or settings.cflags, config.root)
+        self.root = config.root
+        self.notes: list[str] = []
+        self.db: CompileDb | None = None
+        try:
+            path = find_compile_db(config.root, settings.compile_commands)
+            self.db = load_compile_db(path) if path is not None else None
+        except CompileDbError as err:
+            raise OptimizeError(str(err)) from err
+        self._missing: set[Path] = set()
+
+    def flags_for(self, source: Path) -> tuple[str, ...]:
+        if self.db is None:
+            return self.optimization
+        try:
+            own = self.db.flags_for(source)
+        except CompileDbError as err:
+            raise OptimizeError(f"{self.db.path}: {err}") from err
+        if own is not None:
+            return (*own, *self.optimization)
+        if source not in self._missing:
+            self._missing.add(source)
+            self.notes.append(
+                f"{self.db.path} has no entry for {source}: built with "
+                f"{' '.join(self.optimization)} alone"
+            )
+        return self.optimization
+
+    def explain(self, source: Path, message: str) -> str:
+        """``message`` about a failed build of ``source``, with what to change when the
+        compilation database is the likely cause."""
+        if self.db is None:
+            return (
+                f"{message}\nNo compile_commands.json was found in {self.root} or "
+                f"{self.root / 'build'}, so {source.name} was built with "
+                f"{' '.join(self.optimization)} alone: build the project with compile commands "
+                "exported (cmake -DCMAKE_EXPORT_COMPILE_COMMANDS=ON, meson, bear -- make) and "
+                "set compile_commands in asmopt.toml to its folder, or give the target cflags"
+            )
+        if self.db.entry_for(source) is not None:
+            return message
+        stale = [e.file for e in self.db.entries if not e.file.exists()]
+        if self.db.entries and len(stale) == len(self.db.entries):
+            why = (
+                f"{self.db.path} names only files that do not exist (such as {stale[0]}): it "
+                "was made for another checkout; build the project again to regenerate it"
+            )
+        else:
+            why = (
+                f"{self.db.path} has no entry for {source}, so it was built without the "
+                "project's include paths and defines; add it to the build (CMake, Meson, "
+                "Make with bear) and regenerate compile_commands.json"
+            )
+        return f"{message}\n{why}"
+
+
+def _shown(flags: Sequence[str], limit: int = 8) -> list[str]:
+    """Flags for a progress line: the first few, then how many more."""
+    flags = list(flags)
+    return flags if len(flags) <= limit else [*flags[:limit], f"(+{len(flags) - limit} more)"]
+
+
+def _load_tests(folder: Path) -> list[TestCase]:
+    try:
+        return load_tests(folder)
+    except TestSetError as err:
+        raise OptimizeError(str(err)) from err
+
+
+def _command_tests(
+    target: Target, config: Config, options: VerifyOptions, plain: list[TestCase]
+) -> tuple[CommandTests, VerifyOptions]:
+    """The target's test and benchmark commands as tests (after the ``plain`` tests of its
+    test folder), and the options that run them in the sandbox with the target's folder
+    read-only (less the result store and the files of expected output)."""
+    from dataclasses import replace
+
+    root = target.root or config.root
+    where = f"[[target]] {target.name} in {config.root / CONFIG_FILE}"
+    specs: list[CommandSpec] = []
+    hide = [".asmopt"]  # earlier verdicts
+    if target.tests is not None and target.tests.resolve().is_relative_to(root):
+        hide.append(target.tests.resolve().relative_to(root).as_posix())  # their answers
+    for kind, command, output in (
+        ("test", target.test_command, target.test_output),
+        ("bench", target.bench_command, target.bench_output),
+    ):
+        if command is None:
+            continue
+        same = (command, output) == (target.test_command, target.test_output)
+        if kind == "bench" and specs and same:
+            break  # the same command: its test run is the timed one
+        expected = None
+        if output is not None and output != "ignore":
+            path = (root / output).resolve()
+            if not path.is_file():
+                raise OptimizeError(
+                    f"{where}: {kind}_output = {output!r} names no file ({path}); give the "
+                    f'file of the expected output, or "ignore" to check the exit status only'
+                )
+            expected = path.read_bytes()
+            if path.is_relative_to(root):
+                hide.append(path.relative_to(root).as_posix())
+        specs.append(CommandSpec(f"{kind}_command", command, expected, output == "ignore"))
+    try:
+        made = command_tests(specs, plain)
+    except CommandTestError as err:
+        raise OptimizeError(f"{where}: {err}") from err
+    timed = ("bench_command",) if any(s.name == "bench_command" for s in specs) else None
+    return made, replace(
+        options,
+        launcher=made.launcher,
+        files=root,
+        hide=tuple(hide),
+        timed_tests=timed if timed is not None else options.timed_tests,
+    )
+
+
+def _no_program_message(source: Path, target: Target, config: Config) -> str:
+    """What to do about a file without ``main`` that no configured program includes."""
+    try:
+        shown = source.relative_to(config.root)
+    except ValueError:
+        shown = source
+    if target.root is None:  # no [[target]] lists the file
+        return (
+            f"{shown} has no main() and no [[target]] in {config.root / CONFIG_FILE} lists it: "
+            "asmopt optimizes a library function through a program that calls it (your test "
+            "runner or benchmark). Declare one in asmopt.toml, for example:\n\n"
+            + starter_target(source, config.root)
+        )
+    return (
+        f"{shown} has no main() and neither has any other source of target {target.name!r}: "
+        "add the file that holds main (the test runner or benchmark that calls it) to the "
+        f"target's sources in {config.root / CONFIG_FILE}"
+    )
+
+
+def _check_tests_call(
+    baseline: Baseline,
+    function: str | None,
+    target: Target,
+    sandbox: Sandbox,
+    options: VerifyOptions,
+    cancel: threading.Event | None,
+) -> None:
+    """Refuse a program whose tests never run ``function`` (or, for a whole file, any of its
+    functions): built with that code trapping on entry (``ud2``), every test still passes."""
+    from dataclasses import replace
+
+    functions = parse_functions(baseline.asm)
+    if function is not None:
+        chosen = [f for f in functions if function in (f.name, f.parent)]
+    else:
+        chosen = [f for f in functions if f.section.startswith(".text")]
+    if not chosen:
+        return
+    lines = baseline.asm.splitlines(keepends=True)
+    for f in sorted(chosen, key=lambda f: f.label_line, reverse=True):
+        lines.insert(f.label_line + 1, "\tud2\n")
+    trapped = "".join(lines)
+    result = verify_candidate(
+        trapped, baseline, sandbox, replace(options, measure=False), cancel=cancel
+    )
+    if result.verdict is Verdict.BUILD_FAILED or not result.all_passed:
+        return
+    what = f"`{function}`" if function else f"any function of {baseline.source.name}"
+    raise OptimizeError(
+        f"the tests of target {target.name!r} never call {what}: they pass even when it "
+        "crashes on entry, so they can neither check a faster version nor time it. Make the "
+        "test or bench command run the program that calls it ({bin}), or list the file that "
+        "calls it in the target's sources"
+    )
 
 
 def _with_extra_inputs(options: VerifyOptions, extra: list[Path]) -> VerifyOptions:

@@ -15,6 +15,15 @@ GAE and the clipped losses in plain sight. One training step:
 The paper (verl) uses a separate critic model; here the value head shares the policy's
 trunk, so one model fits on one device. It has its own learning rate (``critic_lr``).
 
+Precision (``dtype``): the paper's learning rate (1e-6) is far below the resolution of
+bfloat16 weights (about 0.4% of a weight's size), so AdamW steps on bf16 weights mostly round
+away. ``bf16-mixed`` (the default on CUDA) keeps float32 master weights and optimizer states
+and runs forward/backward passes under bfloat16 autocast, as verl's FSDP mixed precision does;
+``float32`` (the default on the CPU) computes in float32 too; ``bfloat16`` keeps the weights
+themselves in bf16 (half the memory; only for large learning rates, it says so).
+``gradient_checkpointing`` recomputes activations in the backward pass (for 7B models at
+4k tokens).
+
 After every ``save_every`` steps the policy is saved in Hugging Face format in
 ``OUT/checkpoint`` (what ``TransformersBackend`` and ``asmopt optimize --model`` load) with
 ``trainer_state.pt`` beside it (value head, optimizer state, step, RNG states), swapped in
@@ -23,6 +32,7 @@ atomically; a run started again with the same ``OUT`` resumes from it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -63,6 +73,38 @@ class TrainError(RuntimeError):
     """Training cannot start or go on; the message says what to do."""
 
 
+DTYPES = ("auto", "float32", "bf16-mixed", "bfloat16")
+
+
+@dataclass(frozen=True)
+class Precision:
+    """How a run stores and computes: ``weights`` is the dtype of the parameters (and so of
+    AdamW's states), ``autocast`` the dtype forward passes run in (None: no autocast)."""
+
+    weights: torch.dtype
+    autocast: torch.dtype | None
+
+    @property
+    def name(self) -> str:
+        if self.autocast is not None:
+            return "bf16-mixed"
+        return "bfloat16" if self.weights == torch.bfloat16 else "float32"
+
+
+def resolve_precision(request: str, device: str) -> Precision:
+    """``auto`` is bf16-mixed on CUDA (fp32 master weights, bf16 autocast) and float32 on
+    the CPU; see the module docstring."""
+    if request == "auto":
+        request = "bf16-mixed" if device.startswith("cuda") else "float32"
+    if request == "float32":
+        return Precision(torch.float32, None)
+    if request == "bf16-mixed":
+        return Precision(torch.float32, torch.bfloat16)
+    if request == "bfloat16":
+        return Precision(torch.bfloat16, None)
+    raise TrainError(f"unknown dtype {request!r}: use {', '.join(DTYPES)}")
+
+
 @dataclass(frozen=True)
 class PPOConfig:
     """Every hyper-parameter of a run. Defaults are the paper's verl run where it has one."""
@@ -95,7 +137,8 @@ class PPOConfig:
     seed: int = 0
     save_every: int = 1
     device: str = "auto"
-    dtype: str = "auto"
+    dtype: str = "auto"  # auto | float32 | bf16-mixed | bfloat16 (see the module docstring)
+    gradient_checkpointing: bool = False
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "mini_batch_size", "micro_batch_size", "ppo_epochs"):
@@ -107,6 +150,8 @@ class PPOConfig:
             raise TrainError("max_new_tokens and max_prompt_tokens must be at least 1")
         if self.temperature <= 0:
             raise TrainError("temperature must be > 0 (PPO needs a sampling policy)")
+        if self.dtype not in DTYPES:
+            raise TrainError(f"unknown dtype {self.dtype!r}: use {', '.join(DTYPES)}")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PPOConfig:
@@ -138,15 +183,6 @@ def _pick_device(request: str) -> str:
     return request
 
 
-def _pick_dtype(request: str, device: str) -> torch.dtype:
-    if request == "auto":
-        return torch.bfloat16 if device.startswith("cuda") else torch.float32
-    dtype = getattr(torch, request, None)
-    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
-        raise TrainError(f"unknown dtype {request!r}: use auto, float32 or bfloat16")
-    return dtype
-
-
 def model_signature(config: Any) -> dict[str, Any]:
     """What must match for a checkpoint to continue a run: the architecture's shape."""
     keys = ("model_type", "hidden_size", "num_hidden_layers", "num_attention_heads", "vocab_size")
@@ -155,9 +191,12 @@ def model_signature(config: Any) -> dict[str, Any]:
     return sig
 
 
-def load_policy(model: str | Path, device: str = "cpu", dtype: str = "auto") -> tuple[Any, Any]:
+def load_policy(
+    model: str | Path, device: str = "cpu", dtype: str | torch.dtype = "auto"
+) -> tuple[Any, Any]:
     """A trainable causal LM and its tokenizer from a HF checkpoint directory or a ``.gguf``
-    (GGUF weights are de-quantized to ``dtype``). Raises :class:`TrainError`."""
+    (GGUF weights are de-quantized). ``dtype`` is the weights' dtype (a ``torch.dtype``, or a
+    name of :data:`DTYPES`: the master weights of that precision). Raises :class:`TrainError`."""
     import transformers
 
     from asmopt.model.backends.transformers_backend import resolve_model_source
@@ -168,7 +207,9 @@ def load_policy(model: str | Path, device: str = "cpu", dtype: str = "auto") -> 
     except PolicyError as err:
         raise TrainError(str(err)) from err
     kwargs: dict[str, Any] = {"gguf_file": source.gguf_file} if source.gguf_file else {}
-    torch_dtype = _pick_dtype(dtype, device)
+    torch_dtype = (
+        dtype if isinstance(dtype, torch.dtype) else resolve_precision(dtype, device).weights
+    )
     try:
         tokenizer = transformers.AutoTokenizer.from_pretrained(source.directory, **kwargs)
         policy = transformers.AutoModelForCausalLM.from_pretrained(
@@ -291,6 +332,7 @@ class PPOTrainer:
         self.rewards = self.rewards or RewardPool()
         self.reward_problems = [RewardProblem.from_dataset_problem(p) for p in self.problems]
         self.device = _pick_device(self.config.device)
+        self.precision = resolve_precision(self.config.dtype, self.device)
         self.step = 0
 
     # -- setup ------------------------------------------------------------------------------
@@ -304,16 +346,35 @@ class PPOTrainer:
             state = torch.load(checkpoint / STATE_FILE, map_location="cpu", weights_only=False)
             self._check_same_architecture(state)
             self.log(f"resuming from {checkpoint} at step {state['step']}")
-            self.policy, self.tokenizer = load_policy(checkpoint, self.device, cfg.dtype)
+            self.policy, self.tokenizer = load_policy(
+                checkpoint, self.device, self.precision.weights
+            )
         else:
-            self.policy, self.tokenizer = load_policy(self.model_path, self.device, cfg.dtype)
+            self.policy, self.tokenizer = load_policy(
+                self.model_path, self.device, self.precision.weights
+            )
+        if self.precision.weights == torch.bfloat16 and cfg.actor_lr < 1e-4:
+            self.log(
+                f"warning: dtype bfloat16 keeps the weights in bf16, whose resolution (~0.4%) "
+                f"swallows most AdamW steps at lr {cfg.actor_lr:g}; use bf16-mixed"
+            )
+        if cfg.gradient_checkpointing:
+            if not getattr(self.policy, "supports_gradient_checkpointing", False):
+                raise TrainError(
+                    f"{type(self.policy).__name__} does not support gradient checkpointing"
+                )
+            self.policy.gradient_checkpointing_enable(
+                gradient_checkpointing_kwargs={"use_reentrant": False}
+            )
         self.signature = model_signature(self.policy.config)
         hidden = self.policy.config.hidden_size
         self.value_head = ValueHead(hidden).to(self.device)
         self.reference = None
         if cfg.kl_coef > 0:
             # The frozen reference is the model the run started from, never a later checkpoint.
-            self.reference, _ = load_policy(self.model_path, self.device, cfg.dtype)
+            # Never trained, so it may live in the compute dtype (half the memory when mixed).
+            ref_dtype = self.precision.autocast or self.precision.weights
+            self.reference, _ = load_policy(self.model_path, self.device, ref_dtype)
             self.reference.eval().requires_grad_(False)
         self.optimizer = torch.optim.AdamW(
             [
@@ -381,7 +442,20 @@ class PPOTrainer:
             )
         if kept < len(out):
             self.log(f"left out {len(out) - kept} problems with prompts over the token limit")
+        if kept < self.config.batch_size:
+            over = f" ({len(out) - kept} left out as too long)" if kept < len(out) else ""
+            raise TrainError(
+                f"the data set has {kept} usable problems{over}, fewer than one batch of "
+                f"{self.config.batch_size}: lower --batch-size to at most {kept}, or add problems"
+            )
         return out
+
+    def _autocast(self) -> Any:
+        """Forward passes under bf16 autocast for ``bf16-mixed``; a no-op otherwise."""
+        if self.precision.autocast is None:
+            return contextlib.nullcontext()
+        kind = "cuda" if self.device.startswith("cuda") else "cpu"
+        return torch.autocast(kind, dtype=self.precision.autocast)
 
     def _seed(self, seed: int) -> None:
         random.seed(seed)
@@ -423,17 +497,18 @@ class PPOTrainer:
             assert prompt is not None
             input_ids[b, width - len(prompt) :] = torch.tensor(prompt)
             attention[b, width - len(prompt) :] = 1
-        output = self.policy.generate(
-            input_ids=input_ids.to(self.device),
-            attention_mask=attention.to(self.device),
-            do_sample=True,
-            temperature=cfg.temperature,
-            top_k=0,
-            top_p=1.0,
-            max_new_tokens=cfg.max_new_tokens,
-            eos_token_id=eos or None,
-            pad_token_id=pad,
-        )
+        with self._autocast():
+            output = self.policy.generate(
+                input_ids=input_ids.to(self.device),
+                attention_mask=attention.to(self.device),
+                do_sample=True,
+                temperature=cfg.temperature,
+                top_k=0,
+                top_p=1.0,
+                max_new_tokens=cfg.max_new_tokens,
+                eos_token_id=eos or None,
+                pad_token_id=pad,
+            )
         samples = []
         for b, (i, prompt) in enumerate(zip(indices, prompts, strict=True)):
             assert prompt is not None
@@ -450,8 +525,10 @@ class PPOTrainer:
 
     def score(self, samples: list[Sample]) -> None:
         """Verify every response in the sandbox and attach its reward (raises RewardError)."""
-        from asmopt.model.prompts import extract_assembly
+        from asmopt.model.reward import extract_answer
 
+        assert self.rewards is not None
+        extraction = self.rewards.settings.extraction
         items = []
         for s in samples:
             solution = (
@@ -459,9 +536,10 @@ class PPOTrainer:
                 if self.response_to_solution
                 else s.text
             )
-            items.append((extract_assembly(solution), self.reward_problems[s.problem_index]))
+            items.append(
+                (extract_answer(solution, extraction), self.reward_problems[s.problem_index])
+            )
         names = [self.problems[s.problem_index].name for s in samples]
-        assert self.rewards is not None
         for sample, scored in zip(samples, self.rewards.score(items, names), strict=True):
             sample.score = scored
 
@@ -493,11 +571,13 @@ class PPOTrainer:
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Log-probabilities and entropies of the response tokens (at the sampling
         temperature, as they were sampled), and the value head's V(s_t)."""
-        out = model(
-            input_ids=batch.input_ids,
-            attention_mask=batch.attention_mask,
-            output_hidden_states=with_values,
-        )
+        with self._autocast():
+            out = model(
+                input_ids=batch.input_ids,
+                attention_mask=batch.attention_mask,
+                output_hidden_states=with_values,
+                use_cache=False,
+            )
         index = batch.positions.unsqueeze(-1)
         logits = out.logits.gather(1, index.expand(-1, -1, out.logits.shape[-1]))
         logp_all = torch.log_softmax(logits.float() / self.config.temperature, dim=-1)

@@ -15,14 +15,31 @@ named by ``reward.custom_reward_function.name``. They take the text of the last 
 fence of the response, build the row's baseline from ``extra_info`` (``unoptimized_assembly``,
 ``inputs``, ``outputs``; cached per row), verify the candidate IN THE SANDBOX and return a float.
 
+verl calls them from many threads at once (``run_in_executor``), often for the same row
+(``rollout.n > 1``): each row's baseline is built once per process, under a lock for that row,
+in a folder of its own; candidates are built in private temporary folders.
+
 :class:`RewardPool` scores a batch in parallel worker processes (each with its own sandbox
-and baseline cache) for the local PPO trainer. A reward that cannot be computed raises
-:class:`RewardError` naming the row; it is never replaced by a quiet 0.
+and baseline cache) for the local PPO trainer. There a reward that cannot be computed raises
+:class:`RewardError` naming the row; it is never replaced by a quiet 0, and the trainer stops
+(resumable). In verl's path one bad row must not end a multi-GPU run, so the verl functions
+(``on_error="score"``, their default) score such a sample as a build failure (the reward of
+:meth:`RewardInput.no_assembly`), log a WARNING with the row and the reason, and, when
+``$ASMOPT_REWARD_ERROR_LOG`` names a file, append a JSON line to it (``asmopt train --engine
+verl`` points it at ``OUT/reward_errors.jsonl``). ``on_error="raise"`` restores the local
+behaviour. A bad ``reward_kwargs`` always raises: it would fail every sample; so do
+:data:`MAX_FAILURES_IN_A_ROW` failures in a row in one process (the reward itself is broken).
+
+Settings reach verl's reward as ``reward_kwargs`` or, for the whole run, as a JSON object of
+:class:`RewardSettings` fields in ``$ASMOPT_REWARD_SETTINGS`` (what ``asmopt train --engine
+verl`` sets; Ray workers of a local cluster inherit it); ``reward_kwargs`` win.
 
 Facts from the paper's code (``Anjiang-Wei/SuperCoder``,
 ``verl/verl/utils/reward_score/speedup_assembly_design{1,2}.py``), which these reproduce:
 
-- the answer is taken by stripping ```` ```assembly\\n```` and ```` ``` ```` from the response;
+- the answer is taken by stripping ```` ```assembly\\n```` and ```` ``` ```` from the response
+  (:func:`extract_paper_answer`, offered as ``RewardSettings(extraction="paper")``; ours, the
+  default, takes the last fenced block, :func:`asmopt.model.prompts.extract_assembly`);
   it is "identical to the baseline" when it equals ``unoptimized_assembly`` after ``strip()``
   (checked before anything is run: design 1 gives 1, design 2 gives 0);
 - ``gcc x.s -o bin -lm`` failing gives -1 (design 1), 0 (design 2);
@@ -44,11 +61,14 @@ code: a signal, a non-zero exit, a timeout, the memory or output limit, a sandbo
 # No ``from __future__ import annotations`` here: verl imports this file by path without
 # registering it in sys.modules, and dataclasses cannot resolve string annotations then.
 import hashlib
+import json
 import logging
 import math
 import multiprocessing
 import os
 import tempfile
+import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -72,6 +92,8 @@ __all__ = [
     "compute_score",
     "compute_score_design1",
     "compute_score_design2",
+    "extract_answer",
+    "extract_paper_answer",
     "reward_asmopt",
     "reward_design1",
     "reward_design2",
@@ -285,16 +307,49 @@ class RewardSettings:
     max_tests: int = PAPER_MAX_TESTS
     sandbox: bool = True  # only an explicit user flag may turn it off
     metric: str = "time"  # "instructions": also count callgrind instructions
+    extraction: str = "asmopt"  # "asmopt": the last ```assembly fence; "paper": see module doc
+
+    def __post_init__(self) -> None:
+        if self.extraction not in EXTRACTIONS:
+            raise RewardError(
+                f"extraction must be one of {', '.join(EXTRACTIONS)}, not {self.extraction!r}"
+            )
+        if self.metric not in ("time", "instructions"):
+            raise RewardError(f"metric must be 'time' or 'instructions', not {self.metric!r}")
+
+
+EXTRACTIONS = ("asmopt", "paper")
+
+
+def extract_paper_answer(response: str) -> str | None:
+    """The paper's reading of an answer: the whole response with every ```` ```assembly\\n````
+    and every ```` ``` ```` removed (prose around the fence stays, and then fails to
+    assemble). None when nothing but whitespace is left."""
+    answer = response.replace("```assembly\n", "").replace("```", "")
+    return answer if answer.strip() else None
+
+
+def extract_answer(response: str, extraction: str = "asmopt") -> str | None:
+    """The candidate assembly in a model's ``response`` under ``extraction`` ("asmopt": the
+    last fenced block, the default; "paper": :func:`extract_paper_answer`)."""
+    if extraction == "paper":
+        return extract_paper_answer(response)
+    from asmopt.model.prompts import extract_assembly
+
+    return extract_assembly(response)
 
 
 @dataclass(frozen=True)
 class Problem:
-    """What a reward needs of a data-set row: the baseline assembly and the tests."""
+    """What a reward needs of a data-set row: the baseline assembly and the tests.
+
+    An output of None (a directory test without ``.out``) means "whatever the baseline
+    prints", as everywhere in asmopt (the executor's ``prepare_baseline`` decides it)."""
 
     key: str
     baseline_asm: str
     inputs: tuple[bytes, ...]
-    outputs: tuple[bytes, ...]
+    outputs: tuple[bytes | None, ...]
 
     @classmethod
     def from_extra_info(cls, extra_info: dict[str, Any] | None, max_tests: int) -> "Problem":
@@ -318,9 +373,12 @@ class Problem:
         if not problem.tests:
             raise RewardError(f"{problem.name}: no tests, so no candidate can be judged")
         inputs = tuple(t.stdin for t in problem.tests)
-        outputs = tuple(t.expected if t.expected is not None else b"" for t in problem.tests)
+        outputs = tuple(t.expected for t in problem.tests)
         digest = hashlib.sha256(problem.baseline_asm.encode())
         for data in (*inputs, *outputs):
+            if data is None:  # unpinned: differs from every pinned output, b"" included
+                digest.update(b"\xff" * 8)
+                continue
             digest.update(len(data).to_bytes(8, "little") + data)
         return cls(digest.hexdigest()[:24], problem.baseline_asm, inputs, outputs)
 
@@ -337,13 +395,17 @@ class Scored:
 class Evaluator:
     """Verifies candidates against rows in one process: one sandbox, baselines cached per row.
 
-    Not thread-safe; each worker process owns one.
+    Thread-safe: verl calls the reward from many threads at once. Each row's baseline is
+    built once, under that row's lock, in a folder of its own (never shared with a build in
+    progress); candidates are verified in private temporary folders by the executor.
     """
 
     def __init__(self, settings: RewardSettings | None = None) -> None:
         self.settings = settings or RewardSettings()
         self._sandbox: Any = None
         self._baselines: dict[str, Any] = {}
+        self._lock = threading.Lock()  # guards the sandbox, the caches and _row_locks
+        self._row_locks: dict[str, threading.Lock] = {}
         self._workdir = Path(tempfile.mkdtemp(prefix="asmopt-reward-"))
 
     def _options(self) -> Any:
@@ -360,25 +422,41 @@ class Evaluator:
         )
 
     def sandbox(self) -> Any:
-        if self._sandbox is None:
-            from asmopt.executor.sandbox import Sandbox, SandboxError
+        with self._lock:
+            if self._sandbox is None:
+                from asmopt.executor.sandbox import Sandbox, SandboxError
 
-            try:
-                self._sandbox = Sandbox(self._options().limits, enabled=self.settings.sandbox)
-            except SandboxError as err:
-                raise RewardError(f"the sandbox cannot run: {err}") from err
-        return self._sandbox
+                try:
+                    self._sandbox = Sandbox(self._options().limits, enabled=self.settings.sandbox)
+                except SandboxError as err:
+                    raise RewardError(f"the sandbox cannot run: {err}") from err
+            return self._sandbox
 
     def baseline(self, problem: Problem) -> Any:
-        """The row's baseline, built and run once per process."""
-        cached = self._baselines.get(problem.key)
-        if cached is not None:
-            return cached
+        """The row's baseline, built and run once per process (once per row even when many
+        threads ask at the same moment)."""
+        with self._lock:
+            cached = self._baselines.get(problem.key)
+            if cached is not None:
+                return cached
+            row_lock = self._row_locks.setdefault(problem.key, threading.Lock())
+        with row_lock:
+            with self._lock:
+                cached = self._baselines.get(problem.key)
+            if cached is not None:
+                return cached  # another thread built it while this one waited
+            baseline = self._build_baseline(problem)
+            with self._lock:
+                self._baselines[problem.key] = baseline
+            return baseline
+
+    def _build_baseline(self, problem: Problem) -> Any:
         from asmopt.executor.testcases import TestCase
         from asmopt.executor.verify import BaselineError, prepare_baseline
 
-        work = self._workdir / problem.key
-        work.mkdir(parents=True, exist_ok=True)
+        # A fresh folder per build: a build that failed (and may be retried) or one of
+        # another process never shares files with this one.
+        work = Path(tempfile.mkdtemp(prefix=f"{problem.key}-", dir=self._workdir))
         source = work / "unoptimized.s"
         source.write_text(problem.baseline_asm)
         tests = [
@@ -386,7 +464,7 @@ class Evaluator:
             for i, (i_data, o_data) in enumerate(zip(problem.inputs, problem.outputs, strict=True))
         ]
         try:
-            baseline = prepare_baseline(
+            return prepare_baseline(
                 source, tests, work / "build", self.sandbox(), options=self._options()
             )
         except BaselineError as err:
@@ -394,8 +472,6 @@ class Evaluator:
                 f"row {problem.key}: its baseline (unoptimized_assembly) cannot be judged "
                 f"against: {err}; fix or drop the row"
             ) from err
-        self._baselines[problem.key] = baseline
-        return baseline
 
     def evaluate(self, asm: str | None, problem: Problem) -> RewardInput:
         """Verify ``asm`` (None: the response had no assembly) against ``problem``."""
@@ -424,49 +500,132 @@ class Evaluator:
     def close(self) -> None:
         import shutil
 
-        if self._sandbox is not None:
-            self._sandbox.close()
-            self._sandbox = None
+        with self._lock:
+            if self._sandbox is not None:
+                self._sandbox.close()
+                self._sandbox = None
+            self._baselines.clear()
         shutil.rmtree(self._workdir, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------- verl interface
 
-# verl calls compute_score once per sample in long-lived reward worker processes; the
-# evaluator (sandbox + baselines per row) lives as long as the process so that each row's
-# baseline is built once. Keyed by settings so different reward_kwargs never share one.
+# verl calls compute_score once per sample, from many threads of long-lived reward worker
+# processes; the evaluator (sandbox + baselines per row) lives as long as the process so that
+# each row's baseline is built once. Keyed by settings so different reward_kwargs never share.
 _EVALUATORS: dict[RewardSettings, Evaluator] = {}
+_EVALUATORS_LOCK = threading.Lock()
+
+SETTINGS_ENV = "ASMOPT_REWARD_SETTINGS"  # JSON object of RewardSettings fields
+ERROR_LOG_ENV = "ASMOPT_REWARD_ERROR_LOG"  # append one JSON line per reward that failed
+ON_ERROR = ("score", "raise")
+# A reward that fails this many times in a row in one process is broken itself (no sandbox,
+# no gcc, a full disk), not one bad row: scoring on would train on noise, so it raises.
+MAX_FAILURES_IN_A_ROW = 256
+_failures_in_a_row = 0
+_FAILURES_LOCK = threading.Lock()
 
 
 def _evaluator(settings: RewardSettings) -> Evaluator:
-    evaluator = _EVALUATORS.get(settings)
-    if evaluator is None:
-        evaluator = _EVALUATORS[settings] = Evaluator(settings)
-    return evaluator
+    with _EVALUATORS_LOCK:
+        evaluator = _EVALUATORS.get(settings)
+        if evaluator is None:
+            evaluator = _EVALUATORS[settings] = Evaluator(settings)
+        return evaluator
 
 
-def _settings_from(kwargs: dict[str, Any]) -> RewardSettings:
+def _settings_from(kwargs: dict[str, Any]) -> tuple[RewardSettings, str]:
+    """Settings from ``$ASMOPT_REWARD_SETTINGS`` overridden by ``reward_kwargs``, and the
+    ``on_error`` policy. Raises :class:`RewardError` for anything unknown or malformed."""
     known = RewardSettings.__dataclass_fields__
-    unknown = set(kwargs) - set(known)
+    merged: dict[str, Any] = {}
+    env = os.environ.get(SETTINGS_ENV)
+    if env:
+        try:
+            from_env = json.loads(env)
+        except json.JSONDecodeError as err:
+            raise RewardError(f"${SETTINGS_ENV} is not JSON: {err}") from err
+        if not isinstance(from_env, dict):
+            raise RewardError(f"${SETTINGS_ENV} must be a JSON object of reward settings")
+        merged.update(from_env)
+    merged.update(kwargs)
+    on_error = merged.pop("on_error", "score")
+    if on_error not in ON_ERROR:
+        raise RewardError(f"on_error must be one of {', '.join(ON_ERROR)}, not {on_error!r}")
+    unknown = set(merged) - set(known)
     if unknown:
         raise RewardError(
-            f"unknown reward_kwargs {sorted(unknown)}; known: {', '.join(sorted(known))}"
+            f"unknown reward_kwargs {sorted(unknown)}; known: on_error, {', '.join(sorted(known))}"
         )
-    return RewardSettings(**kwargs)
+    try:
+        return RewardSettings(**merged), on_error
+    except TypeError as err:
+        raise RewardError(f"bad reward settings {merged}: {err}") from err
+
+
+def _log_failure(reward_name: str, extra_info: dict[str, Any] | None, err: Exception) -> None:
+    row = "?"
+    if isinstance(extra_info, dict):
+        row = f"{extra_info.get('split', '?')}-{extra_info.get('index', '?')}"
+    reason = f"{type(err).__name__}: {err}"
+    log.warning(
+        "asmopt reward %s failed for row %s, scored as a build failure: %s",
+        reward_name, row, reason,
+    )  # fmt: skip
+    path = os.environ.get(ERROR_LOG_ENV)
+    if path:
+        record = {"time": time.time(), "reward": reward_name, "row": row, "reason": reason}
+        try:
+            with open(path, "a") as handle:  # one short line per write: appends stay whole
+                handle.write(json.dumps(record) + "\n")
+        except OSError as log_err:
+            log.warning("cannot append to $%s=%s: %s", ERROR_LOG_ENV, path, log_err)
 
 
 def _score_response(
-    reward: Callable[[RewardInput], float],
+    reward_name: str,
     solution_str: str,
     extra_info: dict[str, Any] | None,
     kwargs: dict[str, Any],
 ) -> float:
-    from asmopt.model.prompts import extract_assembly
+    settings, on_error = _settings_from(kwargs)  # configuration errors always raise
+    reward = _reward_function(reward_name, settings)
+    try:
+        problem = Problem.from_extra_info(extra_info, settings.max_tests)
+        asm = extract_answer(solution_str, settings.extraction)
+        value = float(reward(_evaluator(settings).evaluate(asm, problem)))
+        if not math.isfinite(value):
+            raise RewardError(f"the reward is {value}, not a finite number")
+    except Exception as err:
+        if on_error == "raise":
+            raise
+        _log_failure(reward_name, extra_info, err)
+        _count_failure(err)
+        return float(reward(RewardInput.no_assembly()))
+    global _failures_in_a_row
+    with _FAILURES_LOCK:
+        _failures_in_a_row = 0
+    return value
 
-    settings = _settings_from(kwargs)
-    problem = Problem.from_extra_info(extra_info, settings.max_tests)
-    asm = extract_assembly(solution_str)
-    return float(reward(_evaluator(settings).evaluate(asm, problem)))
+
+def _count_failure(err: Exception) -> None:
+    global _failures_in_a_row
+    with _FAILURES_LOCK:
+        _failures_in_a_row += 1
+        count = _failures_in_a_row
+    if count >= MAX_FAILURES_IN_A_ROW:
+        raise RewardError(
+            f"{count} rewards in a row could not be computed (the last: {type(err).__name__}: "
+            f"{err}): the reward itself is broken, not a row; stopping rather than training on "
+            f"noise. See ${ERROR_LOG_ENV} or the log"
+        ) from err
+
+
+def _reward_function(name: str, settings: RewardSettings) -> Callable[[RewardInput], float]:
+    if name == "asmopt":
+        config = RewardConfig(metric=settings.metric)
+        return lambda r: reward_asmopt(r, config)
+    return REWARDS[name]
 
 
 def compute_score(
@@ -479,16 +638,10 @@ def compute_score(
     """verl custom reward, asmopt's default (:func:`reward_asmopt`).
 
     ``reward_kwargs`` (verl's ``custom_reward_function.reward_kwargs``) may set any
-    :class:`RewardSettings` field, e.g. ``bench_budget``. Raises :class:`RewardError` when
-    the row cannot be judged.
+    :class:`RewardSettings` field, e.g. ``bench_budget``, and ``on_error`` ("score", the
+    default: a row that cannot be judged is scored as a build failure and logged; "raise").
     """
-    metric = reward_kwargs.get("metric", "time")
-    return _score_response(
-        lambda r: reward_asmopt(r, RewardConfig(metric=metric)),
-        solution_str,
-        extra_info,
-        reward_kwargs,
-    )
+    return _score_response("asmopt", solution_str, extra_info, reward_kwargs)
 
 
 def compute_score_design1(
@@ -500,7 +653,7 @@ def compute_score_design1(
 ) -> float:
     """verl custom reward: the paper's design 1 (:func:`reward_design1`), verified here in the
     sandbox with our benchmark."""
-    return _score_response(reward_design1, solution_str, extra_info, reward_kwargs)
+    return _score_response("design1", solution_str, extra_info, reward_kwargs)
 
 
 def compute_score_design2(
@@ -511,7 +664,7 @@ def compute_score_design2(
     **reward_kwargs: Any,
 ) -> float:
     """verl custom reward: the paper's design 2 (:func:`reward_design2`)."""
-    return _score_response(reward_design2, solution_str, extra_info, reward_kwargs)
+    return _score_response("design2", solution_str, extra_info, reward_kwargs)
 
 
 VERL_FUNCTIONS = {

@@ -5,12 +5,19 @@ LSP wire (``maxNewTokens``); both spellings are accepted on input. Targets (what
 which tests to run) come from ``[[target]]`` tables in the workspace's ``asmopt.toml``, or,
 without one, from the defaults of DESIGN.md: a C file with ``main`` is its own target and its
 tests are the ``tests/`` directory beside it.
+
+A target can also name its sources by glob (``src/*.c``) and give its tests and benchmark as
+commands (``test_command``, ``bench_command``) that run the built program, whose path is
+written ``{bin}``; a library file without ``main`` is optimized through the target whose
+program calls it (:meth:`Config.targets_containing`, :func:`starter_target`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import glob
 import re
+import shlex
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -41,6 +48,11 @@ class Settings:
     temperature: float = 0.5
     max_new_tokens: int = 2000
     llm_timeout: float = 300.0  # seconds for one generation request
+    refine_rounds: int = 1  # revisions after the verifier's findings (0: plain sampling)
+    tensor_parallel_size: int = 1  # vllm: GPUs one model is split over
+    max_model_len: int = 8192  # vllm: prompt + answer tokens at most
+    # openai: bearer token (else $ASMOPT_API_KEY, then $OPENAI_API_KEY); never printed
+    api_key: str | None = field(default=None, repr=False)
     test_timeout: float = 10.0  # wall seconds a test may run at most
     # What a program under test may use; raise them for programs that need more.
     max_output_mb: int = SandboxLimits().output_bytes // MiB  # stdout + stderr of one run
@@ -62,6 +74,9 @@ class Settings:
     # Optimize even a program whose run is mostly process start-up and libc (by its
     # instruction profile); without it the job says so and stops.
     go_on: bool = False
+    # compile_commands.json (or the folder that holds it) relative to the workspace; unset:
+    # the workspace root, then build/ (see compile_db.py)
+    compile_commands: str | None = None
 
     def effective_policies(self) -> tuple[str, ...]:
         """The policies to run: those asked for, plus any LLM back-end that is configured
@@ -107,6 +122,11 @@ class Settings:
                 )
         if self.samples < 1:
             raise SettingsError("samples must be at least 1")
+        if self.refine_rounds < 0:
+            raise SettingsError("refine_rounds must be 0 (no revisions) or more")
+        for name in ("tensor_parallel_size", "max_model_len", "max_new_tokens"):
+            if getattr(self, name) < 1:
+                raise SettingsError(f"{name} must be at least 1")
         if not 0.0 <= self.temperature <= 2.0:
             raise SettingsError("temperature must be between 0 and 2")
         if self.march_level not in MARCH_LEVELS:
@@ -141,10 +161,21 @@ class Target:
     ldflags: tuple[str, ...] = ("-lm",)
     compare: str | None = None
     benchmark_tests: tuple[str, ...] | None = None  # None: time every test
+    # Tests and benchmark as commands that run the built program ({bin}): a string runs in
+    # /bin/sh, a list is one argv. Each passes on exit 0 with the output ``*_output`` names.
+    test_command: str | tuple[str, ...] | None = None
+    bench_command: str | tuple[str, ...] | None = None
+    test_output: str | None = None  # None: the baseline's stdout; "ignore"; or a file
+    bench_output: str | None = None
+    root: Path | None = None  # the folder of the asmopt.toml that declared it
 
     def owns(self, path: Path) -> bool:
         path = path.resolve()
         return any(path == src.resolve() for src in self.sources)
+
+    @property
+    def has_commands(self) -> bool:
+        return self.test_command is not None or self.bench_command is not None
 
 
 @dataclass(frozen=True)
@@ -156,11 +187,103 @@ class Config:
     targets: tuple[Target, ...] = ()
 
     def target_for(self, source: Path) -> Target | None:
-        """The configured target that builds ``source``, else the default target for it."""
+        """The configured target that builds ``source`` (the first one in ``asmopt.toml``
+        when several do), else the default target for it."""
         for target in self.targets:
             if target.owns(source):
                 return target
         return default_target(source)
+
+    def targets_containing(self, source: Path) -> tuple[Target, ...]:
+        """Every configured target whose sources include ``source``, in file order."""
+        return tuple(t for t in self.targets if t.owns(source))
+
+    def target_named(self, name: str) -> Target:
+        for target in self.targets:
+            if target.name == name:
+                return target
+        known = ", ".join(t.name for t in self.targets) or "none"
+        raise SettingsError(f"no target {name!r} in {self.root / CONFIG_FILE} (targets: {known})")
+
+
+def config_root(source: Path, workspace: Path | None = None) -> Path:
+    """The folder whose ``asmopt.toml`` governs ``source`` (or should: where a new one goes).
+
+    The nearest folder upwards from the file, not above ``workspace`` (when given), that
+    holds an ``asmopt.toml``; else the nearest that looks like a project's root (its
+    ``compile_commands.json``, at the root or in ``build/``, or ``.git``); else
+    ``workspace`` or the file's folder.
+    """
+    start = Path(source).resolve().parent
+    top = Path(workspace).resolve() if workspace is not None else None
+    folders = [start]
+    for folder in start.parents:
+        if folders[-1] == top:
+            break
+        folders.append(folder)
+    for marks in ((CONFIG_FILE,), PROJECT_MARKERS):
+        for folder in folders:
+            if any((folder / mark).exists() for mark in marks):
+                return folder
+    return top or start
+
+
+# What marks a project's root when it has no asmopt.toml yet.
+PROJECT_MARKERS = ("compile_commands.json", "build/compile_commands.json", ".git")
+
+
+def starter_target(source: Path, root: Path) -> str:
+    """A starter ``[[target]]`` entry for a file without ``main``, for the user to finish:
+    the program that calls its functions (a test runner or benchmark) goes in ``sources``,
+    and the commands that run it in ``test_command`` / ``bench_command``."""
+    source = Path(source).resolve()
+    try:
+        rel = source.relative_to(Path(root).resolve()).as_posix()
+    except ValueError:
+        rel = source.as_posix()
+    harness = _guess_harness(source, Path(root))
+    name = re.sub(r"[^A-Za-z0-9_-]+", "-", source.stem) or "target"
+    lines = [
+        "[[target]]",
+        f'name = "{name}"',
+        "# this file, plus the program that calls its functions (your test runner or",
+        '# benchmark, the file with main); globs work: "src/*.c"',
+        f'sources = ["{rel}", "{harness}"]',
+        "# run the built program ({bin}); exit status 0 passes; its output must match",
+        '# the gcc -O3 build\'s unless test_output = "ignore" or names a file',
+        'test_command = "{bin}"',
+        "# what to time (default: the test command)",
+        '# bench_command = "{bin} 100000"',
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _guess_harness(source: Path, root: Path) -> str:
+    """The likeliest program calling ``source``'s functions: a C file with ``main`` that
+    includes a header named after it (a test runner before a benchmark), else a
+    placeholder."""
+    header = f'"{source.stem}.h"'
+    try:
+        # A test runner first, then a benchmark, then anything else.
+        candidates = sorted(
+            root.resolve().rglob("*.c"),
+            key=lambda p: ("test" not in str(p).lower(), "bench" not in str(p).lower(), p),
+        )[:2000]
+    except OSError:
+        candidates = []
+    for path in candidates:
+        if path == source or any(part.startswith(".") for part in path.parts):
+            continue
+        try:
+            text = path.read_text(errors="replace")
+        except OSError:
+            continue
+        if has_main(text) and (header in text or f"/{source.stem}.h" in text):
+            try:
+                return path.relative_to(root.resolve()).as_posix()
+            except ValueError:
+                return path.as_posix()
+    return "tests/test_main.c"
 
 
 def default_target(source: Path) -> Target | None:
@@ -200,14 +323,26 @@ def load_config(root: Path) -> Config:
     for i, table in enumerate(data.get("target", [])):
         if not isinstance(table, dict) or "name" not in table or "sources" not in table:
             raise SettingsError(f"{path}: [[target]] #{i + 1} needs at least name and sources")
-        unknown = set(table) - {"name", "sources", "tests", "args", "compiler", "cflags",
-                                "ldflags", "compare", "benchmark_tests"}  # fmt: skip
+        unknown = set(table) - _TARGET_KEYS
         if unknown:
-            raise SettingsError(f"{path}: [[target]] {table['name']}: unknown keys {unknown}")
+            raise SettingsError(
+                f"{path}: [[target]] {table['name']}: unknown keys {', '.join(sorted(unknown))}"
+                f"; known keys: {', '.join(sorted(_TARGET_KEYS))}"
+            )
+        where = f"{path}: [[target]] {table['name']}"
+        commands = {key: _command(table.get(key), where, key)
+                    for key in ("test_command", "bench_command")}  # fmt: skip
+        outputs = {key: _output(table.get(key), where, key)
+                   for key in ("test_output", "bench_output")}  # fmt: skip
+        if table.get("tests") and commands["test_command"] is not None:
+            raise SettingsError(
+                f"{where}: give either tests (a folder of NAME.in/NAME.out) or test_command, "
+                "not both"
+            )
         targets.append(
             Target(
                 name=str(table["name"]),
-                sources=tuple((root / s).resolve() for s in _str_list(table["sources"])),
+                sources=_sources(root, table["sources"], where),
                 tests=(root / table["tests"]).resolve() if table.get("tests") else None,
                 args=tuple(_str_list(table.get("args", []))),
                 compiler=table.get("compiler"),
@@ -217,9 +352,66 @@ def load_config(root: Path) -> Config:
                 benchmark_tests=tuple(_str_list(table["benchmark_tests"]))
                 if "benchmark_tests" in table
                 else None,
+                root=root.resolve(),
+                **commands,
+                **outputs,
             )
         )
     return Config(root=root, settings=settings, targets=tuple(targets))
+
+
+_TARGET_KEYS = {
+    "name", "sources", "tests", "args", "compiler", "cflags", "ldflags", "compare",
+    "benchmark_tests", "test_command", "bench_command", "test_output", "bench_output",
+}  # fmt: skip
+
+
+def _sources(root: Path, value: Any, where: str) -> tuple[Path, ...]:
+    """The target's sources, globs expanded (sorted, each file once, in the order given)."""
+    found: list[Path] = []
+    for pattern in _str_list(value):
+        if glob.has_magic(pattern):
+            matches = sorted(Path(p).resolve() for p in glob.glob(str(root / pattern),
+                                                                  recursive=True))  # fmt: skip
+            matches = [m for m in matches if m.is_file()]
+            if not matches:
+                raise SettingsError(
+                    f"{where}: sources pattern {pattern!r} matches no file under {root}; "
+                    "fix the pattern (it is relative to the folder of asmopt.toml)"
+                )
+        else:
+            matches = [(root / pattern).resolve()]
+        found += [m for m in matches if m not in found]
+    return tuple(found)
+
+
+def _command(value: Any, where: str, key: str) -> str | tuple[str, ...] | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        if not value.strip():
+            raise SettingsError(f"{where}: {key} is empty")
+        try:
+            shlex.split(value)
+        except ValueError as err:
+            raise SettingsError(
+                f"{where}: {key} cannot be parsed as a shell command: {err}"
+            ) from err
+        return value
+    if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+        return tuple(value)
+    raise SettingsError(
+        f"{where}: {key} must be a shell command (a string) or an argument list, with "
+        '{bin} for the built program, e.g. "{bin} --check"'
+    )
+
+
+def _output(value: Any, where: str, key: str) -> str | None:
+    if value is None or (isinstance(value, str) and value):
+        return value
+    raise SettingsError(
+        f'{where}: {key} must be "ignore" or the path of a file with the expected output'
+    )
 
 
 def _str_list(value: Any) -> list[str]:

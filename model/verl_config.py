@@ -56,6 +56,8 @@ class VerlSettings:
     experiment_name: str = "ppo"
     logger: tuple[str, ...] = ("console",)
     reward_workers: int = 8
+    kl_coef: float = 0.0  # paper: none; > 0 turns on verl's KL penalty in the reward
+    gradient_checkpointing: bool = True  # as in the paper's script
 
     def __post_init__(self) -> None:
         if self.reward not in reward_module.VERL_FUNCTIONS:
@@ -79,8 +81,8 @@ def verl_overrides(s: VerlSettings) -> list[str]:
     pairs: list[tuple[str, object]] = [
         # PPO with GAE; no KL anywhere (paper: use_kl_loss=False, use_kl_in_reward=False).
         ("algorithm.adv_estimator", "gae"),
-        ("algorithm.use_kl_in_reward", False),
-        ("algorithm.kl_ctrl.kl_coef", 0.0),
+        ("algorithm.use_kl_in_reward", s.kl_coef > 0),
+        ("algorithm.kl_ctrl.kl_coef", s.kl_coef),
         ("actor_rollout_ref.actor.use_kl_loss", False),
         ("actor_rollout_ref.actor.kl_loss_coef", 0.0),
         # data: the paper's parquet rows
@@ -94,7 +96,7 @@ def verl_overrides(s: VerlSettings) -> list[str]:
         # actor and rollout
         ("actor_rollout_ref.model.path", s.model),
         ("actor_rollout_ref.model.use_remove_padding", True),
-        ("actor_rollout_ref.model.enable_gradient_checkpointing", True),
+        ("actor_rollout_ref.model.enable_gradient_checkpointing", s.gradient_checkpointing),
         ("actor_rollout_ref.actor.optim.lr", s.actor_lr),
         ("actor_rollout_ref.actor.ppo_mini_batch_size", s.batch_size),
         ("actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu", s.micro_batch_size_per_gpu),
@@ -109,7 +111,7 @@ def verl_overrides(s: VerlSettings) -> list[str]:
         ("critic.optim.lr", s.critic_lr),
         ("critic.model.path", critic),
         ("critic.model.use_remove_padding", True),
-        ("critic.model.enable_gradient_checkpointing", True),
+        ("critic.model.enable_gradient_checkpointing", s.gradient_checkpointing),
         ("critic.ppo_micro_batch_size_per_gpu", s.critic_micro_batch_size_per_gpu),
         # reward: asmopt's sandboxed executor
         ("reward.custom_reward_function.path", str(reward_function_path())),

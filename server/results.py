@@ -12,10 +12,13 @@ that found nothing); the last run without a winner replaces the previous one.
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+logger = logging.getLogger(__name__)
 
 RECORD_KIND = "editor-run"
 
@@ -234,7 +237,8 @@ def load_results(workspace: Path, target: str, source: str) -> list[FunctionResu
     try:
         with ResultStore(workspace, read_only=True) as store:
             records = store.records(target=target, limit=2000)
-    except (ResultStoreError, OSError):
+    except (ResultStoreError, OSError) as err:  # the editor works on without stored results
+        logger.warning("stored results not loaded: %s", err)
         return []
     chosen: dict[str | None, FunctionResult] = {}
     for record in records:  # newest first

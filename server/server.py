@@ -19,6 +19,7 @@ from pygls.lsp.server import LanguageServer
 from pygls.uris import to_fs_path
 
 from asmopt import __version__
+from asmopt.model.settings import config_root
 from asmopt.server.documents import Buffer, DocumentStore, FunctionInfo, Language
 from asmopt.server.jobs import JobManager
 from asmopt.server.options import ServerOptions, workspace_config
@@ -162,8 +163,9 @@ class AsmoptLanguageServer(LanguageServer):
         return best or resolved.parent
 
     def target_for(self, path: Path) -> tuple[Any, Any, str | None]:
-        """(config, target, config problem) for a file; blocking (reads asmopt.toml)."""
-        root = self.workspace_root(path)
+        """(config, target, config problem) for a file; blocking (reads asmopt.toml, the
+        nearest one upwards from the file within its workspace folder)."""
+        root = config_root(path, self.workspace_root(path))
         toml = root / "asmopt.toml"
         try:
             mtime = toml.stat().st_mtime

@@ -129,7 +129,9 @@ def run(request: dict[str, Any], out: _Output, cancel: threading.Event) -> None:
     try:
         from asmopt.executor.store import ResultStore
 
-        store = ResultStore(store_root)
+        # Best effort: a corrupt store is moved aside, an unusable one (read-only, a link)
+        # costs a warning, never the result.
+        store = ResultStore(store_root, best_effort=True, warn=lambda m: print(m, file=sys.stderr))
     except Exception:
         store = None
 
@@ -177,6 +179,8 @@ def run(request: dict[str, Any], out: _Output, cancel: threading.Event) -> None:
         )
         try:
             store.put(key, record)
+            if store.problem is not None:
+                warning = f" (not saved: {store.problem})"
         except Exception as err:  # a read-only workspace still gets its result shown
             warning = f" (not saved: {err})"
         finally:

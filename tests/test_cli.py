@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -135,3 +136,50 @@ def test_verify_counts_instructions_on_request(project: Path) -> None:
     # -O0 executes several times the instructions of -O3 in the hot loop.
     assert counts["candidate"] > 2 * counts["baseline"] > 0
     assert counts["ratio"] < 0.5
+
+
+def _corrupt(project: Path, elsewhere: Path) -> None:
+    (project / ".asmopt").mkdir()
+    (project / ".asmopt" / "results.sqlite").write_bytes(b"\x13garbage" * 512)
+
+
+def _linked(project: Path, elsewhere: Path) -> None:
+    (project / ".asmopt").symlink_to(elsewhere)  # elsewhere stands for /etc
+
+
+def _blocked(project: Path, elsewhere: Path) -> None:
+    (project / ".asmopt").write_text("not a folder: the store cannot be created\n")
+
+
+@pytest.mark.parametrize(
+    ("spoil", "warning"),
+    [
+        (_corrupt, r"result store .*results\.sqlite was corrupt \(file is not a database\); "
+                   r"moved it to results\.sqlite\.corrupt-\S+ and started a fresh one"),
+        (_linked, r"results are not stored: refusing to use the result store: .*\.asmopt is a "
+                  r"symbolic link \(to .*\), and asmopt never opens or creates its store"),
+        (_blocked, r"results are not stored: cannot create the result store: .*\.asmopt exists "
+                   r"and is not a folder"),
+    ],
+    ids=["corrupt", "symlink", "not-writable"],
+)  # fmt: skip
+def test_a_broken_store_costs_a_warning_not_the_result(
+    project: Path, tmp_path_factory: pytest.TempPathFactory, spoil, warning: str
+) -> None:
+    elsewhere = tmp_path_factory.mktemp("etc")
+    spoil(project, elsewhere)
+    proc = asmopt(
+        "verify", "same.s", "--baseline", "prog.c", "--tests", "tests", "--no-measure",
+        "--json", cwd=project,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["tests"]["passed"] == 3  # the result is all there
+    warnings = [line for line in proc.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and re.search(warning, warnings[0]), proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert list(elsewhere.iterdir()) == []  # nothing was created through a link
+    if spoil is _corrupt:  # the run went on with a fresh store, and kept the old one aside
+        from asmopt.executor.store import ResultStore
+
+        assert len(ResultStore(project, read_only=True).records()) == 1
+        assert len(list((project / ".asmopt").glob("results.sqlite.corrupt-*"))) == 1

@@ -23,7 +23,7 @@ from asmopt.model.policy import PolicyError
 
 __all__ = ["OpenAIBackend", "normalize_base_url"]
 
-_START_HINT = "start `vllm serve MODEL` (or `asmopt serve-model --model PATH`) or check --endpoint"
+_START_HINT = "start `vllm serve MODEL` (or `asmopt serve-model --model PATH`), or check --endpoint"
 
 
 def normalize_base_url(base_url: str) -> str:
@@ -49,9 +49,9 @@ class OpenAIBackend:
     """Samples completions from an OpenAI-compatible server.
 
     ``base_url`` may end in ``/v1`` or not. ``model=None`` asks ``/v1/models`` and uses the
-    first model listed. ``api_key`` defaults to ``$OPENAI_API_KEY`` when that is set (sent as
-    a bearer token; local servers ignore it). Connection failures and 5xx answers are retried
-    ``retries`` times with exponential back-off starting at ``backoff`` seconds.
+    first model listed. ``api_key`` defaults to ``$ASMOPT_API_KEY``, else ``$OPENAI_API_KEY``
+    (sent as a bearer token; local servers ignore it). Connection failures and 5xx answers
+    are retried ``retries`` times with exponential back-off starting at ``backoff`` seconds.
 
     Servers that ignore ``n`` (llama.cpp answers one choice) get more requests until ``n``
     completions are in; with a ``seed``, request ``i`` uses ``seed + i`` so they differ.
@@ -72,7 +72,9 @@ class OpenAIBackend:
         self.timeout = timeout
         self.retries = max(0, retries)
         self.backoff = backoff
-        self._api_key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY")
+        if api_key is None:
+            api_key = os.environ.get("ASMOPT_API_KEY") or os.environ.get("OPENAI_API_KEY")
+        self._api_key = api_key
         self._model = model
         self._lock = threading.Lock()
         host = urllib.parse.urlsplit(self.base_url).hostname or ""
@@ -238,7 +240,7 @@ def _read_error_body(exc: urllib.error.HTTPError) -> str:
 def _http_error_message(base_url: str, code: int, text: str) -> str:
     detail = _snippet(text) or "(no error text)"
     if code in (401, 403):
-        hint = "pass an API key (--api-key or $OPENAI_API_KEY)"
+        hint = "pass an API key (--api-key, $ASMOPT_API_KEY or $OPENAI_API_KEY)"
     elif code == 404:
         hint = "check --endpoint (it should end in /v1) and the model name"
     elif code >= 500:

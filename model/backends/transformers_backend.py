@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import importlib.util
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -230,8 +231,12 @@ class TransformersBackend:
         temperature: float = 0.5,
         max_new_tokens: int = 2000,
         seed: int | None = None,
+        progress: Callable[[str], None] | None = None,
     ) -> list[str]:
-        """Sample ``n`` completions; temperature 0 is greedy (all ``n`` are then identical)."""
+        """Sample ``n`` completions; temperature 0 is greedy (all ``n`` are then identical).
+
+        ``progress`` receives a line about twice a second while generating: tokens so far
+        of ``max_new_tokens`` and the rate (CPU generation of 2000 tokens takes minutes)."""
         check_messages(messages)
         check_sampling(n, temperature, max_new_tokens)
         with self._lock:
@@ -257,12 +262,18 @@ class TransformersBackend:
                 eos_token_id=self._stop_ids or None,
                 pad_token_id=_pad_id(tokenizer, self._stop_ids),
             )
+            extra: dict[str, Any] = {}
+            if progress is not None:
+                extra["stopping_criteria"] = transformers.StoppingCriteriaList(
+                    [_token_counter(transformers, input_ids.shape[1], max_new_tokens, progress)]
+                )
             try:
                 with _seeded(torch, seed, self.device):
                     output = model.generate(
                         input_ids=input_ids,
                         attention_mask=attention_mask,
                         generation_config=config,
+                        **extra,
                     )
             except Exception as exc:
                 if _is_out_of_memory(exc):
@@ -282,6 +293,31 @@ class TransformersBackend:
                 tokens = tokens[:i]
                 break
         return self._tokenizer.decode(tokens, skip_special_tokens=True)
+
+
+def _token_counter(
+    transformers: Any, prompt_tokens: int, limit: int, progress: Callable[[str], None]
+) -> Any:
+    """A stopping criterion that never stops: it counts generated tokens for ``progress``
+    (a streamer would not do: transformers' streamers take one sequence, not ``n``)."""
+
+    class TokenCounter(transformers.StoppingCriteria):
+        def __init__(self) -> None:
+            self.started = time.monotonic()
+            self.last = 0.0
+
+        def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+            import torch
+
+            done = int(input_ids.shape[1]) - prompt_tokens
+            now = time.monotonic()
+            if now - self.last >= 0.5 or done >= limit:
+                self.last = now
+                rate = done / max(now - self.started, 1e-9)
+                progress(f"{done}/{limit} tokens ({rate:.1f} tokens/s)")
+            return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+
+    return TokenCounter()
 
 
 def _import_llm_stack() -> tuple[Any, Any]:

@@ -1,12 +1,15 @@
 """Code actions (kind ``refactor.rewrite``): "Optimize function `f`" for the function under
 the cursor, "Optimize file", and "Apply optimized `f` (1.31×)" once a verified faster
-candidate exists."""
+candidate exists; and (``targets.py``) "Declare an asmopt target" for a library file that
+no target builds."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
 from lsprotocol import types
+
+from asmopt.server.features import targets
 
 if TYPE_CHECKING:
     from asmopt.server.server import AsmoptLanguageServer
@@ -31,15 +34,18 @@ def _action(title: str, command: str, arguments: list) -> types.CodeAction:
 def register(server: AsmoptLanguageServer) -> None:
     @server.feature(
         types.TEXT_DOCUMENT_CODE_ACTION,
-        types.CodeActionOptions(code_action_kinds=[KIND], resolve_provider=False),
+        types.CodeActionOptions(code_action_kinds=[KIND, targets.KIND], resolve_provider=False),
     )
     async def code_actions(
         ls: AsmoptLanguageServer, params: types.CodeActionParams
     ) -> list[types.CodeAction]:
         uri = params.text_document.uri
         buffer = ls.documents.get(uri)
-        if buffer is None or buffer.too_large or not _wanted(params.context.only):
+        if buffer is None or buffer.too_large:
             return []
+        declare = await targets.code_actions(ls, buffer, params.context.only)
+        if not _wanted(params.context.only):
+            return declare
         source = ls.source_of(uri)
         actions = []
         functions = await ls.functions(buffer)
@@ -74,4 +80,4 @@ def register(server: AsmoptLanguageServer) -> None:
                         [uri, None],
                     )
                 )
-        return actions
+        return actions + declare

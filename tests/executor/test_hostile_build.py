@@ -184,13 +184,17 @@ def test_exhausting_builds_fail_bounded(workspace, tmp_path, name, asm, words):
     store.close()
 
 
-def test_no_temporary_files_are_left_by_failed_builds(workspace):
-    tmp = Path(tempfile.gettempdir())
-    before = {p.name for p in tmp.glob("asmopt-*")}
+def test_no_temporary_files_are_left_by_failed_builds(workspace, tmp_path, monkeypatch):
+    # A private temporary folder: other test runs on the machine make asmopt-* folders too.
+    private = tmp_path / "tmp"
+    private.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(private))
+    _, sandbox, _, _ = workspace
+    staged = {p.name for p in sandbox._session.iterdir()}
     _judge(workspace, '    .include "/dev/urandom"\n')
     _judge(workspace, "    .data\n    .skip 3500000000\n")
-    after = {p.name for p in tmp.glob("asmopt-*")}
-    assert after - before == set()
+    assert list(private.iterdir()) == []
+    assert {p.name for p in sandbox._session.iterdir()} == staged
 
 
 def test_a_killed_asmopt_leaves_nothing_for_long(tmp_path):
@@ -203,3 +207,15 @@ def test_a_killed_asmopt_leaves_nothing_for_long(tmp_path):
     (stale / "prog-0").write_bytes(b"\x7fELF")
     with Sandbox():
         assert not stale.exists()
+
+
+def test_editor_buffer_check_runs_in_the_sandbox(workspace):
+    """An editor's assembly buffer may be a generated candidate: checking it assembles it
+    in the sandbox, where a host file it includes is not there."""
+    from asmopt.executor.toolchain import check_assembly
+
+    _, _, _, home_secret = workspace
+    found = check_assembly(f'    .include "{home_secret}"\n', filename="cand.s")
+    text = " ".join(d.message for d in found)
+    assert "not found" in text or "can't open" in text or "No such file" in text, text
+    assert SECRET not in text

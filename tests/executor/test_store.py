@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import multiprocessing
+import pickle
+import re
+import shutil
 import sqlite3
+import subprocess
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -11,7 +17,13 @@ from typing import Any
 import pytest
 
 from asmopt.executor.results import SpeedupEstimate, Verdict
-from asmopt.executor.store import SCHEMA_VERSION, ResultStore, ResultStoreError, candidate_key
+from asmopt.executor.store import (
+    SCHEMA_VERSION,
+    ResultStore,
+    ResultStoreError,
+    StoreProblem,
+    candidate_key,
+)
 
 
 @pytest.fixture
@@ -204,12 +216,83 @@ def test_missing_workspace_folder_is_reported(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- broken stores
 
 
-def test_corrupt_file_names_the_file_and_the_fix(tmp_path: Path) -> None:
-    (tmp_path / ".asmopt").mkdir()
-    (tmp_path / ".asmopt" / "results.sqlite").write_bytes(b"this is not sqlite" * 100)
-    for read_only in (False, True):
-        with pytest.raises(ResultStoreError, match=r"results\.sqlite.*corrupt.*delete"):
-            ResultStore(tmp_path, read_only=read_only).get("k")
+def _garbage_store(root: Path) -> Path:
+    (root / ".asmopt").mkdir()
+    path = root / ".asmopt" / "results.sqlite"
+    path.write_bytes(b"this is not sqlite" * 100)
+    return path
+
+
+def test_a_corrupt_store_opened_read_only_is_reported_and_left_alone(tmp_path: Path) -> None:
+    path = _garbage_store(tmp_path)
+    with pytest.raises(ResultStoreError, match=r"results\.sqlite.*corrupt.*delete") as caught:
+        ResultStore(tmp_path, read_only=True).get("k")
+    assert caught.value.problem is StoreProblem.CORRUPT
+    assert path.read_bytes() == b"this is not sqlite" * 100
+    assert sorted(p.name for p in path.parent.iterdir()) == ["results.sqlite"]
+
+
+def test_a_corrupt_store_is_moved_aside_and_a_fresh_one_started(tmp_path: Path) -> None:
+    path = _garbage_store(tmp_path)
+    warnings: list[str] = []
+    with ResultStore(tmp_path, warn=warnings.append) as store:
+        assert store.get("k") is None  # the first read meets it and moves it aside
+        store.put("k", record())
+        assert [r["key"] for r in store.records()] == ["k"]
+    assert len(warnings) == 1
+    assert re.fullmatch(
+        r"result store .*results\.sqlite was corrupt \(file is not a database\); moved it to "
+        r"results\.sqlite\.corrupt-\d{8}T\d{6}Z and started a fresh one",
+        warnings[0],
+    ), warnings
+    names = sorted(p.name for p in path.parent.iterdir())
+    moved = [n for n in names if n.startswith("results.sqlite.corrupt-")]
+    assert len(moved) == 1  # kept, for a post-mortem
+    assert (path.parent / moved[0]).read_bytes() == b"this is not sqlite" * 100
+    assert ResultStore(tmp_path, read_only=True).get("k") is not None
+
+
+def test_a_store_damaged_inside_is_moved_aside_too(tmp_path: Path) -> None:
+    with ResultStore(tmp_path) as store:
+        for i in range(300):
+            store.put(f"k{i}", record(message="x" * 2000))
+    path = tmp_path / ".asmopt" / "results.sqlite"
+    data = bytearray(path.read_bytes())
+    assert len(data) > 100_000
+    data[4096:-4096] = b"\xa5" * (len(data) - 8192)  # every page but the first and last
+    path.write_bytes(bytes(data))
+    warnings: list[str] = []
+    with ResultStore(tmp_path, warn=warnings.append) as store:
+        assert store.records(limit=None) == []
+        store.put("fresh", record())
+        assert [r["key"] for r in store.records()] == ["fresh"]
+    assert len(warnings) == 1 and "was corrupt" in warnings[0]
+
+
+def test_threads_meeting_a_corrupt_store_move_it_aside_once(tmp_path: Path) -> None:
+    path = _garbage_store(tmp_path)
+    warnings: list[str] = []
+    errors: list[BaseException] = []
+    store = ResultStore(tmp_path, warn=warnings.append)
+    barrier = threading.Barrier(4)
+
+    def work(n: int) -> None:
+        try:
+            barrier.wait()
+            store.put(f"k{n}", record())
+        except BaseException as error:
+            errors.append(error)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert len(store.records()) == 4
+    store.close()
+    assert len(warnings) == 1
+    assert len([p for p in path.parent.iterdir() if ".corrupt-" in p.name]) == 1
 
 
 def test_newer_schema_is_refused(tmp_path: Path) -> None:
@@ -293,3 +376,146 @@ def test_a_forked_child_does_not_reuse_the_parents_connection(store: ResultStore
     child.join(timeout=30)
     assert child.exitcode == 0
     assert len(store.records(limit=None)) == 22
+
+
+# --------------------------------------------------------------------------- links
+
+
+@pytest.mark.parametrize("link", [".asmopt", "results.sqlite", "results.sqlite-wal"])
+def test_the_store_is_never_used_through_a_symbolic_link(tmp_path: Path, link: str) -> None:
+    workspace, elsewhere = tmp_path / "ws", tmp_path / "etc"  # elsewhere: think /etc
+    workspace.mkdir()
+    elsewhere.mkdir()
+    if link == ".asmopt":
+        (workspace / ".asmopt").symlink_to(elsewhere)
+    else:
+        (workspace / ".asmopt").mkdir()
+        (workspace / ".asmopt" / link).symlink_to(elsewhere / "planted")  # dangling
+    with pytest.raises(ResultStoreError, match=r"symbolic link.*never opens or creates") as caught:
+        ResultStore(workspace).put("k", record())
+    assert caught.value.problem is StoreProblem.SYMLINK
+    with pytest.raises(ResultStoreError, match="symbolic link"):
+        ResultStore(workspace, read_only=True).records()
+
+    warnings: list[str] = []
+    with ResultStore(workspace, best_effort=True, warn=warnings.append) as store:
+        store.put("k", record())  # the result is not stored, and nothing is raised
+        assert store.get("k") is None and store.records() == []
+        assert store.problem is not None and store.problem.problem is StoreProblem.SYMLINK
+    assert len(warnings) == 1 and warnings[0].startswith("results are not stored: refusing")
+    assert list(elsewhere.iterdir()) == []  # nothing was created through the link
+
+
+# --------------------------------------------------------------------------- unwritable
+
+
+def test_a_best_effort_store_warns_once_and_keeps_nothing(tmp_path: Path) -> None:
+    (tmp_path / ".asmopt").write_text("a file where the store folder would be\n")
+    warnings: list[str] = []
+    with ResultStore(tmp_path, best_effort=True, warn=warnings.append) as store:
+        assert store.get("k") is None
+        for i in range(3):
+            store.put(f"k{i}", record())
+        assert store.records() == [] and store.delete("k0") is False
+        assert store.problem is not None
+        assert store.problem.problem is StoreProblem.NOT_WRITABLE
+    assert warnings == [
+        f"results are not stored: cannot create the result store: {tmp_path / '.asmopt'} "
+        "exists and is not a folder; move it away to keep results"
+    ]
+    with pytest.raises(ResultStoreError, match="is not a folder"):
+        ResultStore(tmp_path).put("k", record())
+
+
+def test_a_store_error_crosses_process_boundaries() -> None:
+    error = ResultStoreError("cannot create x", StoreProblem.NOT_WRITABLE, Path("/w/.asmopt"))
+    copy = pickle.loads(pickle.dumps(error))
+    assert (str(copy), copy.problem, copy.path) == (str(error), error.problem, error.path)
+
+
+_ON_READ_ONLY_MOUNT = """
+import sys
+from pathlib import Path
+from asmopt.executor.store import ResultStore
+warnings = []
+store = ResultStore(Path(sys.argv[1]), best_effort=True, warn=warnings.append)
+store.put("new", {"verdict": "faster"})
+print(store.problem.problem if store.problem else None)
+print(warnings)
+"""
+
+
+@pytest.mark.skipif(shutil.which("unshare") is None, reason="needs unshare(1)")
+@pytest.mark.parametrize("with_store", [False, True])
+def test_a_read_only_workspace_keeps_nothing_and_says_so(tmp_path: Path, with_store: bool) -> None:
+    """A real read-only mount (root ignores file permissions, so chmod proves nothing)."""
+    if with_store:
+        with ResultStore(tmp_path) as store:
+            store.put("old", record())
+    script = (
+        f'mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" && '
+        f'exec {sys.executable} -c "$2" "$1"'
+    )
+    proc = subprocess.run(
+        ["unshare", "--mount", "--map-root-user", "sh", "-c", script, "sh", str(tmp_path),
+         _ON_READ_ONLY_MOUNT],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    if proc.returncode != 0 and "mount" in proc.stderr + proc.stdout:
+        pytest.skip(f"no read-only bind mount here: {proc.stderr.strip()}")
+    assert proc.returncode == 0, proc.stderr
+    problem, warnings = proc.stdout.splitlines()
+    assert problem == "not-writable"
+    assert warnings.startswith("['results are not stored: cannot")
+    assert "writable" in warnings
+    with ResultStore(tmp_path, read_only=True) as store:
+        assert store.get("new") is None
+        assert (store.get("old") is not None) == with_store
+
+
+# --------------------------------------------------------------------------- size
+
+
+def _stored_bytes(root: Path, key: str) -> int:
+    connection = sqlite3.connect(root / ".asmopt" / "results.sqlite")
+    (size,) = connection.execute(
+        "SELECT length(CAST(record AS BLOB)) FROM results WHERE key = ?", (key,)
+    ).fetchone()
+    connection.close()
+    return int(size)
+
+
+def test_a_huge_build_output_is_stored_cut(store: ResultStore, tmp_path: Path) -> None:
+    stderr = "".join(f"x.s:{i}: Warning: .warning directive invoked\n" for i in range(250_000))
+    assert len(stderr) > 10_000_000
+    original = record(
+        build={"ok": False, "stderr": stderr, "diagnostics": [{"message": "w"}] * 30_000},
+        message="build failed: " + stderr,
+        verdict=Verdict.BUILD_FAILED,
+        asm="\tnop\n" * 20_000,  # the program itself is kept whole
+    )
+    store.put("k", original)
+    assert _stored_bytes(tmp_path, "k") < 16 * 1024 + len(json.dumps(original["asm"]))
+    got = store.get("k")
+    assert got is not None
+    assert got["asm"] == original["asm"]
+    assert got["build"]["stderr"].startswith("x.s:0: Warning")
+    assert got["build"]["stderr"].endswith("x.s:249999: Warning: .warning directive invoked\n")
+    assert re.search(r"\n… \(\d+ bytes cut\)\n", got["build"]["stderr"])
+    assert len(got["build"]["stderr"].encode()) < 4200
+    assert len(got["build"]["diagnostics"]) == 50 and got["build"]["diagnostics_cut"] == 29_950
+    assert got["verdict"] == "build-failed" and got["target"] == "prog"
+    assert original["build"]["stderr"] is stderr  # the caller's record is left alone
+
+
+def test_a_record_with_ten_megabytes_of_stderr_stores_under_16_kb(
+    store: ResultStore, tmp_path: Path
+) -> None:
+    store.put("k", {"build": {"stderr": "e" * 10_000_000}, "message": "m" * 10_000_000})
+    assert _stored_bytes(tmp_path, "k") < 16 * 1024
+    stderr = store.get("k")["build"]["stderr"]  # type: ignore[index]
+    assert stderr == "e" * 3072 + "\n… (9995904 bytes cut)\n" + "e" * 1024
+    # An excerpt made upstream, with its own marker, is not cut again.
+    excerpt = "w" * 4096 + "\n… (123456 more characters cut)"
+    store.put("excerpt", {"build": {"stderr": excerpt}})
+    assert store.get("excerpt")["build"]["stderr"] == excerpt  # type: ignore[index]

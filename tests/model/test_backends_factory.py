@@ -78,3 +78,17 @@ def test_importing_backends_does_not_import_torch() -> None:
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
     )
     assert json.loads(done.stdout.strip().splitlines()[-1]) == []
+
+
+def test_api_key_from_settings_or_the_environment(monkeypatch) -> None:
+    from asmopt.model.optimizer import make_policies
+    from asmopt.model.settings import Settings
+
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.setenv("ASMOPT_API_KEY", "from-env")
+    settings = Settings(policies=("openai",), endpoint="http://127.0.0.1:9/v1")
+    [policy] = make_policies(settings)
+    assert policy.backend._api_key == "from-env"
+    [policy] = make_policies(settings.replace(api_key="given"))
+    assert policy.backend._api_key == "given"
+    assert "given" not in repr(settings.replace(api_key="given"))  # never in a log line

@@ -106,3 +106,34 @@ def test_engine_failure_becomes_policy_error(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setitem(sys.modules, "vllm", fake_vllm(RuntimeError("No CUDA GPUs are available")))
     with pytest.raises(PolicyError, match=r"vLLM could not load m: .*No CUDA GPUs.*nvidia-smi"):
         VLLMBackend("m").load()
+
+
+def test_cli_takes_a_hub_id_for_vllm_and_its_engine_options(tmp_path, monkeypatch) -> None:
+    """`--policy vllm --model ORG/NAME` is not refused as a missing path; the id, the tensor
+    parallelism and the context length reach vLLM."""
+    import shutil
+
+    from click.testing import CliRunner
+
+    from asmopt.cli import main
+
+    if shutil.which("bwrap") is None:
+        pytest.skip("needs bubblewrap")
+    fake = fake_vllm()
+    monkeypatch.setitem(sys.modules, "vllm", fake)
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "p.c").write_text('#include <stdio.h>\nint main(void){puts("1");return 0;}\n')
+    (tmp_path / "tests" / "a.in").write_text("")
+    (tmp_path / ".git").mkdir()
+    args = ["optimize", str(tmp_path / "p.c"), "--policy", "vllm", "--model",
+            "LLM4Code/Superoptimizer_Qwen7B", "--tensor-parallel-size", "2", "--max-model-len",
+            "4096", "--max-new-tokens", "77", "-n", "1", "--refine", "0", "--budget", "1",
+            "--json"]  # fmt: skip
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code in (0, 1), result.output
+    assert "does not exist" not in result.output
+    [engine] = fake.engines  # type: ignore[attr-defined]
+    assert engine.kwargs["model"] == "LLM4Code/Superoptimizer_Qwen7B"
+    assert engine.kwargs["tensor_parallel_size"] == 2
+    assert engine.kwargs["max_model_len"] == 4096
+    assert engine.chats[-1][1].kwargs["max_tokens"] == 77

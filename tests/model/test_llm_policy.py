@@ -85,3 +85,24 @@ def test_make_policies_reports_a_missing_model(tmp_path: Path) -> None:
 
     with pytest.raises(PolicyError):
         make_policies(Settings(policies=("openai",)))
+
+
+def test_generation_progress_reaches_backends_that_report_it() -> None:
+    class Reporting:
+        name = "transformers"
+
+        def complete(self, messages, n=1, temperature=0.5, max_new_tokens=2000, seed=None,
+                     progress=None):  # fmt: skip
+            progress("generating: 5/10 tokens (2.0 tokens/s)")
+            return ["```assembly\nmain:\n\tret\n```"] * n
+
+    policy = LLMPolicy(Reporting())
+    lines: list[str] = []
+    policy.progress = lines.append
+    [proposal] = policy.propose(Request(baseline_asm="main:\n\tret\n", c_source=C), 1)
+    assert isinstance(proposal, Candidate)
+    assert lines == ["generating: 5/10 tokens (2.0 tokens/s)"]
+    # A back-end without the parameter is called as before.
+    quiet = LLMPolicy(ScriptedBackend(["```assembly\nmain:\n\tret\n```"]))
+    quiet.progress = lines.append
+    assert isinstance(quiet.propose(Request(baseline_asm="x", c_source=C), 1)[0], Candidate)

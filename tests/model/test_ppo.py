@@ -269,3 +269,10 @@ def test_bad_inputs_have_clear_messages(tmp_path):
         PPOTrainer(model, [empty], tmp_path / "o", tiny_config(1), FixedRewards())
     with pytest.raises(TrainError, match="multiple of micro_batch_size"):
         PPOConfig(mini_batch_size=3, micro_batch_size=2)
+    with pytest.raises(TrainError, match="unknown dtype 'float16'"):
+        PPOConfig(dtype="float16")
+    small = PPOTrainer(model, [small_problem()] * 3, tmp_path / "o", tiny_config(1).__class__(
+        **{**tiny_config(1).__dict__, "batch_size": 4, "mini_batch_size": 4}), FixedRewards(),
+        log=lambda _m: None)  # fmt: skip
+    with pytest.raises(TrainError, match="3 usable problems, fewer than one batch of 4"):
+        small.setup()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import inspect
+import json
 import math
 import os
 import shutil
@@ -192,14 +193,48 @@ def test_verl_functions_through_the_sandbox(tmp_path):
     assert all(isinstance(v, float) for v in faster)
 
 
-def test_bad_rows_raise_instead_of_scoring_zero():
-    with pytest.raises(RewardError, match="extra_info is missing"):
-        R.compute_score("x", "```assembly\nret\n```", None, None)
+def test_bad_rows_raise_or_score_as_failure_with_a_logged_reason(tmp_path, monkeypatch, caplog):
     no_tests = {"inputs": [], "outputs": [], "unoptimized_assembly": "main:\n ret\n"}
+    # on_error="raise": the local trainer's rule, never a quiet 0.
+    with pytest.raises(RewardError, match="extra_info is missing"):
+        R.compute_score("x", "```assembly\nret\n```", None, None, on_error="raise")
     with pytest.raises(RewardError, match="no tests"):
-        R.compute_score_design2("x", "```assembly\nret\n```", None, no_tests)
+        R.compute_score_design2("x", "```assembly\nret\n```", None, no_tests, on_error="raise")
+    # verl's default: the sample scores as a build failure, and the reason is logged.
+    errors = tmp_path / "reward_errors.jsonl"
+    monkeypatch.setenv(R.ERROR_LOG_ENV, str(errors))
+    assert R.compute_score("x", "```assembly\nret\n```", None, None) == -1.0
+    assert R.compute_score_design1("x", "```assembly\nret\n```", None, no_tests) == -1.0
+    assert R.compute_score_design2("x", "```assembly\nret\n```", None, no_tests) == 0.0
+    assert "extra_info is missing" in caplog.text
+    records = [json.loads(line) for line in errors.read_text().splitlines()]
+    assert len(records) == 3 and "no tests" in records[1]["reason"]
+    # So many failures in a row that the reward itself must be broken: the run stops.
+    monkeypatch.setattr(R, "MAX_FAILURES_IN_A_ROW", 5)
+    monkeypatch.setattr(R, "_failures_in_a_row", 0)
+    for _ in range(4):
+        R.compute_score("x", "```assembly\nret\n```", None, None)
+    with pytest.raises(RewardError, match="5 rewards in a row could not be computed"):
+        R.compute_score("x", "```assembly\nret\n```", None, None)
+    monkeypatch.setattr(R, "_failures_in_a_row", 0)
+    # A bad configuration would fail every sample: it always raises.
     with pytest.raises(RewardError, match="unknown reward_kwargs"):
         R.compute_score("x", "", None, no_tests, budget=3)
+    monkeypatch.setenv(R.SETTINGS_ENV, '{"bench_budjet": 1}')
+    with pytest.raises(RewardError, match="bench_budjet"):
+        R.compute_score("x", "", None, no_tests)
+
+
+def test_paper_extraction_strips_the_fences_of_the_whole_response():
+    prose = "Here you go:\n```assembly\nmain:\n\tret\n```\nDone."
+    assert R.extract_answer(prose) == "main:\n\tret\n"
+    assert R.extract_answer(prose, "paper") == "Here you go:\nmain:\n\tret\n\nDone."
+    bare = "main:\n\tret\n"
+    assert R.extract_answer(bare) is None  # ours wants a fence
+    assert R.extract_answer(bare, "paper") == bare  # the paper takes a bare answer as it is
+    assert R.extract_answer("```assembly\n```", "paper") is None
+    with pytest.raises(RewardError, match="extraction"):
+        RewardSettings(extraction="last")
 
 
 @needs_sandbox
@@ -207,7 +242,9 @@ def test_baseline_that_fails_its_own_tests_is_an_error(tmp_path):
     extra, _, o2 = loop_row(tmp_path)
     extra["outputs"] = ["0\n", "0\n"]
     with pytest.raises(RewardError, match="baseline"):
-        R.compute_score("x", fenced(o2), None, extra)
+        R.compute_score("x", fenced(o2), None, extra, on_error="raise")
+    # verl's default: a bad row scores as a build failure instead of ending the run.
+    assert R.compute_score("x", fenced(o2), None, extra) == -1.0
 
 
 def emulated_verl_loader(path: Path, name: str):
@@ -273,3 +310,67 @@ def test_a_dead_reward_worker_is_an_error_not_a_zero(tmp_path):
         assert pool.score([(None, problem)])[0].reward == -1.0
     finally:
         pool.close()
+
+
+# --------------------------------------------------------------------------- concurrency
+
+
+def _verdict_of(r: RewardInput) -> tuple:
+    """What is deterministic about a judgement (speed figures are noisy, verdicts are not)."""
+    return (r.compiled, r.tests_total, r.tests_passed, r.crashed, r.identical_to_baseline)
+
+
+@needs_sandbox
+def test_concurrent_calls_give_the_serial_verdicts(tmp_path, monkeypatch):
+    """verl's calling pattern: every sample of a batch at once from a thread pool, many on
+    the same row (rollout.n > 1), some on another row, starting with no baseline built. Each
+    call must judge exactly as a call on its own does; no call may fail."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    extra, o0, o2 = loop_row(tmp_path)
+    binary = tmp_path / "loop0"
+    other = dict(extra, inputs=["50\n", "7\n"])
+    other["outputs"] = [subprocess.run([binary], input=i, capture_output=True, text=True).stdout
+                        for i in other["inputs"]]  # fmt: skip
+    wrong = o2.replace('"%ld\\n"', '"%ld7\\n"')
+    answers = {"copy": fenced(o0), "wrong": fenced(wrong), "broken": fenced("bogus\n"),
+               "prose": "no assembly", "faster": fenced(o2)}  # fmt: skip
+    design1 = {"copy": 1.0, "wrong": 0.0, "broken": -1.0, "prose": -1.0}
+    calls = [(row, name) for row in ("same", "other") for name in answers] * 2
+    calls += [("same", "copy")] * 4 + [("same", "broken")] * 4
+    rows = {"same": extra, "other": other}
+    kw = {"bench_budget": 0.5, "on_error": "raise"}
+    settings = RewardSettings(bench_budget=0.5)
+
+    serial = {}
+    evaluator = R.Evaluator(settings)
+    try:
+        for row, name in dict.fromkeys(calls):
+            problem = R.Problem.from_extra_info(rows[row], 10)
+            serial[row, name] = evaluator.evaluate(R.extract_answer(answers[name]), problem)
+    finally:
+        evaluator.close()
+
+    monkeypatch.setattr(R, "_EVALUATORS", {})  # nothing built: the race is on the first calls
+
+    def one(call):
+        row, name = call
+        score = R.compute_score_design1("test", answers[name], None, rows[row], **kw)
+        problem = R.Problem.from_extra_info(rows[row], 10)
+        judged = R._evaluator(settings).evaluate(R.extract_answer(answers[name]), problem)
+        return score, judged
+
+    with ThreadPoolExecutor(len(calls)) as pool:
+        results = list(pool.map(one, calls))
+    try:
+        for (row, name), (score, judged) in zip(calls, results, strict=True):
+            assert _verdict_of(judged) == _verdict_of(serial[row, name]), (row, name)
+            if name in design1:
+                assert score == design1[name], (row, name)
+            else:  # correct and about 2x faster: 1 + 10 * speed-up, whatever the noise
+                assert judged.all_passed and score > 11.0, (row, name, score)
+        # Each row's baseline was built once in this process, though 16 calls wanted it.
+        assert len(R._evaluator(settings)._baselines) == 2
+    finally:
+        for ev in R._EVALUATORS.values():
+            ev.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import shlex
 import shutil
 import subprocess
 import sys
@@ -131,7 +132,7 @@ def test_verl_dry_run_writes_the_papers_parquet(tmp_path):
     data = write_rows(tmp_path, n=4)
     lines: list[str] = []
     code = launch_verl(data, "Qwen/Qwen2.5-Coder-7B-Instruct", tmp_path / "run", dry_run=True,
-                       log=lines.append)  # fmt: skip
+                       log=lines.append, batch_size=3)  # fmt: skip
     assert code == 0
     train = read_dataset(tmp_path / "run" / "data" / "train.parquet")
     val = read_dataset(tmp_path / "run" / "data" / "val.parquet")
@@ -205,3 +206,105 @@ def test_two_local_steps_on_smollm2_then_optimize_loads_the_checkpoint(tmp_path)
     assert run.exit_code in (0, 1), run.output
     payload = json.loads(run.output[run.output.index("{") :])
     assert "candidates" in payload
+
+
+def verl_dry_run(tmp_path: Path, *args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(main, ["train", *args, "--engine", "verl", "--dry-run"])
+    return result.exit_code, flat(result.output)
+
+
+def test_verl_gets_absolute_paths_and_refuses_gguf(tmp_path, monkeypatch):
+    data = write_rows(tmp_path, n=4)
+    model = tmp_path / "ckpt"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    monkeypatch.chdir(tmp_path)
+    lines: list[str] = []
+    launch_verl(Path("rows.jsonl"), "ckpt", Path("run"), dry_run=True, log=lines.append,
+                batch_size=3)  # fmt: skip
+    overrides = as_dict(lines[-1].split()[3:])
+    assert overrides["actor_rollout_ref.model.path"] == str(model.resolve())
+    assert overrides["critic.model.path"] == str(model.resolve())
+    assert overrides["data.train_files"] == str(tmp_path / "run" / "data" / "train.parquet")
+    assert overrides["trainer.default_local_dir"] == str(tmp_path / "run" / "checkpoints")
+    gguf = tmp_path / "m.gguf"
+    gguf.write_bytes(b"GGUF" + b"\0" * 16)
+    code, out = verl_dry_run(tmp_path, str(data), "--model", str(gguf), "--out", "run2")
+    assert code == 2 and "GGUF model" in out and "--engine local" in out
+    code, out = verl_dry_run(tmp_path, str(data), "--model", "./nowhere", "--out", "run2")
+    assert code == 2 and "not found" in out
+
+
+def test_verl_refuses_a_data_set_smaller_than_a_batch(tmp_path):
+    code, out = verl_dry_run(tmp_path, str(write_rows(tmp_path, n=10)), "--model", "org/model",
+                             "--out", str(tmp_path / "run"))  # fmt: skip
+    assert code == 2 and "fewer than one batch of 16" in out and "--batch-size 9" in out
+
+
+def test_verl_passes_options_through_or_refuses_them(tmp_path):
+    data = str(write_rows(tmp_path, n=4))
+    common = [data, "--model", "org/model", "--out", str(tmp_path / "run"), "--batch-size", "3"]
+    result = CliRunner().invoke(main, ["train", *common, "--engine", "verl", "--dry-run",
+                                       "--kl-coef", "0.05", "--save-every", "7", "--workers", "3",
+                                       "--micro-batch-size", "2", "--bench-budget", "2.5",
+                                       "--no-sandbox", "--metric", "instructions",
+                                       "--extraction", "paper", "--reward", "design1",
+                                       "--no-gradient-checkpointing"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    command = next(x for x in result.output.splitlines() if "verl.trainer.main_ppo" in x)
+    overrides = as_dict(command.split()[3:])
+    assert overrides["algorithm.use_kl_in_reward"] == "True"
+    assert overrides["algorithm.kl_ctrl.kl_coef"] == "0.05"
+    assert overrides["trainer.save_freq"] == "7"
+    assert overrides["reward.num_workers"] == "3"
+    assert overrides["actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu"] == "2"
+    assert overrides["actor_rollout_ref.model.enable_gradient_checkpointing"] == "False"
+    assert overrides["reward.custom_reward_function.name"] == "compute_score_design1"
+    from asmopt.model.reward import SETTINGS_ENV
+
+    env_line = next(x for x in result.output.splitlines() if SETTINGS_ENV in x)
+    env = dict(token.split("=", 1) for token in shlex.split(env_line))
+    settings = json.loads(env[SETTINGS_ENV])
+    assert settings == {**settings, "bench_budget": 2.5, "sandbox": False,
+                        "metric": "instructions", "extraction": "paper"}  # fmt: skip
+    for extra, name in ((["--seed", "3"], "--seed"), (["--device", "cpu"], "--device"),
+                        (["--dtype", "bfloat16"], "--dtype bfloat16")):  # fmt: skip
+        code, out = verl_dry_run(tmp_path, *common, *extra)
+        assert code == 2 and name in out and "only apply to --engine local" in out
+    local = CliRunner().invoke(main, ["train", *common, "--gpus", "2"])
+    assert local.exit_code == 2 and "--gpus only apply to --engine verl" in flat(local.output)
+
+
+def write_targets(tmp_path: Path, n: int) -> Path:
+    """A directory of programs whose tests have inputs only (no .out files)."""
+    root = tmp_path / "targets"
+    for i in range(n):
+        folder = root / f"p{i}"
+        (folder / "tests").mkdir(parents=True)
+        (folder / f"p{i}.c").write_text(PROGRAM.replace("n * 3", f"n * {i + 2}"))
+        (folder / "tests" / "a.in").write_text("4\n")
+        (folder / "tests" / "b.in").write_text("5\n")
+    return root
+
+
+@pytest.mark.skipif(shutil.which("bwrap") is None, reason="needs bubblewrap")
+def test_directory_tests_without_out_expect_the_baselines_output(tmp_path):
+    targets = write_targets(tmp_path, 2)
+    # verl: rows are made by `dataset build`'s code, outputs from the gcc -O3 build.
+    launch_verl(targets, "org/model", tmp_path / "run", dry_run=True, log=lambda _m: None,
+                batch_size=1)  # fmt: skip
+    rows = read_dataset(tmp_path / "run" / "data" / "train.parquet").problems
+    rows += read_dataset(tmp_path / "run" / "data" / "val.parquet").problems
+    assert sorted(p.tests[0].expected for p in rows) == [b"12\n", b"8\n"]
+    # local: the reward takes the baseline's output as expected, so a copy passes.
+    from asmopt.model.reward import Evaluator, Problem, RewardSettings
+    from asmopt.model.train import load_problems
+
+    problem = Problem.from_dataset_problem(load_problems(targets)[0])
+    assert problem.outputs == (None, None)
+    evaluator = Evaluator(RewardSettings(bench_budget=0.5))
+    try:
+        judged = evaluator.evaluate(problem.baseline_asm, problem)
+    finally:
+        evaluator.close()
+    assert judged.all_passed and judged.tests_total == 2
