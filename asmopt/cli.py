@@ -546,8 +546,7 @@ def _run_with_progress(run, request, store, quiet: bool):
         stage_text["text"] = f"{stage}: {message}"
 
     def on_update(update) -> None:  # portfolio.SoFar
-        if quiet:
-            return
+        # Printed with --json too: on stderr, while stdout keeps the one JSON object.
         after = f"{time.monotonic() - started:.0f} s"
         if update.final:
             console.print(

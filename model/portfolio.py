@@ -488,9 +488,9 @@ def _confirm(
     """Measure again, with twice the budget, the ``count`` best trials by CI lower bound and
     the ``count`` best by median: a screening run cut short by its budget after two rounds has
     a meaningless (often far too narrow) CI, so the median is the second opinion. When the
-    job races, only ``count`` of those, whose CI reaches the best one's, and they race each
-    other afresh. Trials that share another's machine code are not measured again (their
-    twin is)."""
+    job races, the best by CI lower bound and only those whose median lies above its CI (at
+    most ``count``), racing each other afresh. Trials that share another's machine code are
+    not measured again (their twin is)."""
     faster = [
         t
         for t in trials
@@ -502,12 +502,16 @@ def _confirm(
         if all(t is not p for p in promising):
             promising.append(t)
     if pool.rule is not None and promising:
-        # Racing: only those whose CI reaches the best one's (the others are surely
-        # slower), and at most ``count`` of them, the best by CI lower bound first.
-        top = rank(promising)[0].result.speedup
+        # Racing: the best by CI lower bound, and others only when their median is above
+        # its whole CI (they may well be better); near-ties are not measured again, since
+        # any of them is a winner within the best one's CI.
+        ordered = rank(promising)
+        top = ordered[0].result.speedup
         assert top is not None
-        reach = [t for t in rank(promising) if t.result.speedup is not None]
-        promising = [t for t in reach if t.result.speedup.ci_high >= top.ci_low][:count]  # type: ignore[union-attr]
+        promising = [ordered[0]] + [
+            t for t in ordered[1:] if t.result.speedup and t.result.speedup.median > top.ci_high
+        ]
+        promising = promising[:count]
     if not promising:
         return trials
     bench = replace(
@@ -790,7 +794,14 @@ def _mix(
     functions = [fn.name for fn in parse_functions(baseline.asm) if fn.parent is None]
     if len(functions) < 2:
         return [], None
-    donors = [t for t in rank(trials) if t.passed and t.candidate.function is None][:mix_sources]
+    # A candidate the race stopped (surely slower than another, or than 1.01x) lends nothing.
+    donors = [
+        t
+        for t in rank(trials)
+        if t.passed
+        and t.candidate.function is None
+        and not (t.result.speedup is not None and t.result.speedup.stopped_early)
+    ][:mix_sources]
     if not donors:
         return [], None
     base_texts = _function_texts(baseline.asm)
