@@ -67,6 +67,11 @@ TrialKind = Literal["candidate", "function", "mix"]
 
 # The racing rule of a job unless the caller says otherwise (see executor.benchmark).
 DEFAULT_RACING = RacingRule()
+# When a job races and confirms, candidates are screened to this precision (from this many
+# rounds; the order-statistic CI is a valid 95% CI from 6) and the best is then measured
+# again at the full one.
+SCREEN_MIN_ROUNDS = 6
+SCREEN_REL_CI = 0.05
 
 # A function from another source must beat the baseline's by this much (median) before a mix
 # takes it: below that, per-function measurements are mostly noise.
@@ -412,7 +417,9 @@ def optimize(
 
     ``racing`` is the rule by which candidates that cannot win stop being timed early (None:
     every candidate is timed to its CI target or budget); its ``contenders`` and ``min_gain``
-    are filled in here. ``same_code`` False times candidates with identical machine code
+    are filled in here. A racing job that confirms screens candidates to a looser precision
+    (``SCREEN_REL_CI`` from ``SCREEN_MIN_ROUNDS`` rounds) and measures the best again at the
+    full one. ``same_code`` False times candidates with identical machine code
     again. ``on_update`` hears of every verified speed-up as soon as it is known (see
     :class:`SoFar`). When ``cancel`` is set, the job stops and returns what was verified.
 
@@ -426,7 +433,19 @@ def optimize(
 
     seen: dict[str, str] = {candidate_hash(baseline.asm): "the baseline"}
     planned = sum(_planned(p, request, proposals_per_policy) for p in policies)
-    pool = _Verifier(baseline, sandbox, opts, store, workers, say, cancel)
+    screen = opts
+    if racing is not None and confirm > 0:
+        # Screen cheaply, confirm precisely: every screening CI is a valid 95% CI, only
+        # wider; the winner is always one measured again at the full precision (_confirm).
+        screen = replace(
+            opts,
+            bench=replace(
+                opts.bench,
+                min_rounds=min(opts.bench.min_rounds, SCREEN_MIN_ROUNDS),
+                target_rel_ci=max(opts.bench.target_rel_ci, SCREEN_REL_CI),
+            ),
+        )
+    pool = _Verifier(baseline, sandbox, screen, store, workers, say, cancel)
     pool.record = dict(record or {})
     pool.on_update = on_update
     pool.rule = replace(racing, min_gain=opts.min_gain) if racing is not None else None
@@ -452,7 +471,7 @@ def optimize(
 
     mixed: Trial | None = None
     try:
-        trials = pool.resolve(pool.verify(proposals(), contenders=planned), opts)
+        trials = pool.resolve(pool.verify(proposals(), contenders=planned), screen)
         if mix and request.function is None and not pool.cancelled:
             extra, mixed = _mix(baseline, trials, pool, seen, notes, mix_sources, say)
             trials += extra
