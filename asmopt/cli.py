@@ -571,22 +571,25 @@ def _run_with_progress(run, request, store, quiet: bool):
             box["outcome"] = err
         except BaseException as err:  # raised again in the main thread, below
             box["error"] = err
+        finally:
+            done.set()
 
+    # An Event, not Thread.join: a join that Ctrl-C interrupts leaves the thread's lock
+    # released (CPython 3.11), so that a second join returns at once.
+    done = threading.Event()
     thread = threading.Thread(target=work, daemon=True)
     thread.start()
 
     def wait() -> None:
         if quiet or not console.is_terminal:
             last = ""
-            while thread.is_alive():
-                thread.join(0.2)
+            while not done.wait(0.2):
                 if not quiet and stage_text["text"] != last:
                     last = stage_text["text"]
                     console.print(f"[dim]{escape(last)}[/]")
         else:
             with console.status("starting") as status:
-                while thread.is_alive():
-                    thread.join(0.1)
+                while not done.wait(0.1):
                     status.update(escape(stage_text["text"]))
 
     try:
@@ -595,7 +598,7 @@ def _run_with_progress(run, request, store, quiet: bool):
         cancel.set()
         console.print("[yellow]stopping: keeping what was verified (Ctrl-C again to quit)[/]")
         try:
-            thread.join(30)
+            done.wait(30)
         except KeyboardInterrupt:
             _fail("cancelled", code=EXIT_INTERRUPTED)
     if "error" in box:

@@ -106,3 +106,30 @@ def test_go_on_optimizes_anyway(tmp_path: Path) -> None:
     proc = asmopt("optimize", "tiny.c", "--go-on", "--budget", "3", "--json", cwd=tmp_path)
     assert proc.returncode in (0, 1), proc.stderr
     assert "startup_bound" not in json.loads(proc.stdout)
+
+
+def test_ctrl_c_keeps_what_was_verified(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    example = REPO / "examples" / "dispatch"
+    shutil.copy(example / "dispatch.c", tmp_path / "dispatch.c")
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "a.in").write_text("600000\n")
+    (tmp_path / ".git").mkdir()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "asmopt.cli", "optimize", "dispatch.c", "--json"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "COLUMNS": "160"},
+    )  # fmt: skip
+    assert proc.stderr is not None
+    deadline = time.monotonic() + 300
+    for line in proc.stderr:  # the first verified speed-up, streamed
+        if line.startswith("faster:") or time.monotonic() > deadline:
+            break
+    proc.send_signal(signal.SIGINT)  # the user stops here
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0
+    data = json.loads(out)
+    assert data["verdict"] == "faster" and data["speedup"]["ci_low"] > 1.01
+    assert data["tests"]["passed"] == data["tests"]["total"]
