@@ -388,7 +388,8 @@ def optimize(
             if "main" not in {f.name for f in parse_functions(baseline.asm)}:
                 say("baseline", "checking that the tests call the code of this file")
                 _check_tests_call(baseline, request.function, target, sandbox, options, cancel)
-            if not settings.go_on and not options.launcher:
+            # Command tests run the program through a shell: no single run to profile.
+            if not settings.go_on and commands is None:
                 bound, profile = _startup_bound(baseline, sandbox, say)
                 if bound:
                     return OptimizeOutcome(
