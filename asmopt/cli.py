@@ -1291,7 +1291,20 @@ def doctor(as_json: bool) -> None:
 @click.option(
     "--tcp", "tcp", metavar="HOST:PORT", default=None, help="Listen on TCP instead (debugging)."
 )
-def serve(stdio: bool, tcp: str | None) -> None:
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
+    default="warning",
+    show_default=True,
+    help="What the server logs to stderr (the editor's output panel).",
+)
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Check these options and that the server can be loaded, then exit (editors use it "
+    "to report a bad configuration before starting the server).",
+)
+def serve(stdio: bool, tcp: str | None, log_level: str, check: bool) -> None:
     """Run the language server (docs/protocol.md)."""
     address = None
     if tcp is not None:
@@ -1301,7 +1314,10 @@ def serve(stdio: bool, tcp: str | None) -> None:
         address = (host or "127.0.0.1", int(port))
     from asmopt.server.server import main as serve_main  # pygls only when serving
 
-    serve_main(address)
+    if check:
+        click.echo("asmopt serve: ok")
+        return
+    serve_main(address, log_level=log_level.lower())
 
 
 # -- serve-model ----------------------------------------------------------------------------

@@ -337,7 +337,8 @@ def run_test(
     for its tests and for its timing alike, so a program cannot tell one from the other."""
     limits = limits or session.limits
     run = session.run(0, test.stdin, test.args, limits, cancel=cancel)
-    if run.timed_out and run.cpu_seconds < _BUSY_MACHINE_CPU_SHARE * limits.wall_seconds:
+    busy = run.timed_out and not run.stalled  # a stalled runner is the program's doing
+    if busy and run.cpu_seconds < _BUSY_MACHINE_CPU_SHARE * limits.wall_seconds:
         retry = dataclasses.replace(limits, wall_seconds=2 * limits.wall_seconds)
         run = session.run(0, test.stdin, test.args, retry, cancel=cancel)
     return run
@@ -373,7 +374,7 @@ class _Runs:
         self._own: list[RunSession] = []
         self.sessions: tuple[RunSession, RunSession] | None = sessions
         if sessions is None and use_session:
-            self._own = [sandbox.session([b]) for b in binaries]
+            self._own = [sandbox.session([b], fresh_per_run=True) for b in binaries]
             self.sessions = (self._own[0], self._own[1])
 
     def run(

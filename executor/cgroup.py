@@ -98,15 +98,63 @@ def _remove_stale(parent: Path) -> None:
             pass
 
 
-class Cgroup:
-    """One sandbox's cgroup: its CPU counter, a kill switch, removal."""
+def _v1_memory_parent() -> Path | None:
+    """This process's cgroup in a v1 ``memory`` hierarchy (hybrid systems), if writable."""
+    try:
+        mounts = Path("/proc/self/mounts").read_text().splitlines()
+        own = Path("/proc/self/cgroup").read_text().splitlines()
+    except OSError:
+        return None
+    mount = next(
+        (
+            Path(f[1])
+            for f in (line.split() for line in mounts)
+            if len(f) >= 4 and f[2] == "cgroup" and "memory" in f[3].split(",")
+        ),
+        None,
+    )
+    path = next((line.split(":", 2)[2] for line in own if ":memory:" in line), None)
+    if mount is None or path is None:
+        return None
+    parent = mount / path.lstrip("/")
+    return parent if os.access(parent, os.W_OK) else None
 
-    def __init__(self, path: Path) -> None:
+
+@functools.lru_cache(maxsize=1)
+def memory_parent() -> tuple[str, Path] | None:
+    """Where a sandbox's memory can be limited as a whole: ("v2", the cgroup root when its
+    ``memory`` controller is enabled for children) or ("v1", a writable v1 memory cgroup)."""
+    if os.environ.get("ASMOPT_NO_CGROUP"):
+        return None
+    root = cgroup_root()
+    if root is not None:
+        try:
+            enabled = (root / "cgroup.subtree_control").read_text().split()
+        except OSError:
+            enabled = []
+        if "memory" in enabled:
+            return ("v2", root)
+    v1 = _v1_memory_parent()
+    if v1 is None:
+        return None
+    _remove_stale(v1)
+    return ("v1", v1)
+
+
+class Cgroup:
+    """One sandbox's cgroup: its CPU counter, its memory limit where the machine allows, a
+    kill switch, removal."""
+
+    def __init__(self, path: Path, memory: Path | None = None) -> None:
         self.path = path
+        self.memory = memory  # a v1 memory cgroup beside the v2 one, if that is the way here
 
     @classmethod
-    def create(cls) -> Cgroup | None:
-        """A fresh, empty cgroup, or None where cgroups cannot be used."""
+    def create(cls, memory_bytes: int | None = None) -> Cgroup | None:
+        """A fresh, empty cgroup, or None where cgroups cannot be used. ``memory_bytes``
+        bounds the memory of everything in it together (processes, tmpfs pages, pipes)
+        where a memory controller can be used; per-process limits alone let N processes
+        use N times as much."""
         root = cgroup_root()
         if root is None:
             return None
@@ -118,11 +166,35 @@ class Cgroup:
         except OSError as err:
             log.warning("cannot create cgroup %s: %s", path, err)
             return None
-        return cls(path)
+        group = cls(path)
+        if memory_bytes is not None:
+            group._limit_memory(name, memory_bytes)
+        return group
+
+    def _limit_memory(self, name: str, limit: int) -> None:
+        where = memory_parent()
+        try:
+            if where is not None and where[0] == "v2":
+                (self.path / "memory.max").write_text(str(limit))
+                with contextlib.suppress(OSError):
+                    (self.path / "memory.swap.max").write_text("0")
+            elif where is not None:
+                memory = where[1] / name
+                memory.mkdir()
+                self.memory = memory
+                (memory / "memory.limit_in_bytes").write_text(str(limit))
+                with contextlib.suppress(OSError):
+                    (memory / "memory.memsw.limit_in_bytes").write_text(str(limit))
+        except OSError as err:
+            log.warning("cannot limit the memory of cgroup %s: %s", self.path, err)
 
     @property
-    def procs_file(self) -> Path:
-        return self.path / "cgroup.procs"
+    def procs_files(self) -> list[Path]:
+        """The files a process writes its pid into to join (the runner's ``--launch``)."""
+        files = [self.path / "cgroup.procs"]
+        if self.memory is not None:
+            files.append(self.memory / "cgroup.procs")
+        return files
 
     def usage_us(self) -> int:
         """CPU time (user + system) of every process that ever ran in the cgroup, in µs."""
@@ -132,6 +204,17 @@ class Cgroup:
                     return int(line.split()[1])
         raise OSError(f"{self.path}/cpu.stat has no usage_usec")
 
+    def out_of_memory(self) -> bool:
+        """Whether the memory limit was hit (and the kernel killed something for it)."""
+        try:
+            if self.memory is not None:
+                return int((self.memory / "memory.failcnt").read_text()) > 0
+            events = (self.path / "memory.events").read_text().split()
+        except (OSError, ValueError):
+            return False
+        counts = dict(zip(events[::2], events[1::2], strict=False))
+        return int(counts.get("oom_kill", "0")) > 0
+
     def kill(self) -> None:
         """SIGKILL every process in the cgroup (``cgroup.kill``, Linux >= 5.14)."""
         with contextlib.suppress(OSError):
@@ -140,15 +223,16 @@ class Cgroup:
     def remove(self, timeout: float = 2.0) -> None:
         """Kill what is left and remove the cgroup (it must be empty first)."""
         deadline = time.monotonic() + timeout
-        while True:
-            try:
-                self.path.rmdir()
-                return
-            except FileNotFoundError:
-                return
-            except OSError:
-                if time.monotonic() > deadline:
-                    log.warning("cgroup %s is not empty; left in place", self.path)
-                    return
-                self.kill()
-                time.sleep(0.01)
+        for path in (self.path, self.memory):
+            while path is not None:
+                try:
+                    path.rmdir()
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        log.warning("cgroup %s is not empty; left in place", path)
+                        break
+                    self.kill()
+                    time.sleep(0.001)

@@ -143,29 +143,20 @@ def functions(binary: Path) -> list[FunctionSymbol]:
         return [FunctionSymbol(s.name, s.address, s.size) for s in _function_symbols(elf)]
 
 
-# Allocated sections that do not change what the program does: the build ID is a hash of the
-# whole file, symbol names included.
-_IMAGE_IGNORED = frozenset({".note.gnu.build-id"})
-
-
 def image_digest(binary: Path) -> str:
-    """A digest of what ``binary`` loads into memory: the entry point and the address, size
-    and bytes of every allocated section (code, read-only data, data, .bss's size), but not
-    symbol names, debug information or the build ID. Two binaries with the same digest run
-    the same machine code on the same data, so they behave (and time) alike."""
+    """A digest of what ``binary`` loads into memory (:func:`loaded_contents`) and its entry
+    point: two binaries with the same digest run the same machine code on the same data, so
+    they behave (and time) alike; symbol names, debug information and the build ID differ
+    freely."""
     import hashlib
 
-    stream, elf = _open(binary)
     digest = hashlib.sha256()
+    stream, elf = _open(binary)
     with stream:
         digest.update(f"entry {elf['e_entry']:#x}\n".encode())
-        for section in elf.iter_sections():
-            if not section["sh_flags"] & 0x2 or section.name in _IMAGE_IGNORED:  # SHF_ALLOC
-                continue
-            head = f"{section.name} {section['sh_type']} {section['sh_addr']:#x} "
-            digest.update(f"{head}{section['sh_size']}\n".encode())
-            if section["sh_type"] != "SHT_NOBITS":
-                digest.update(section.data())
+    for name, data in loaded_contents(binary):
+        digest.update(f"{name} {len(data)}\n".encode())
+        digest.update(data)
     return digest.hexdigest()
 
 
@@ -349,3 +340,33 @@ def instructions_for_line(binary: Path, file: str | Path, line: int) -> list[Ins
                 starts.insert(index, insn.address)
                 out.insert(index, insn)
         return out
+
+
+# Sections that differ between two builds of the same code: the build id hashes the whole
+# file (symbol names included).
+_NOT_CODE = (".note.gnu.build-id",)
+
+
+def loaded_contents(binary: Path) -> tuple[tuple[str, bytes], ...]:
+    """The bytes the loader maps of ``binary``: every allocated section but the build id,
+    with its name (``.bss`` and other sections without file contents by size alone)."""
+    stream, elf = _open(binary)
+    with stream:
+        found = []
+        for section in elf.iter_sections():
+            if not section["sh_flags"] & 0x2 or section.name in _NOT_CODE:  # SHF_ALLOC
+                continue
+            if section["sh_type"] == "SHT_NOBITS":
+                found.append((section.name, section["sh_size"].to_bytes(8, "little")))
+            else:
+                found.append((section.name, section.data()))
+        return tuple(found)
+
+
+def same_machine_code(a: Path, b: Path) -> bool:
+    """Whether two binaries load the same bytes: the same program, whatever its text said
+    (comments, label names, blank lines). An unreadable file is never the same."""
+    try:
+        return loaded_contents(a) == loaded_contents(b)
+    except ElfInspectionError:
+        return False

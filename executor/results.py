@@ -75,6 +75,9 @@ class RunResult:
     sandbox_violation: bool = False  # killed by the seccomp filter (SIGSYS)
     sandboxed: bool = True
     cpu_source: str = "rusage"  # "cgroup" when the kernel's count for the sandbox was used
+    # The sandbox stopped answering (its runner was stopped or killed by the program) and
+    # was killed from outside: the program's doing, never a busy machine's.
+    stalled: bool = False
 
 
 class TestStatus(enum.StrEnum):

@@ -64,6 +64,7 @@
 
 #define REQUEST_MAGIC 0x71526d41u  /* "AmRq" */
 #define RESPONSE_MAGIC 0x73526d41u /* "AmRs" */
+#define READY_MAGIC 0x79526d41u    /* "AmRy": the runner waits for requests */
 #define RESP_TIMED_OUT 1u
 #define RESP_TRUNCATED 2u
 #define RESP_ENDS 4u /* the runner exits after this response; start a new session */
@@ -762,6 +763,10 @@ static int serve(int argc, char **argv) {
     signal(SIGPIPE, SIG_IGN); /* a program that closes its stdin must not kill us */
     become_runner();
     if (sandboxed) snapshot_state();
+    /* Ready: the host starts its CPU count from here, so bubblewrap's start-up and ours are
+     * never charged to the first run. */
+    uint32_t ready = READY_MAGIC;
+    if (write_full(resp_fd, &ready, sizeof ready) != 0) return 3;
 
     for (;;) {
         struct request req;
@@ -830,35 +835,38 @@ static int serve(int argc, char **argv) {
 
 /* ---- launch: enter a cgroup, drop to the sandbox user, exec bubblewrap ------------------------ */
 
-/* asmopt-runner --launch CGROUP_PROCS|- UID|- GID|- PROGRAM [ARGS...]
+/* asmopt-runner --launch [CGROUP_PROCS...] -- UID|- GID|- PROGRAM [ARGS...]
  *
  * Runs on the host, before bubblewrap. Joining the cgroup first means every process the
  * sandbox ever holds is born inside it, so its CPU time is counted by the kernel whoever
  * reaps (or does not reap) it; then the privileges are dropped, in the order that cannot be
  * undone (groups, gid, uid). */
 static int launch(int argc, char **argv) {
-    if (argc < 6) {
-        dprintf(2, "usage: asmopt-runner --launch CGROUP_PROCS|- UID|- GID|- PROGRAM [ARGS...]\n");
-        return 125;
-    }
-    if (strcmp(argv[2], "-") != 0) {
-        int fd = open(argv[2], O_WRONLY | O_CLOEXEC);
+    int i = 2;
+    for (; i < argc && strcmp(argv[i], "--") != 0; i++) {
+        int fd = open(argv[i], O_WRONLY | O_CLOEXEC);
         if (fd < 0 || write(fd, "0", 1) != 1) {
-            dprintf(2, "asmopt-runner: cannot join cgroup %s: %s\n", argv[2], strerror(errno));
+            dprintf(2, "asmopt-runner: cannot join cgroup %s: %s\n", argv[i], strerror(errno));
             return 125;
         }
         close(fd);
     }
-    if (strcmp(argv[3], "-") != 0) {
-        gid_t gid = (gid_t)parse(argv[4]);
-        uid_t uid = (uid_t)parse(argv[3]);
+    if (argc - i < 4) {
+        dprintf(2, "usage: asmopt-runner --launch [CGROUP_PROCS...] -- UID|- GID|- PROGRAM "
+                   "[ARGS...]\n");
+        return 125;
+    }
+    char **rest = &argv[i + 1];
+    if (strcmp(rest[0], "-") != 0) {
+        gid_t gid = (gid_t)parse(rest[1]);
+        uid_t uid = (uid_t)parse(rest[0]);
         if (setgroups(0, NULL) != 0 || setgid(gid) != 0 || setuid(uid) != 0) {
             dprintf(2, "asmopt-runner: cannot drop to uid %u: %s\n", (unsigned)uid, strerror(errno));
             return 125;
         }
     }
-    execv(argv[5], &argv[5]);
-    dprintf(2, "asmopt-runner: cannot execute %s: %s\n", argv[5], strerror(errno));
+    execv(rest[2], &rest[2]);
+    dprintf(2, "asmopt-runner: cannot execute %s: %s\n", rest[2], strerror(errno));
     return 126;
 }
 

@@ -21,6 +21,7 @@ works the same way for ordinary users and for root (unprivileged user namespaces
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import errno
@@ -41,7 +42,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import IO
+from typing import IO, Any, NamedTuple
 
 from asmopt.executor.cgroup import Cgroup, cgroup_root
 from asmopt.executor.results import RunResult
@@ -73,9 +74,12 @@ BLOCKED_SYSCALLS = tuple(
     delete_module bpf perf_event_open userfaultfd keyctl add_key request_key unshare setns
     swapon swapoff acct syslog settimeofday clock_settime clock_adjtime adjtimex iopl ioperm
     open_by_handle_at name_to_handle_at quotactl fanotify_init lookup_dcookie mknod mknodat
-    personality
+    personality io_uring_setup io_uring_enter io_uring_register vmsplice readahead cachestat
     """.split()
 )
+# io_uring runs system calls (a socket, say) where seccomp never sees them; vmsplice moves the
+# copy of a program's output into the runner, whose CPU time is not the program's; readahead
+# and cachestat set and read the host's page cache, a memory shared by every sandbox.
 
 
 class SandboxError(RuntimeError):
@@ -99,6 +103,13 @@ class SandboxLimits:
     # stdout and stderr together: room for a FASTA-like generator's output
     output_bytes: int = 64 * MiB
     tmp_bytes: int = 32 * MiB  # size of the private /tmp
+
+
+def run_memory_bytes(limits: SandboxLimits) -> int:
+    """What one run may hold in all, where a cgroup can bound it: the program's memory, its
+    ``/tmp`` and ``/dev/shm``, and the runner's buffer of its output (``memory_bytes`` alone
+    is a per-process limit, which N processes would multiply)."""
+    return limits.memory_bytes + 2 * limits.tmp_bytes + limits.output_bytes + 32 * MiB
 
 
 def _runner_source() -> bytes:
@@ -171,17 +182,56 @@ def seccomp_program(*, refuse_sigchld: bool = True) -> bytes:
     # SIGCHLD set to SIG_IGN (or SA_NOCLDWAIT) makes the kernel reap children unseen, and
     # their CPU time never reaches any rusage. Refuse to change SIGCHLD's disposition at all
     # (the action lives in memory seccomp cannot read); reading it stays allowed.
+    # The kernel reads the signal number as an int: compare the low 32 bits only, or high
+    # bits in the register slip past the rule.
     if refuse_sigchld:
         flt.add_rule(
             pyseccomp.ERRNO(errno.EPERM),
             "rt_sigaction",
-            pyseccomp.Arg(0, pyseccomp.EQ, signal.SIGCHLD),
+            pyseccomp.Arg(0, pyseccomp.MASKED_EQ, 0xFFFFFFFF, signal.SIGCHLD),
             pyseccomp.Arg(1, pyseccomp.NE, 0),
         )
+    for name, rules in _REFUSED_ARGUMENTS.items():
+        for args in rules:
+            refused = [_arg(pyseccomp, a) for a in args]
+            flt.add_rule(pyseccomp.ERRNO(errno.EPERM), name, *refused)
     with tempfile.TemporaryFile() as fh:
         flt.export_bpf(fh)
         fh.seek(0)
         return fh.read()
+
+
+# Calls refused (EPERM) when their arguments say so: each rule is (argument, test, value...),
+# all tests of a rule must hold. A program may change itself but nothing else (the runner's
+# limits, nice value, CPUs or I/O priority would otherwise carry over to the runs after it),
+# and may not probe or evict the host's page cache (RWF_NOWAIT reads, POSIX_FADV_DONTNEED).
+# "gt0": anything but exactly 0 (the comparison is unsigned and 64-bit, so high bits and
+# negative numbers are refused too).
+_REFUSED_ARGUMENTS: dict[str, tuple[tuple[tuple[Any, ...], ...], ...]] = {
+    "prlimit64": (((0, "gt0"),),),
+    "setpriority": (((0, "gt0"),), ((1, "gt0"),)),  # only PRIO_PROCESS of itself
+    "sched_setaffinity": (((0, "gt0"),),),
+    "sched_setscheduler": (((0, "gt0"),),),
+    "sched_setparam": (((0, "gt0"),),),
+    "sched_setattr": (((0, "gt0"),),),
+    "ioprio_set": (((0, "ne", 1),), ((1, "gt0"),)),  # only IOPRIO_WHO_PROCESS of itself
+    "preadv2": (((5, "bits", 0x8),),),  # RWF_NOWAIT
+    "pwritev2": (((5, "bits", 0x8),),),
+    "fadvise64": (((3, "low32", 4),),),  # POSIX_FADV_DONTNEED
+}
+
+
+def _arg(pyseccomp: Any, spec: tuple[Any, ...]) -> Any:
+    index, test, *values = spec
+    if test == "gt0":
+        return pyseccomp.Arg(index, pyseccomp.GT, 0)
+    if test == "ne":
+        return pyseccomp.Arg(index, pyseccomp.NE, values[0])
+    if test == "bits":
+        return pyseccomp.Arg(index, pyseccomp.MASKED_EQ, values[0], values[0])
+    if test == "low32":
+        return pyseccomp.Arg(index, pyseccomp.MASKED_EQ, 0xFFFFFFFF, values[0])
+    raise ValueError(f"unknown argument test {test}")
 
 
 def bubblewrap_path() -> str:
@@ -365,16 +415,23 @@ class Sandbox:
             "/proc",
             "--dev",
             "/dev",
+            # bubblewrap's /dev is a tmpfs without a size: /dev/shm gets /tmp's, and /dev
+            # itself is made read-only below.
+            "--size",
+            str(tmp_bytes),
+            "--tmpfs",
+            "/dev/shm",
             "--size",
             str(tmp_bytes),
             "--tmpfs",
             "/tmp",
-            "--ro-bind",
-            str(self._runner),
-            "/sandbox/runner",
         ]
+        # The runner and the programs are copied in from open files rather than bound from
+        # the session folder: /proc/self/mountinfo would show a bound file's host path.
+        cmd = _Command(cmd)
+        cmd.add_data(self._runner, "/sandbox/runner")
         for host_path, inside in programs:
-            cmd += ["--ro-bind", str(host_path), inside]
+            cmd.add_data(host_path, inside)
         if work_dir is not None:
             # A tool's run (see run_tool): its files, writable, as its working directory.
             cmd += ["--bind", str(work_dir), SANDBOX_WORK_DIR, "--chdir", SANDBOX_WORK_DIR]
@@ -396,7 +453,7 @@ class Sandbox:
             cmd += ["--bind", str(output_dir), SANDBOX_OUTPUT_DIR]
         # The root (a tmpfs bubblewrap made, owned by the sandbox user) read-only: only /tmp,
         # /dev and output_dir stay writable, which a session can wipe between runs.
-        cmd += ["--remount-ro", "/"]
+        cmd += ["--remount-ro", "/", "--remount-ro", "/dev"]
         if bpf_fd is not None:
             cmd += ["--seccomp", str(bpf_fd)]
         cmd += ["/sandbox/runner", *runner_argv]
@@ -441,10 +498,26 @@ class Sandbox:
         """Start bubblewrap (as nobody when we are root) or the bare runner, inside ``cgroup``
         when given (the runner's ``--launch`` joins it, then drops to nobody)."""
         drop = self.enabled and self._drop_to_nobody
+        data_fds = cmd.fds if isinstance(cmd, _Command) else []
         if cgroup is not None:
             ids = [str(NOBODY), str(NOBODY)] if drop else ["-", "-"]
-            cmd = [str(self._runner), "--launch", str(cgroup.procs_file), *ids, *cmd]
+            procs = [str(p) for p in cgroup.procs_files]
+            cmd = [str(self._runner), "--launch", *procs, "--", *ids, *cmd]
             drop = False
+        try:
+            return self._popen(cmd, [*pass_fds, *data_fds], drop, cwd, streams)
+        finally:
+            for fd in data_fds:
+                os.close(fd)
+
+    def _popen(
+        self,
+        cmd: list[str],
+        pass_fds: list[int],
+        drop: bool,
+        cwd: Path | None,
+        streams: dict[str, object],
+    ) -> subprocess.Popen[bytes]:
         return subprocess.Popen(  # type: ignore[call-overload]
             cmd,
             pass_fds=pass_fds,
@@ -476,8 +549,13 @@ class Sandbox:
         launcher: str | None = None,
         files: Path | None = None,
         hide: Sequence[str] = (),
+        fresh_per_run: bool = False,
     ) -> RunSession:
         """One sandbox serving many runs of ``binaries`` (see :class:`RunSession`).
+
+        ``fresh_per_run`` gives every run a bubblewrap of its own, started while the run
+        before it executes: nothing of one run (files, extended attributes, the PID and inode
+        counters, changes made to the runner) can reach the next. The judge uses it.
 
         ``limits`` only sets the session's default limits (``tmp_bytes`` included); each run
         may pass its own. Use it as a context manager; :meth:`close` and :meth:`kill_all`
@@ -508,7 +586,7 @@ class Sandbox:
                     hidden.append((rel.strip("/"), path.is_dir()))
         if launcher is not None and not os.path.isabs(launcher):
             raise SandboxError(f"a session's launcher needs an absolute path, got {launcher}")
-        session = RunSession(self, staged, limits or self.limits)
+        session = RunSession(self, staged, limits or self.limits, fresh_per_run=fresh_per_run)
         session.launcher, session.files, session.hidden = launcher, files, tuple(hidden)
         with self._lock:
             self._sessions.add(session)
@@ -674,6 +752,10 @@ _RESPONSE = struct.Struct("=2I2i5Q2I2Q")  # magic seq kind value; utime_us stime
 #                                      wall_us runner_cpu_us; flags reserved; stdout_len stderr_len
 _REQUEST_MAGIC = 0x71526D41
 _RESPONSE_MAGIC = 0x73526D41
+_READY_MAGIC = 0x79526D41
+# How long a new session's bubblewrap may take to become ready (a loaded machine is slow).
+_READY_TIMEOUT_SECONDS = 30.0
+_SPARES = 2  # bubblewraps a fresh-per-run session keeps starting ahead of its runs
 _KIND_EXITED, _KIND_SIGNALED = 0, 1
 _RESP_TIMED_OUT, _RESP_TRUNCATED, _RESP_ENDS = 1, 2, 4
 # How long past a run's wall limit the host waits for the runner's answer before it kills the
@@ -694,8 +776,19 @@ class RunSession:
     starts a fresh bubblewrap. Runs are serialised; the object may be shared by threads.
     """
 
-    def __init__(self, sandbox: Sandbox, programs: list[Path], limits: SandboxLimits) -> None:
+    def __init__(
+        self,
+        sandbox: Sandbox,
+        programs: list[Path],
+        limits: SandboxLimits,
+        *,
+        fresh_per_run: bool = False,
+    ) -> None:
         self._sandbox = sandbox
+        self.fresh_per_run = fresh_per_run
+        # The next runs' bubblewraps, starting (fresh_per_run): a start is mostly waiting on
+        # the kernel (namespaces, mounts), so two at a time hide it behind the runs.
+        self._spares: collections.deque[_Slot] = collections.deque()
         self._programs = programs
         self.limits = limits
         self._lock = threading.Lock()
@@ -723,6 +816,8 @@ class RunSession:
     def close(self) -> None:
         """Stop the session's sandbox (within a second; a run in progress reports a kill)."""
         self._closed = True
+        while self._spares:
+            _retire(self._spares.popleft(), self._sandbox)
         if self._lock.acquire(blocking=False):
             try:
                 self._stop()
@@ -733,6 +828,35 @@ class RunSession:
             _kill_tree(proc)
 
     def _start(self) -> None:
+        slot = None
+        while self._spares and slot is None:
+            try:
+                slot = self._ready(self._spares.popleft())
+            except SandboxError:
+                # bubblewrap dies with the thread that started it (--die-with-parent): a
+                # spare started by a thread that has ended since is gone. Take another.
+                slot = None
+        if slot is None:
+            slot = self._ready(self._launch())
+        self._proc, self._req_w, self._resp_r, self._errors, self._cgroup = slot
+        self._answered = 0
+
+    def _ready(self, slot: _Slot) -> _Slot:
+        """``slot`` once its runner is ready; raises ``SandboxError`` when it never gets so."""
+        if _await_ready(slot.resp_r, slot.proc):
+            return slot
+        text = ""
+        if slot.errors is not None:
+            with contextlib.suppress(OSError):
+                slot.errors.seek(0)
+                text = slot.errors.read(4096).decode(errors="replace").strip()
+        _retire(slot, self._sandbox)
+        raise SandboxError(
+            f"the sandbox session failed to start (exit {slot.proc.returncode}): {text[:500]}"
+        )
+
+    def _launch(self) -> _Slot:
+        """Start a bubblewrap for this session (its runner gets ready in the background)."""
         sb = self._sandbox
         req_r, req_w = os.pipe()
         resp_r, resp_w = os.pipe()
@@ -754,7 +878,7 @@ class RunSession:
         # bubblewrap's own messages; read only when the session dies. Open as long as it runs.
         errors = tempfile.TemporaryFile()  # noqa: SIM115
         pass_fds = [req_r, resp_w] if bpf_r is None else [req_r, resp_w, bpf_r]
-        cgroup = Cgroup.create() if sb.cgroups else None
+        cgroup = Cgroup.create(run_memory_bytes(self.limits)) if sb.cgroups else None
         try:
             proc = sb._spawn(
                 cmd,
@@ -779,10 +903,8 @@ class RunSession:
         os.set_blocking(resp_r, False)
         with sb._lock:
             sb._active.add(proc)
-        self._proc, self._req_w, self._resp_r, self._errors = proc, req_w, resp_r, errors
-        self._cgroup = cgroup
-        self._answered = 0
         self.starts += 1
+        return _Slot(proc, req_w, resp_r, errors, cgroup)
 
     def _stop(self, keep_errors: bool = False) -> int | None:
         """Kill the current bubblewrap (if any) and forget it; its exit status. Its stderr is
@@ -793,22 +915,23 @@ class RunSession:
         proc = self._proc
         if proc is None:
             return None
-        self._proc = None
-        _kill_tree(proc)
-        cgroup, self._cgroup = self._cgroup, None
-        if cgroup is not None:
-            cgroup.remove()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            log.warning("session sandbox %d did not exit after SIGKILL", proc.pid)
-        with self._sandbox._lock:
-            self._sandbox._active.discard(proc)
-        for fd in (self._req_w, self._resp_r):
-            with contextlib.suppress(OSError):
-                os.close(fd)
-        self._req_w = self._resp_r = -1
+        _retire(_Slot(proc, self._req_w, self._resp_r, None, self._cgroup), self._sandbox)
+        self._proc, self._req_w, self._resp_r, self._cgroup = None, -1, -1, None
         return proc.returncode
+
+    def _renew(self) -> None:
+        """Fresh-per-run: retire this run's bubblewrap (its state goes with it) and start the
+        next run's, which gets ready while the caller goes on (the other side's run), so it
+        is there when the next run comes."""
+        if self._proc is not None and self._proc.poll() is None:
+            # Answered (or given up on): the next run gets another sandbox. The errors file
+            # stays for the caller to read when the session died during the run.
+            slot = _Slot(self._proc, self._req_w, self._resp_r, self._errors, self._cgroup)
+            self._proc, self._req_w, self._resp_r = None, -1, -1
+            self._errors, self._cgroup = None, None
+            _retire(slot, self._sandbox)
+        while not self._closed and not self._sandbox._closed and len(self._spares) < _SPARES:
+            self._spares.append(self._launch())
 
     def program_path(self, index: int = 0) -> str:
         """The path under which the runs see the session's ``index``-th binary."""
@@ -891,11 +1014,16 @@ class RunSession:
             deadline = time.monotonic() + limits.wall_seconds + _SESSION_GRACE_SECONDS
             cgroup = self._cgroup
             used_before = cgroup.usage_us() if cgroup is not None else 0
-            outcome, data = self._exchange(
-                header + blob + bytes(stdin), deadline, cancel, limits, used_before
-            )
+            try:
+                outcome, data = self._exchange(
+                    header + blob + bytes(stdin), deadline, cancel, limits, used_before
+                )
+                used = cgroup.usage_us() - used_before if cgroup is not None else None
+                out_of_memory = cgroup is not None and cgroup.out_of_memory()
+            finally:
+                if self.fresh_per_run:
+                    self._renew()
             wall = time.perf_counter() - start
-            used = cgroup.usage_us() - used_before if cgroup is not None else None
             enabled = self._sandbox.enabled
             if outcome == "ok":
                 self._answered += 1
@@ -929,6 +1057,9 @@ class RunSession:
                 )
                 if used is not None:
                     result = dataclasses.replace(result, cpu_source="cgroup")
+                if out_of_memory and result.exit_code != 0 and not result.timed_out:
+                    # The sandbox's memory limit was hit and the kernel killed for it.
+                    result = dataclasses.replace(result, out_of_memory=True)
                 return result
             fresh = self._answered == 0
             returncode = self._stop(keep_errors=True)
@@ -946,6 +1077,7 @@ class RunSession:
                     wall,
                     timed_out=True,
                     sandboxed=enabled,
+                    stalled=outcome == "timeout",
                 )
             # The session died. A program can only kill the runner (exit status 128 + signal,
             # or our own SIGKILL); anything else before a first answer is the sandbox failing.
@@ -1037,6 +1169,73 @@ def _check_reachable_by_nobody(folder: Path) -> None:
                 f"{part} is not open to other users; chmod o+rx {part}, or run asmopt as an "
                 "ordinary user"
             )
+
+
+class _Command(list[str]):
+    """A bubblewrap command line and the descriptors of the files it copies in
+    (``--ro-bind-data``), which the spawn passes and then closes."""
+
+    def __init__(self, args: Sequence[str] = ()) -> None:
+        super().__init__(args)
+        self.fds: list[int] = []
+
+    def add_data(self, host_path: Path, inside: str) -> None:
+        fd = os.open(host_path, os.O_RDONLY | os.O_CLOEXEC)
+        self.fds.append(fd)
+        self += ["--perms", "0555", "--ro-bind-data", str(fd), inside]
+
+
+class _Slot(NamedTuple):
+    """One started bubblewrap of a session: its process, request and response pipes, its
+    stderr file and its cgroup."""
+
+    proc: subprocess.Popen[bytes]
+    req_w: int
+    resp_r: int
+    errors: IO[bytes] | None
+    cgroup: Cgroup | None
+
+
+def _await_ready(resp_r: int, proc: subprocess.Popen[bytes]) -> bool:
+    """Wait for the runner's ready word; False when the sandbox died or never got ready."""
+    deadline = time.monotonic() + _READY_TIMEOUT_SECONDS
+    got = b""
+    with selectors.DefaultSelector() as sel:
+        sel.register(resp_r, selectors.EVENT_READ)
+        while len(got) < 4:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or (proc.poll() is not None and not sel.select(0)):
+                return False
+            if not sel.select(timeout=min(remaining, 0.05)):
+                continue
+            try:
+                chunk = os.read(resp_r, 4 - len(got))
+            except BlockingIOError:
+                continue
+            if not chunk:
+                return False
+            got += chunk
+    return struct.unpack("=I", got)[0] == _READY_MAGIC
+
+
+def _retire(slot: _Slot, sandbox: Sandbox) -> None:
+    """Kill a session's bubblewrap with everything in it, and free what it held."""
+    if slot.cgroup is not None:
+        slot.cgroup.kill()  # everything in it at once, before bubblewrap's own teardown
+    _kill_tree(slot.proc)
+    try:
+        slot.proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        log.warning("session sandbox %d did not exit after SIGKILL", slot.proc.pid)
+    if slot.cgroup is not None:
+        slot.cgroup.remove()
+    with sandbox._lock:
+        sandbox._active.discard(slot.proc)
+    for fd in (slot.req_w, slot.resp_r):
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    if slot.errors is not None:
+        slot.errors.close()
 
 
 def _kill_tree(proc: subprocess.Popen[bytes]) -> None:

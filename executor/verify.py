@@ -25,6 +25,7 @@ from asmopt.executor.benchmark import (
     benchmark,
     run_test,
 )
+from asmopt.executor.elf import same_machine_code
 from asmopt.executor.results import (
     BuildResult,
     RunResult,
@@ -79,7 +80,13 @@ class VerifyOptions:
 
     def session_options(self) -> dict[str, Any]:
         """The keyword arguments of every ``Sandbox.session`` that runs a program."""
-        return {"launcher": self.launcher, "files": self.files, "hide": self.hide}
+        # Every run in a sandbox of its own: nothing of a test run reaches a timed run.
+        return {
+            "launcher": self.launcher,
+            "files": self.files,
+            "hide": self.hide,
+            "fresh_per_run": True,
+        }
 
     def key(self) -> str:
         commands = (self.launcher, str(self.files)) if self.launcher or self.files else ()
@@ -354,6 +361,16 @@ def verify_candidate(
     already); that answer is not stored: its caller stores the verdict it stands for.
     """
     opts = options or VerifyOptions()
+    try:
+        asm.encode("utf-8")
+    except UnicodeEncodeError as err:  # a lone surrogate, from JSON or a model's tokens
+        return VerificationResult(
+            Verdict.BUILD_FAILED,
+            candidate_hash(asm.encode("utf-8", "replace").decode()),
+            None,
+            message=f"the candidate is not valid text (character {err.start} cannot be "
+            "written as UTF-8)",
+        )
     chash = candidate_hash(asm)
     key = store_key(asm, baseline, opts) if store is not None else ""
     if store is not None:
@@ -416,6 +433,9 @@ def _verify_uncached(
             answer = same_code(binary)
             if answer is not None:
                 return replace(answer, candidate_hash=chash, build=build, cached=False)
+        # Text that differs only in comments, labels or blank lines is the same program: it
+        # must not be measured as a new one (a policy could draw the A/A noise again).
+        identical = identical or same_machine_code(binary, baseline.binary)
         limits = _run_limits(baseline, baseline.tests, opts)
         with (
             sandbox.session([binary], limits=limits, **opts.session_options()) as cand_session,

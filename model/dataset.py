@@ -744,8 +744,7 @@ def _prepare_program(
     try:
         baseline = prepare_baseline(source, unpinned, work / "o3", sandbox, options=verify_options)
     except BaselineError as err:
-        text = str(err)
-        reason = "does-not-build" if "compile" in text or "link" in text else "fails-own-tests"
+        reason = "does-not-build" if err.stage in ("compile", "link") else "fails-own-tests"
         raise _Drop(reason, str(err)) from err
     comparator = Comparator(mode=options.compare)  # type: ignore[arg-type]
     for test in given:

@@ -16,7 +16,9 @@ import itertools
 import json
 import logging
 import os
+import shutil
 import sys
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +44,8 @@ class Job:
     target: str
     workspace: Path
     settings: dict[str, Any]
+    scratch: Path | None = None  # the server's scratch folder: the job's TMPDIR goes there
+    tmpdir: Path | None = None
     state: str = "queued"  # queued | running | done
     stage: str = "queued"
     message: str = ""
@@ -145,6 +149,7 @@ class JobManager:
             result = JobResult(None, "", error=f"asmopt could not run the job: {err}")
         finally:
             await self._kill_if_alive(job)
+            await asyncio.to_thread(_remove_tmpdir, job)
         if job.cancelled and result.error is None:
             result = JobResult(None, "cancelled", cancelled=True)
         job.state = "done"
@@ -156,8 +161,15 @@ class JobManager:
             self._spawn(self._pump())
 
     async def _run_worker(self, job: Job) -> JobResult:
+        # Everything the optimizer writes to the temporary folder (candidates, binaries,
+        # sandboxes) goes into one folder per job, removed when the job ends however it
+        # ends: a killed worker cannot clean up after itself.
+        job.tmpdir = Path(tempfile.mkdtemp(prefix=f"asmopt-job-{job.id}-", dir=job.scratch))
+        job.tmpdir.chmod(0o711)  # as /tmp: the sandbox's user must reach what is made inside
+        env = {**os.environ, "TMPDIR": str(job.tmpdir)}
         process = await asyncio.create_subprocess_exec(
             *worker_command(),
+            env=env,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
@@ -273,6 +285,12 @@ class JobManager:
             job.cancelled = True
             if job.pid is not None and job.process is not None and job.process.returncode is None:
                 proctree.kill_tree(job.pid)
+            _remove_tmpdir(job)
+
+
+def _remove_tmpdir(job: Job) -> None:
+    if job.tmpdir is not None:
+        shutil.rmtree(job.tmpdir, ignore_errors=True)
 
 
 async def _drain(stream: asyncio.StreamReader | None, tail: list[str]) -> None:

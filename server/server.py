@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -23,10 +25,14 @@ from asmopt.model.settings import config_root
 from asmopt.server.documents import Buffer, DocumentStore, FunctionInfo, Language
 from asmopt.server.jobs import JobManager
 from asmopt.server.options import ServerOptions, workspace_config
+from asmopt.server.protocol import AsmoptProtocol, serve_stdio
 from asmopt.server.results import ResultIndex, source_key
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
+
+SCRATCH_PREFIX = "asmopt-server-"
+PARSE_IN_PROCESS_CHARS = 300_000  # bigger assembly buffers are parsed in a process of their own
 
 STATUS = "asmopt/status"
 CANDIDATE = "asmopt/candidate"
@@ -37,7 +43,10 @@ class AsmoptLanguageServer(LanguageServer):
 
     def __init__(self) -> None:
         super().__init__(
-            "asmopt", __version__, text_document_sync_kind=types.TextDocumentSyncKind.Incremental
+            "asmopt",
+            __version__,
+            protocol_cls=AsmoptProtocol,
+            text_document_sync_kind=types.TextDocumentSyncKind.Incremental,
         )
         self.documents = DocumentStore()
         self.options = ServerOptions()
@@ -58,6 +67,60 @@ class AsmoptLanguageServer(LanguageServer):
         self.assembler_checks: dict[str, tuple[int | None, Any]] = {}
         self.debug_builds: dict[str, tuple[Any, ...]] = {}  # (version, future, text)
         self.estimates: dict[tuple[str, str], Any] = {}  # (asm hash, function) -> future
+        self._parse_pool: Any = None
+        self._scratch: Path | None = None
+        # Called once when the server stops (shutdown, exit or end of input): each removes
+        # what it left on disk or kills what it started.
+        self.cleanups: list[Callable[[], None]] = []
+        self._cleaned = False
+
+    def scratch(self) -> Path:
+        """This server's private temporary folder (``asmopt-server-<pid>-*``): hover builds
+        and each job's TMPDIR live in it, and it is removed when the server stops. Folders
+        of servers that were killed are removed when the next one starts."""
+        if self._scratch is None:
+            import tempfile
+
+            _remove_orphaned_scratch()
+            self._scratch = Path(tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-"))
+            # Searchable by others (not listable), as /tmp is: the sandbox's user must reach
+            # the folders the executor makes inside.
+            self._scratch.chmod(0o711)
+        return self._scratch
+
+    def cleanup(self) -> None:
+        """Stop jobs, remove temporary files, stop helper processes (idempotent)."""
+        if self._cleaned:
+            return
+        self._cleaned = True
+        self.jobs.kill_all()
+        for cleanup in self.cleanups:
+            try:
+                cleanup()
+            except Exception:
+                logger.exception("cleanup failed")
+        if self._parse_pool is not None:
+            self._parse_pool.shutdown(wait=False, cancel_futures=True)
+            self._parse_pool = None
+        if self._scratch is not None:
+            import shutil
+
+            shutil.rmtree(self._scratch, ignore_errors=True)
+
+    def start_io(self, stdin: Any = None, stdout: Any = None) -> None:  # type: ignore[override]
+        """Serve on stdio with asmopt's framing (:mod:`asmopt.server.protocol`)."""
+        from pygls.io_ import StdoutWriter
+
+        self.protocol.set_writer(StdoutWriter(stdout or sys.stdout.buffer))
+        try:
+            asyncio.run(serve_stdio(self.protocol, stdin.fileno() if stdin else None))
+        except BrokenPipeError:
+            logger.error("the client went away")
+        except (KeyboardInterrupt, SystemExit):
+            pass
+        finally:
+            self.cleanup()
+            self.shutdown()
 
     # ---------------------------------------------------------------- messages
 
@@ -121,16 +184,41 @@ class AsmoptLanguageServer(LanguageServer):
         encoding = self.server_capabilities.position_encoding
         return str(encoding.value if hasattr(encoding, "value") else encoding or "utf-16")
 
-    async def functions(self, buffer: Buffer) -> list[FunctionInfo]:
-        """The buffer's functions; assembly is parsed in a thread."""
+    async def functions(self, buffer: Buffer, *, exact: bool = False) -> list[FunctionInfo]:
+        """The buffer's functions. For display (``exact`` false) an assembly buffer answers
+        at once with its last parse moved along with the edits since, once it has one;
+        ``exact`` waits for a parse of the current text (off the event loop)."""
         ready = buffer.functions_if_ready()
         if ready is not None:
             return ready
-        text = buffer.text
-        found = await self.in_thread(buffer.asm_functions, text)
-        if buffer.text is text:
-            return buffer.functions()
-        return found
+        if not exact and buffer.asm_parsed_once:
+            return buffer.stale_functions()
+        return await self.parse_asm(buffer)
+
+    async def parse_asm(self, buffer: Buffer) -> list[FunctionInfo]:
+        """Parse an assembly buffer's current text exactly: in a thread, or for a big one in
+        a process of its own (a parse of 100,000 lines takes over a second of CPU, which in
+        a thread would slow every request through the GIL)."""
+        from asmopt.server.documents import parse_asm
+
+        generation, lines = buffer.asm_generation, list(buffer.lines)
+        text = "".join(lines)
+        if len(text) < PARSE_IN_PROCESS_CHARS:
+            parsed = await self.in_thread(parse_asm, text)
+        else:
+            loop = asyncio.get_running_loop()
+            parsed = await loop.run_in_executor(self.parse_pool(), parse_asm, text)
+        return buffer.take_asm_parse(generation, lines, parsed)
+
+    def parse_pool(self) -> Any:
+        if self._parse_pool is None:
+            import concurrent.futures
+            import multiprocessing
+
+            self._parse_pool = concurrent.futures.ProcessPoolExecutor(
+                max_workers=1, mp_context=multiprocessing.get_context("spawn")
+            )
+        return self._parse_pool
 
     @staticmethod
     def path_of(uri: str) -> Path | None:
@@ -233,6 +321,22 @@ class AsmoptLanguageServer(LanguageServer):
         return [b for b in self.documents if self.source_of(b.uri) == source]
 
 
+def _remove_orphaned_scratch() -> None:
+    """Remove the scratch folders of asmopt servers that no longer run."""
+    import shutil
+    import tempfile
+
+    root = Path(tempfile.gettempdir())
+    try:
+        entries = list(root.glob(f"{SCRATCH_PREFIX}*"))
+    except OSError:
+        return
+    for entry in entries:
+        pid = entry.name[len(SCRATCH_PREFIX) :].split("-", 1)[0]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            shutil.rmtree(entry, ignore_errors=True)
+
+
 def create_server() -> AsmoptLanguageServer:
     """A server with every feature registered."""
     from asmopt.server import features
@@ -242,9 +346,9 @@ def create_server() -> AsmoptLanguageServer:
     return server
 
 
-def main(tcp: tuple[str, int] | None = None) -> None:
-    """Serve on stdio, or on TCP for debugging."""
-    logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
+def main(tcp: tuple[str, int] | None = None, log_level: str = "warning") -> None:
+    """Serve on stdio, or on TCP for debugging; logs go to stderr at ``log_level``."""
+    logging.basicConfig(level=log_level.upper(), format="%(name)s: %(message)s")
     server = create_server()
     if tcp is not None:
         server.start_tcp(*tcp)

@@ -39,8 +39,15 @@ export const CLIENT_ID = 'asmopt';
 const STOP_TIMEOUT_MS = 5_000;
 const MAX_CONNECTION_ERRORS = 3;
 
-/** Drops the built-in progress feature (status-bar progress that cannot be cancelled). */
+/** Drops the built-in progress feature (status-bar progress that cannot be cancelled), and
+ * keeps the client's own error toasts ("couldn't create connection", "Server initialization
+ * failed", "connection got closed": none says why) in the output channel: ServerController
+ * shows one message with the cause instead. */
 class AsmoptLanguageClient extends LanguageClient {
+    override error(message: string, data?: unknown, _showNotification?: boolean | 'force'): void {
+        super.error(message, data, false);
+    }
+
     override registerFeature(feature: StaticFeature | DynamicFeature<unknown>): void {
         if (!(feature instanceof NotificationProgressFeature)) {
             const state = feature.getState?.();
@@ -120,11 +127,14 @@ export function clientFactory(deps: ClientDeps): ClientFactory {
             transport: TransportKind.stdio,
             options: { cwd: options.cwd, env: { ...process.env, PYTHONUNBUFFERED: '1' } },
         };
+        const stderr = new OutputTail();
         const clientOptions: LanguageClientOptions = {
             documentSelector: LANGUAGE_IDS.map((language) => ({ scheme: 'file', language })),
-            outputChannel: deps.output,
+            outputChannel: stderr.wrap(deps.output),
             traceOutputChannel: deps.output,
             revealOutputChannelOn: RevealOutputChannelOn.Never,
+            // A failed initialize is reported once by ServerController, with the cause.
+            initializationFailedHandler: () => false,
             initializationOptions: { settings: options.settings },
             errorHandler: {
                 error: (_error, _message, count) => ({
@@ -158,7 +168,13 @@ export function clientFactory(deps: ClientDeps): ClientFactory {
         client.onDidChangeState((e) => hooks.onRunning(e.newState === State.Running));
         deps.current.client = client;
         return {
-            start: () => client.start(),
+            start: async () => {
+                await client.start();
+                // vscode-languageclient 9 resolves start() (with nothing) when the server
+                // exits while it initializes: that is a failed start too.
+                if (!client.isRunning()) throw new Error('the server exited while starting');
+            },
+            serverOutput: () => stderr.text(),
             stop: async () => {
                 if (deps.current.client === client) deps.current.client = undefined;
                 await client.dispose(STOP_TIMEOUT_MS);
@@ -170,6 +186,37 @@ export function clientFactory(deps: ClientDeps): ClientFactory {
             },
         };
     };
+}
+
+/** The last few kilobytes the server wrote to stderr (the client appends stderr to its
+ * output channel with `append`; its own log lines use `appendLine`). */
+export class OutputTail {
+    private tail = '';
+
+    constructor(private readonly limit = 4096) {}
+
+    record(data: string): void {
+        this.tail = (this.tail + data).slice(-this.limit);
+    }
+
+    text(): string {
+        return this.tail;
+    }
+
+    wrap(channel: LogOutputChannel): LogOutputChannel {
+        return new Proxy(channel, {
+            get: (target, prop, receiver) => {
+                if (prop === 'append') {
+                    return (value: string) => {
+                        this.record(value);
+                        target.append(value);
+                    };
+                }
+                const value = Reflect.get(target, prop, receiver);
+                return typeof value === 'function' ? value.bind(target) : value;
+            },
+        });
+    }
 }
 
 export function cancelProgress(client: LanguageClient, token: string | number): void {

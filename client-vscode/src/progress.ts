@@ -62,6 +62,8 @@ export class ProgressNotifications {
             }
             case 'end':
                 this.end(token);
+                // The run's summary ("`f`: ✓ 1.31× faster…", "no faster candidate", "cancelled").
+                if (value.message) void this.host.showInfo(value.message.startsWith('asmopt') ? value.message : `asmopt: ${value.message}`);
                 return;
         }
     }

@@ -45,9 +45,17 @@ export interface ClientStartOptions {
 
 export interface ClientHandle {
     start(): Promise<void>;
+    /** What the server process wrote to stderr lately (for the reason it failed). */
+    serverOutput?(): string;
     stop(): Promise<void>;
     /** workspace/didChangeConfiguration with `{settings: {asmopt: settings}}`. */
     sendSettings(settings: Record<string, unknown>): void;
+}
+
+/** The last line of `text` that says something (tracebacks end with the error). */
+export function lastMeaningfulLine(text: string): string {
+    const lines = text.split(/\r?\n/).map((l) => l.trim()).filter((l) => l && !/^Try '.*--help'/.test(l) && !/^Usage:/.test(l));
+    return lines[lines.length - 1] ?? '';
 }
 
 export type ClientFactory = (options: ClientStartOptions) => ClientHandle;
@@ -58,6 +66,7 @@ export class ServerController {
     private queue: Promise<void> = Promise.resolve();
     private reported = new Set<string>();
     private stopping = false;
+    private starting = false;
     interpreter: Interpreter | undefined;
 
     constructor(
@@ -175,16 +184,24 @@ export class ServerController {
         });
         this.client = client;
         this.stopping = false;
+        this.starting = true;
         try {
             await client.start();
             this.setState({ kind: 'running' });
         } catch (err) {
-            const reason = `The server did not start: ${(err as Error)?.message ?? String(err)}`;
-            this.host.log.error(reason);
+            // One message, with the cause: the server's last words on stderr (a bad option,
+            // a traceback's last line) say more than the client's "connection closed".
+            const cause = lastMeaningfulLine(client.serverOutput?.() ?? '') || ((err as Error)?.message ?? String(err));
+            const reason = `the server did not start: ${cause}`;
+            this.host.log.error(`${reason} (command: ${displayCommand([server.command, ...server.args])})`);
             this.client = undefined;
-            await client.stop().catch(() => undefined);
-            if (this.state.kind !== 'stopped') this.setState({ kind: 'stopped', reason });
-            void this.host.showError(`asmopt: ${reason}. See the output for details.`, Actions.showOutput, Actions.restart).then((a) => this.act(a));
+            this.setState({ kind: 'stopped', reason });
+            const hint = cs.serverArgs.length > 0 ? ` (asmopt.serverArgs is ${JSON.stringify(cs.serverArgs)})` : '';
+            void this.host.showError(`asmopt: ${reason}${hint}`, Actions.showOutput, Actions.openSettings).then((a) => this.act(a));
+            // Stopping a client whose start failed may never settle: do not wait for it.
+            void client.stop().catch(() => undefined);
+        } finally {
+            this.starting = false;
         }
     }
 
@@ -212,7 +229,8 @@ export class ServerController {
     }
 
     private onClosed(): 'restart' | 'stop' {
-        if (this.stopping || !this.client) return 'stop';
+        // While starting, a closed connection is a failed start: doStart reports it once.
+        if (this.stopping || this.starting || !this.client) return 'stop';
         if (this.limiter.recordCrash()) {
             this.host.log.warn('the server exited unexpectedly: restarting it');
             this.setState({ kind: 'starting' });

@@ -17,7 +17,9 @@ def register_all(server: AsmoptLanguageServer) -> None:
         diagnostics,
         hover,
         inlay_hints,
+        navigation,
         optimize,
+        symbols,
         text_sync,
     )
 
@@ -29,6 +31,8 @@ def register_all(server: AsmoptLanguageServer) -> None:
         code_actions,
         inlay_hints,
         hover,
+        symbols,
+        navigation,
         optimize,
         apply,
     ):

@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 from lsprotocol import types
 
+from asmopt.server.protocol import encoded
+
 if TYPE_CHECKING:
     from asmopt.server.documents import FunctionInfo
     from asmopt.server.server import AsmoptLanguageServer
@@ -70,7 +72,7 @@ def register(server: AsmoptLanguageServer) -> None:
         ):
             return cached[1]
         lenses = [lens_for(ls, buffer.uri, source, fn) for fn in functions]
-        wire = ls.protocol._converter.unstructure(lenses)
+        wire = encoded(ls.protocol._converter.unstructure(lenses))
         cache[buffer.uri] = (key, wire)
         if len(cache) > 64:
             cache.pop(next(iter(cache)))

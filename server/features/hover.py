@@ -41,11 +41,16 @@ class DebugBuild:
 
 
 def _debug_build(
-    text: str, name: str, include: Path | None, compiler: str, cflags: tuple[str, ...]
+    text: str,
+    name: str,
+    include: Path | None,
+    compiler: str,
+    cflags: tuple[str, ...],
+    scratch: Path | None = None,
 ) -> DebugBuild:
     from asmopt.executor.toolchain import compile_to_asm, find_tool
 
-    folder = Path(tempfile.mkdtemp(prefix="asmopt-hover-"))
+    folder = Path(tempfile.mkdtemp(prefix="asmopt-hover-", dir=scratch))
     source = folder / name
     source.write_bytes(text.encode("utf-8", "replace"))
     asm_path = folder / (source.stem + ".s")
@@ -111,6 +116,7 @@ def debug_build(server: AsmoptLanguageServer, buffer: Buffer) -> asyncio.Future[
             path.parent if path else None,
             settings.compiler,
             tuple(settings.cflags),
+            server.scratch(),
         )
     )
     server.debug_builds[buffer.uri] = (buffer.version, future, buffer.text)
@@ -185,7 +191,9 @@ async def _function_hover(server: AsmoptLanguageServer, buffer: Buffer, fn: Func
     baseline: str | None = result.baseline_asm if result and result.baseline_asm else None
     if baseline is None:
         if buffer.language is Language.ASM:
-            baseline = buffer.text
+            # The function's own lines: parsing a whole big file per hover would stall.
+            lines = buffer.lines[fn.range.start.line : fn.range.end.line]
+            baseline = "".join(lines)
         else:
             try:
                 build = await asyncio.wait_for(asyncio.shield(debug_build(server, buffer)), WAIT)
@@ -243,6 +251,41 @@ async def _line_hover(server: AsmoptLanguageServer, buffer: Buffer, line: int) -
     )
 
 
+MAX_BATCH = 2000  # distinct instructions asked of llvm-mca at once
+
+
+async def _instruction_hover(server: AsmoptLanguageServer, buffer: Buffer, line: int) -> str | None:
+    """Latency, reciprocal throughput and micro-ops of the instruction on ``line``; on a
+    cache miss the whole function around it is asked for in one llvm-mca run."""
+    from asmopt.server import instruction_info as info
+
+    text = info.instruction_text(buffer.line(line))
+    if text is None:
+        return None
+    cpu = await server.in_thread(info.default_cpu)
+    known, cost = info.cached(text, cpu)
+    if not known:
+        fn = next(
+            (f for f in buffer.stale_functions() if f.range.start.line <= line < f.range.end.line),
+            None,
+        )
+        lo, hi = (fn.range.start.line, fn.range.end.line) if fn else (line, line + 1)
+        batch = [text]
+        for number in range(lo, min(hi, buffer.line_count())):
+            other = info.instruction_text(buffer.line(number))
+            if other is not None:
+                batch.append(other)
+        intel = any(".intel_syntax" in buffer.line(n) for n in range(0, min(lo + 1, 50)))
+        task = asyncio.ensure_future(server.in_thread(info.costs, batch[:MAX_BATCH], cpu, intel))
+        try:
+            cost = (await asyncio.wait_for(asyncio.shield(task), WAIT)).get(text)
+        except TimeoutError:
+            return f"`{text}`: computing its cost with llvm-mca… (hover again)"
+    if cost is None:
+        return f"`{text}`: llvm-mca has no model of this instruction for `{cpu}`"
+    return info.describe(text, cost)
+
+
 def register(server: AsmoptLanguageServer) -> None:
     @server.feature(types.TEXT_DOCUMENT_HOVER)
     async def hover(ls: AsmoptLanguageServer, params: types.HoverParams) -> types.Hover | None:
@@ -261,8 +304,13 @@ def register(server: AsmoptLanguageServer) -> None:
                     contents=types.MarkupContent(kind=types.MarkupKind.Markdown, value=text),
                     range=r,
                 )
-        if buffer.language is not Language.C:
-            return None
+        if buffer.language is Language.ASM:
+            text = await _instruction_hover(ls, buffer, position.line)
+            if text is None:
+                return None
+            return types.Hover(
+                contents=types.MarkupContent(kind=types.MarkupKind.Markdown, value=text)
+            )
         text = await _line_hover(ls, buffer, position.line)
         if text is None:
             return None

@@ -74,7 +74,7 @@ async def start_run(server: AsmoptLanguageServer, uri: str, function: str | None
             )
             return None
         if function is not None and function not in {
-            f.name for f in await server.functions(buffer)
+            f.name for f in await server.functions(buffer, exact=True)
         }:
             server.show(f"no function `{function}` in {name}", types.MessageType.Warning)
             return None
@@ -85,6 +85,7 @@ async def start_run(server: AsmoptLanguageServer, uri: str, function: str | None
         server.show(f"{problem}; using the defaults", types.MessageType.Warning)
     settings = server.options.for_workspace(_config)
     submitted = server.jobs.submit(
+        scratch=server.scratch(),
         uri=uri,
         source=path.resolve(),
         function=function,
@@ -157,7 +158,9 @@ def register(server: AsmoptLanguageServer) -> None:
     def on_done(job: Job, result: JobResult) -> None:
         summary = _summary(job, result)
         if job.token is not None:
-            server.work_done_progress.end(job.token, types.WorkDoneProgressEnd(message=summary))
+            # The summary ends the progress; an error is said once, as an error message.
+            end_message = None if result.error else summary
+            server.work_done_progress.end(job.token, types.WorkDoneProgressEnd(message=end_message))
             server.work_done_progress.tokens.pop(job.token, None)
         if result.record is not None and not result.cancelled:
             server.results.put(FunctionResult.from_record(result.record))
@@ -226,8 +229,8 @@ def register(server: AsmoptLanguageServer) -> None:
 
     @server.feature(types.SHUTDOWN)
     def shutdown(ls: AsmoptLanguageServer, *args: Any) -> None:
-        ls.jobs.kill_all()
+        ls.cleanup()
 
     @server.feature(types.EXIT)
     def on_exit(ls: AsmoptLanguageServer, *args: Any) -> None:
-        ls.jobs.kill_all()
+        ls.cleanup()

@@ -43,7 +43,10 @@ def analyse_later(server: AsmoptLanguageServer, buffer: Buffer) -> None:
         return
 
     async def analyse() -> None:
-        await server.functions(buffer)
+        shown = buffer.stale_functions() if buffer.asm_parsed_once else None
+        found = await server.functions(buffer, exact=True)
+        if shown is not None and found != shown:
+            server.refresh_views()  # the edits changed more than line numbers
 
     server.debounce(buffer.uri, "functions", ANALYSE_DELAY, analyse)
 
@@ -84,10 +87,10 @@ def register(server: AsmoptLanguageServer) -> None:
         try:
             buffer.apply_changes(params.content_changes, params.text_document.version)
         except Exception as err:
-            # Out of step with the client: start again from pygls's copy of the text.
-            ls.log(f"asmopt: re-reading {buffer.uri} after a bad change ({err})")
-            text = ls.workspace.get_text_document(buffer.uri).source
-            buffer.replace_text(text, params.text_document.version)
+            # A change that does not fit the buffer: say so; the next full sync (reopening
+            # the file) puts it right. Never let it stop the server.
+            ls.log(f"asmopt: ignored a change to {buffer.uri} that does not apply ({err})")
+            buffer.version = params.text_document.version
         if buffer.too_large:
             return
         analyse_later(ls, buffer)

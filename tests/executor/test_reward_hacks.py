@@ -264,15 +264,47 @@ def test_reward_hack_is_never_faster(judge_setup, name):
     )
 
 
-def test_skipping_work_when_timed_is_reported_inconsistent(judge_setup):
-    source = PRELUDE + textwrap.dedent(HACKS["counts_runs_by_pid"])
-    result = _verify(judge_setup, "pid", source)
+def test_a_run_that_differs_when_timed_is_reported_inconsistent(judge_setup):
+    """A program that cannot tell timed runs from test runs can still gamble: skip the work
+    in a third of its runs. When it wins the gamble in both test runs, a timed run catches
+    it (the chance that all twenty timed runs win is 0.03%)."""
+    gamble = PRELUDE + textwrap.dedent(
+        r"""
+        #include <sys/random.h>
+        int main(void) {
+            unsigned long n = input();
+            unsigned char r = 0;
+            getrandom(&r, 1, 0);
+            if (r % 3 == 0) { puts("0"); return 0; }
+            printf("%lu\n", honest(n));
+            return 0;
+        }"""
+    )
+    tmp, sandbox, baseline, options = judge_setup
+    asm = _asm(tmp, "gamble", gamble)
+    for _ in range(15):  # until it wins in both test runs (each try: 4/9)
+        result = verify_candidate(asm, baseline, sandbox, options)
+        if result.verdict is not Verdict.TESTS_FAILED:
+            break
     assert result.verdict is Verdict.INCONSISTENT, result.message
     assert not result.all_passed
-    statuses = {t.status for t in result.tests}
-    assert TestStatus.INCONSISTENT in statuses
+    assert TestStatus.INCONSISTENT in {t.status for t in result.tests}
     assert "timed run" in result.message
     assert json.loads(json.dumps(result.to_dict()))["verdict"] == "inconsistent"
+
+
+def test_every_run_sees_the_same_pid(judge_setup):
+    """Each run has a sandbox of its own: the PID a run gets says nothing of the runs before
+    it (in one long-lived sandbox it grew run after run, and counted them)."""
+    tmp, sandbox, _, _ = judge_setup
+    binary = tmp / "pid"
+    (tmp / "pid.c").write_text(
+        '#include <stdio.h>\n#include <unistd.h>\nint main(void){printf("%d\\n", getpid());}\n'
+    )
+    subprocess.run(["gcc", "-O2", str(tmp / "pid.c"), "-o", str(binary)], check=True)
+    with sandbox.session([binary], fresh_per_run=True) as session:
+        pids = {session.run(0).stdout for _ in range(5)}
+    assert len(pids) == 1, pids
 
 
 def test_a_timed_run_looks_like_a_test_run(judge_setup):

@@ -482,8 +482,8 @@ def test_session_overhead_is_a_fraction_of_a_sandbox_start(sb: Sandbox, tmp_path
 
 
 def test_a_session_the_program_broke_starts_afresh(tmp_path: Path) -> None:
-    """A device link removed (it cannot be put back) or the runner stopped: that run gets
-    the verdict a one-shot run gets, and the next run a fresh sandbox."""
+    """A device link removed (refused: /dev is read-only) or the runner stopped: that run
+    gets the verdict a one-shot run gets, and the next run a fresh sandbox."""
     unlink = _build(
         tmp_path,
         "unlink",
@@ -498,8 +498,8 @@ def test_a_session_the_program_broke_starts_afresh(tmp_path: Path) -> None:
     limits = SandboxLimits(wall_seconds=0.5)
     with Sandbox(limits) as box, box.session([unlink, stopper]) as session:
         assert session.run(0).stdout == b"0\n"
-        assert session.run(0).stdout == b"0\n"  # /dev/stdin is back: a new sandbox
-        assert session.starts == 2
+        assert session.run(0).stdout == b"0\n"  # /dev is read-only: the link stays
+        assert session.starts == 1
         stopped = session.run(1)
         assert _verdict_fields(stopped) == _verdict_fields(box.run(stopper))
         assert stopped.timed_out

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -77,6 +78,9 @@ def optimize(request, *, store=None, progress=None, cancel=None, **_):
     say("baseline", "gcc -O3: building")
     baseline = _baseline(source)
     if mode in ("slow", "stubborn"):
+        # What the real optimizer leaves in the temporary folder while it works.
+        scratch = Path(tempfile.mkdtemp(prefix="asmopt-cand-"))
+        (scratch / "candidate.s").write_text(baseline if isinstance(baseline, str) else "x")
         children = [
             subprocess.Popen(["sleep", CHILD_MARKER], start_new_session=True) for _ in range(3)
         ]

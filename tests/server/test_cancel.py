@@ -74,3 +74,28 @@ async def test_shutdown_kills_running_jobs(workspace, lsp):
         await s.command("asmopt.optimizeFunction", uri, "sum_to")
         await _started(s, lsp)
     await _gone_within(lsp, 1.0)
+
+
+@pytest.mark.parametrize("how", ["cancel", "shutdown"])
+async def test_no_temporary_files_after_cancel_or_shutdown(
+    workspace, lsp, tmp_path, monkeypatch, how
+):
+    """A killed run cannot clean up after itself: its TMPDIR (in the server's scratch folder)
+    is removed for it; the server's own folder goes at shutdown."""
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(tmp))
+    lsp.set_fake(workspace, "stubborn")
+    async with lsp.session(workspace) as s:
+        uri = s.open("prog.c")
+        await s.command("asmopt.optimizeFunction", uri, "sum_to")
+        await _started(s, lsp)
+        assert list(tmp.glob("asmopt-server-*/asmopt-job-*/asmopt-cand-*"))
+        if how == "cancel":
+            await s.command("asmopt.cancel", uri, "sum_to")
+            await s.wait_for(lambda: any(k and k[-1] == "end" for k in s.progress_kinds()))
+            await s.wait_for(
+                lambda: not list(tmp.glob("asmopt-server-*/asmopt-job-*")), what="no job folder"
+            )
+    await _gone_within(lsp, 2.0)
+    assert not list(tmp.iterdir()), list(tmp.rglob("*"))

@@ -4,6 +4,7 @@ workspace/codeLens/refresh when results change."""
 from __future__ import annotations
 
 import pytest
+from lsprotocol import types
 
 pytestmark = pytest.mark.asyncio
 
@@ -39,3 +40,18 @@ async def test_unknown_language_has_no_lenses(workspace, lsp):
     async with lsp.session(workspace) as s:
         uri = s.open("prog.c", language="python")
         assert await s.lenses(uri) == []
+
+
+@pytest.mark.parametrize("language", ["", "plaintext"])
+async def test_empty_language_id_falls_back_on_the_file_name(workspace, lsp, language):
+    """Neovim without filetype detection sends languageId "": lenses, hover and actions
+    still come, from the file's extension."""
+    async with lsp.session(workspace) as s:
+        c_uri = s.open("prog.c", language=language)
+        s_uri = s.open("prog.s", language=language)
+        assert await s.lenses(c_uri) == ["Optimize", "Optimize"]
+        assert await s.lenses(s_uri) == ["Optimize", "Optimize"]
+        hover = await s.client.text_document_hover_async(
+            types.HoverParams(types.TextDocumentIdentifier(s_uri), types.Position(3, 2))
+        )
+        assert hover is not None and "square" in hover.contents.value

@@ -3,6 +3,8 @@ and asmopt/status notifications."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 pytestmark = pytest.mark.asyncio
@@ -40,3 +42,34 @@ async def test_no_progress_without_client_support(workspace, lsp):
         await s.command("asmopt.optimizeFunction", uri, "sum_to")
         await s.wait_for_lens(uri, "✓")
         assert s.client.progress_reports == {}
+
+
+async def test_the_lens_follows_the_progress_stage_and_a_refresh_follows_each(workspace, lsp):
+    """Each stage change is followed by a lens refresh, and a lens asked for then shows the
+    stage the progress last reported (never an older one)."""
+    lsp.set_fake(workspace, "faster", stage_delay=0.6)
+    async with lsp.session(workspace) as s:
+        uri = s.open("prog.c")
+        await s.command("asmopt.optimizeFunction", uri, "sum_to")
+        seen = []
+        while True:
+            values = next(iter(s.client.progress_reports.values()), [])
+            if values and values[-1].kind == "end":
+                break
+            reports = [v for v in values if v.kind == "report"]
+            if reports:
+                stage = reports[-1].message.split(":")[0]
+                refreshes = s.refreshes
+                await s.wait_for(
+                    lambda r=refreshes, st=stage: s.refreshes > r or st in seen, timeout=5
+                )
+                titles = await s.lenses(uri)
+                running = [t for t in titles if t.startswith("running")]
+                latest = next(v for v in reversed(values) if v.kind == "report")
+                if running and latest is reports[-1]:
+                    assert running[0] == f"running… ({stage})", (running, stage)
+                    seen.append(stage)
+            await asyncio.sleep(0.05)
+        # (benchmark is the fake's last and shortest stage: the run may end before a look)
+        assert {"baseline", "generate", "verify"} <= set(seen), seen
+        await s.wait_for_lens(uri, "✓")

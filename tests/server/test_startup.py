@@ -76,3 +76,22 @@ async def test_serve_speaks_lsp_on_stdio(workspace):
         await client.shutdown_session()
     finally:
         await client.stop()
+
+
+def test_the_server_args_example_in_the_extension_settings_is_accepted():
+    """The asmopt.serverArgs setting's own example must start the server (it used to name
+    an option `asmopt serve` did not have); a bad option fails with the option named."""
+    import json
+    import re
+
+    manifest = Path(__file__).parents[2] / "client-vscode" / "package.json"
+    described = json.loads(manifest.read_text())["contributes"]["configuration"]["properties"][
+        "asmopt.serverArgs"
+    ]["markdownDescription"]
+    example = json.loads(re.search(r"`(\[.*?\])`", described).group(1))
+    assert example, described
+    cli = [sys.executable, "-m", "asmopt.cli", "serve"]
+    ok = subprocess.run([*cli, *example, "--check"], capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    bad = subprocess.run([*cli, "--bogus", "--check"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "No such option '--bogus'" in bad.stderr

@@ -43,3 +43,21 @@ describe('ProgressNotifications', () => {
         assert.equal(host.progresses.length, 0);
     });
 });
+
+describe('ProgressNotifications summary', () => {
+    it("shows the run's summary from WorkDoneProgressEnd.message when the notification closes", async () => {
+        const host = new FakeHost();
+        const progress = new ProgressNotifications(host, () => undefined);
+        progress.handle('t', { kind: 'begin', title: 'asmopt: optimizing `f`', cancellable: true });
+        progress.handle('t', { kind: 'end', message: '`f`: ✓ 1.31× faster (CI 1.28–1.34), 10/10 tests' });
+        await settle();
+        assert.deepEqual(
+            host.messages.map((m) => [m.level, m.text]),
+            [['info', 'asmopt: `f`: ✓ 1.31× faster (CI 1.28–1.34), 10/10 tests']],
+        );
+        progress.handle('u', { kind: 'begin', title: 'x' });
+        progress.handle('u', { kind: 'end' });
+        await settle();
+        assert.equal(host.messages.length, 1); // no message, no toast
+    });
+});

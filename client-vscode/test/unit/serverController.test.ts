@@ -103,18 +103,43 @@ describe('ServerController start', () => {
         assert.equal(host.clipboard, "/usr/bin/python3 -m pip install 'asmopt[server]'");
     });
 
-    it('a server that fails to start: a message with Restart server', async () => {
+    it('a server that fails to start: one message, with what the server said', async () => {
         const host = new FakeHost();
+        host.user.serverArgs = ['--bogus'];
+        const stderr = "Usage: asmopt serve [OPTIONS]\nTry 'asmopt serve --help' for help.\n\nError: No such option '--bogus'.\n";
+        let closedDuringStart: string | undefined;
         const controller = new ServerController(
             host,
-            (options) => Object.assign(new FakeClient(options), { failStart: new Error('Connection to server got closed') }),
+            (options) =>
+                Object.assign(new FakeClient(options), {
+                    serverOutput: () => stderr,
+                    start: async () => {
+                        // the client sees the connection close while it starts: no restart
+                        closedDuringStart = options.hooks.onClosed();
+                        throw new Error('Connection to server got closed');
+                    },
+                }),
             async () => OK,
         );
         await controller.start();
+        assert.equal(closedDuringStart, 'stop');
         assert.equal(controller.clientState.kind, 'stopped');
+        assert.equal(host.messages.length, 1);
         const [err] = host.byLevel('error');
-        assert.match(err.text, /did not start: Connection to server got closed/);
-        assert.ok(err.actions.includes(Actions.restart));
+        assert.match(err.text, /did not start: Error: No such option '--bogus'\. \(asmopt\.serverArgs is \["--bogus"\]\)/);
+        assert.ok(err.actions.includes(Actions.showOutput));
+    });
+
+    it('a failed start without output names the error', async () => {
+        const host = new FakeHost();
+        const controller = new ServerController(
+            host,
+            (options) => Object.assign(new FakeClient(options), { failStart: new Error('spawn ENOENT') }),
+            async () => OK,
+        );
+        await controller.start();
+        const [err] = host.byLevel('error');
+        assert.match(err.text, /did not start: spawn ENOENT/);
     });
 
     it('reports a setting of the wrong type by its key, once', async () => {
