@@ -13,6 +13,7 @@ import json
 import os
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -416,8 +417,25 @@ def workspace_root(anchor: Path) -> Path:
     is_flag=True,
     help="Allow -march=native candidates (non-portable; labelled as such).",
 )
+@click.option(
+    "--march-level",
+    type=click.Choice(["x86-64", "x86-64-v2", "x86-64-v3", "x86-64-v4"]),
+    default=None,
+    help="The CPU level the code will run on; above x86-64, candidates built for it are "
+    "tried too (labelled with what they require). Default: x86-64 (portable).",
+)
 @click.option("--budget", type=float, default=None, help="Seconds of benchmarking per candidate.")
 @click.option("--workers", type=int, default=None, help="Verifications at once (default: cores).")
+@click.option(
+    "--go-on",
+    is_flag=True,
+    help="Optimize even when the program's run is mostly start-up and libc.",
+)
+@click.option(
+    "--no-racing",
+    is_flag=True,
+    help="Time every candidate to its CI target, even those that surely cannot win.",
+)
 @click.option("--write", "write", is_flag=True, help="Write the winner to PROG.opt.s.")
 @click.option("--force", is_flag=True, help="With --write: replace an existing PROG.opt.s.")
 @click.option("--json", "as_json", is_flag=True, help="Print the winner as one JSON object.")
@@ -427,11 +445,14 @@ def optimize(source: Path, function: str | None, tests_dir: Path | None,
              endpoint: str | None, api_key: str | None, samples: int | None,
              temperature: float | None, max_new_tokens: int | None, refine_rounds: int | None,
              tensor_parallel_size: int | None, max_model_len: int | None, show_answers: bool,
-             allow_native: bool, budget: float | None, workers: int | None, write: bool,
-             force: bool, as_json: bool, no_sandbox: bool, timeout: float) -> None:  # fmt: skip
+             allow_native: bool, march_level: str | None, budget: float | None,
+             workers: int | None, go_on: bool, no_racing: bool, write: bool, force: bool,
+             as_json: bool, no_sandbox: bool, timeout: float) -> None:  # fmt: skip
     """Find a faster verified version of SOURCE (.c or .s) than gcc -O3.
 
-    Exit status: 0 a faster candidate was found, 1 none was, 2 the job could not run.
+    Each verified speed-up is printed as soon as it is known; Ctrl-C stops and keeps what
+    was verified. Exit status: 0 a faster candidate was found, 1 none was, 2 the job could
+    not run, 130 stopped before anything faster was verified.
     """
     from asmopt.model.optimizer import OptimizeError, OptimizeRequest
     from asmopt.model.optimizer import optimize as run_optimize
@@ -449,6 +470,7 @@ def optimize(source: Path, function: str | None, tests_dir: Path | None,
             max_new_tokens=max_new_tokens, refine_rounds=refine_rounds,
             tensor_parallel_size=tensor_parallel_size, max_model_len=max_model_len,
             api_key=api_key,
+            march_level=march_level, go_on=go_on or None, racing=False if no_racing else None,
         )  # fmt: skip
     except SettingsError as err:
         _fail(str(err))
@@ -480,8 +502,14 @@ def optimize(source: Path, function: str | None, tests_dir: Path | None,
     outcome = _run_with_progress(run_optimize, request, _open_store(root), quiet=as_json)
     if isinstance(outcome, OptimizeError):
         _fail(str(outcome))
+    if outcome is None:
+        _fail("cancelled", code=EXIT_INTERRUPTED)
     if as_json:
         click.echo(json.dumps(_outcome_json(outcome), indent=2))
+    elif outcome.startup_bound:
+        from rich.markup import escape
+
+        _console().print(f"[yellow]not optimized:[/] {escape(outcome.message)}")
     else:
         from asmopt.report import print_outcome
 
@@ -492,56 +520,90 @@ def optimize(source: Path, function: str | None, tests_dir: Path | None,
         out_path.write_text(outcome.winner.candidate.asm)
         if not as_json:
             _console().print(f"wrote {out_path}")
-    sys.exit(0 if outcome.winner is not None else 1)
+    if outcome.winner is None and outcome.cancelled:
+        sys.exit(EXIT_INTERRUPTED)
+    sys.exit(EXIT_OK if outcome.winner is not None else EXIT_NO)
 
 
 def _run_with_progress(run, request, store, quiet: bool):
-    """Run the job in a thread while a progress line shows its stage; Ctrl-C cancels it.
+    """Run the job in a thread while a progress line shows its stage, and print each verified
+    speed-up as soon as it is known. Ctrl-C stops the job; what was verified is kept (a
+    second Ctrl-C leaves at once).
     An exception of the job is raised here, in the command, for :class:`_Commands`."""
     import threading
+
+    from rich.markup import escape
 
     from asmopt.model.optimizer import OptimizeError
 
     cancel = threading.Event()
     box: dict[str, object] = {}
     stage_text = {"text": "starting"}
+    started = time.monotonic()
+    console = _stderr_console()
 
     def progress(stage: str, message: str) -> None:
         stage_text["text"] = f"{stage}: {message}"
 
+    def on_update(update) -> None:  # portfolio.SoFar
+        # Printed with --json too: on stderr, while stdout keeps the one JSON object.
+        after = f"{time.monotonic() - started:.0f} s"
+        if update.final:
+            console.print(
+                f"[green]faster:[/] {escape(update.label)} — {update.median:.2f}x "
+                f"[{update.ci_low:.2f}–{update.ci_high:.2f}] ({after})",
+                highlight=False,
+            )
+        else:
+            console.print(
+                f"[green]so far:[/] {escape(update.label)} — {escape(update.text)} "
+                f"(95% CI [{update.ci_low:.2f}–{update.ci_high:.2f}] after {update.rounds} "
+                f"rounds; {after})",
+                highlight=False,
+            )
+
     def work() -> None:
         try:
-            box["outcome"] = run(request, store=store, progress=progress, cancel=cancel)
+            box["outcome"] = run(
+                request, store=store, progress=progress, cancel=cancel, on_update=on_update
+            )
         except OptimizeError as err:
             box["outcome"] = err
         except BaseException as err:  # raised again in the main thread, below
             box["error"] = err
+        finally:
+            done.set()
 
+    # An Event, not Thread.join: a join that Ctrl-C interrupts leaves the thread's lock
+    # released (CPython 3.11), so that a second join returns at once.
+    done = threading.Event()
     thread = threading.Thread(target=work, daemon=True)
     thread.start()
-    console = _stderr_console()
-    try:
+
+    def wait() -> None:
         if quiet or not console.is_terminal:
             last = ""
-            while thread.is_alive():
-                thread.join(0.2)
+            while not done.wait(0.2):
                 if not quiet and stage_text["text"] != last:
                     last = stage_text["text"]
-                    console.print(f"[dim]{last}[/]")
+                    console.print(f"[dim]{escape(last)}[/]")
         else:
             with console.status("starting") as status:
-                while thread.is_alive():
-                    thread.join(0.1)
-                    status.update(stage_text["text"])
+                while not done.wait(0.1):
+                    status.update(escape(stage_text["text"]))
+
+    try:
+        wait()
     except KeyboardInterrupt:
         cancel.set()
-        thread.join(5)
-        _fail("cancelled", code=EXIT_INTERRUPTED)
+        console.print("[yellow]stopping: keeping what was verified (Ctrl-C again to quit)[/]")
+        try:
+            done.wait(30)
+        except KeyboardInterrupt:
+            _fail("cancelled", code=EXIT_INTERRUPTED)
     if "error" in box:
         raise box["error"]  # type: ignore[misc]
-    if "outcome" not in box:
-        raise RuntimeError("the optimize job ended without an outcome")
-    return box["outcome"]
+    return box.get("outcome")
 
 
 def _outcome_json(outcome) -> dict:
@@ -568,6 +630,9 @@ def _outcome_json(outcome) -> dict:
     data["answers"] = [a.to_dict() for a in outcome.answers]
     data["target"] = outcome.target
     data["target_notes"] = list(outcome.target_notes)
+    if outcome.startup_bound:
+        data["startup_bound"] = outcome.startup_bound
+        data["profile"] = outcome.profile
     data["candidates"] = [
         {
             "policy": c.candidate.policy,
@@ -594,6 +659,83 @@ def _print_answers(outcome) -> None:
         state = "usable" if a.usable else f"unusable: {a.reason}"
         console.print(f"[bold]── {escape(a.label)} (round {a.round}, {escape(state)})[/]")
         console.print(escape(a.text) if a.text.strip() else "[dim](empty answer)[/]")
+
+
+# -- profile --------------------------------------------------------------------------------
+
+
+@main.command()
+@click.argument("source", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--tests",
+    "tests_dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Directory of NAME.in tests (default: from asmopt.toml or tests/ beside the source).",
+)
+@click.option(
+    "--budget",
+    type=float,
+    default=8.0,
+    show_default=True,
+    help="Seconds of valgrind at most: the quickest tests that fit are profiled.",
+)
+@click.option("--all-tests", is_flag=True, help="Profile every test, however long it takes.")
+@click.option("--top", type=int, default=10, show_default=True, help="Functions to list.")
+@click.option("--json", "as_json", is_flag=True, help="Print the profile as one JSON object.")
+@sandbox_options
+def profile(source: Path, tests_dir: Path | None, budget: float, all_tests: bool, top: int,
+            as_json: bool, no_sandbox: bool, timeout: float) -> None:  # fmt: skip
+    """Where SOURCE's work goes: its hottest functions by instructions executed on its tests
+    (callgrind in the sandbox; instructions, not time)."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    from asmopt.model.optimizer import OptimizeError, OptimizeRequest, profile_program
+    from asmopt.model.settings import SettingsError, Target, load_config
+
+    if not source.exists():
+        _fail(f"{source} does not exist")
+    root = workspace_root(source)
+    try:
+        settings = load_config(root).settings.replace(
+            sandbox=False if no_sandbox else None, test_timeout=timeout
+        )
+    except SettingsError as err:
+        _fail(str(err))
+    target = None
+    if tests_dir is not None:
+        if not tests_dir.is_dir():
+            _fail(f"test directory {tests_dir} does not exist")
+        target = Target(name=source.stem, sources=(source.resolve(),), tests=tests_dir.resolve())
+    request = OptimizeRequest(source, None, settings, target=target, workspace=root)
+    try:
+        with _console(stderr=True).status("profiling (valgrind --tool=callgrind)"):
+            name, prof = profile_program(request, budget=budget, every_test=all_tests)
+    except OptimizeError as err:
+        _fail(str(err))
+    if as_json:
+        click.echo(json.dumps({"target": name, **prof.to_dict()}, indent=2))
+        return
+    console = _console()
+    table = Table(title=f"{name}: instructions executed per function (callgrind; not time)")
+    table.add_column("function")
+    table.add_column("instructions", justify="right")
+    table.add_column("share", justify="right")
+    for f in prof.functions[:top]:
+        table.add_row(escape(f.name), f"{f.instructions:,}", f"{f.share:.1%}")
+    console.print(table)
+    skipped = ""
+    if prof.skipped:
+        skipped = f"; {', '.join(prof.skipped)} left out to stay within {budget:g} s"
+    console.print(
+        f"its own code: {prof.own_share:.1%} of {prof.total:,} instructions (the rest: "
+        f"start-up, loader, libc); tests profiled: {', '.join(prof.tests)}{skipped}; "
+        f"{prof.seconds:.1f} s"
+    )
+    bound = prof.startup_bound()
+    if bound:
+        console.print(f"[yellow]start-up bound:[/] {escape(bound)}")
 
 
 # -- bench ----------------------------------------------------------------------------------

@@ -14,6 +14,11 @@ bubblewrap per run, which took most of the wall time of short programs. The judg
 (``verify.py``) runs a candidate's tests in that same session and passes it here, and every
 timed run's output is checked like a test's: a timed run looks exactly like a test run to the
 program, and acting differently when timed is caught (:class:`InconsistentRun`).
+
+Racing (:class:`Race`): when several candidates are timed for one job, one that is clearly
+slower than the best so far, or clearly not faster than the baseline, stops being timed
+early. The rule and its error rate are in :class:`RacingRule`; racing only ever shortens the
+timing of a candidate, never its checks (every timed run it had is still checked).
 """
 
 from __future__ import annotations
@@ -101,6 +106,184 @@ def order_statistic_median_ci(
     while k + 1 <= n // 2 and 1.0 - 2.0 * _binomial_tail(k + 1, n) >= level:
         k += 1
     return median, float(data[k - 1]), float(data[n - k])
+
+
+def one_sided_rank(n: int, error: float) -> int:
+    """The largest k >= 1 with P(Binomial(n, 1/2) <= k - 1) <= ``error``, or 0 when even
+    k = 1 is too likely: x(k) of n sorted samples is then below the median with probability
+    at least 1 - ``error`` (for any continuous distribution), and x(n+1-k) above it."""
+    k = 0
+    while k + 1 <= (n + 1) // 2 and _binomial_tail(k + 1, n) <= error:
+        k += 1
+    return k
+
+
+def median_bounds(samples: Sequence[float], error: float) -> tuple[float, float]:
+    """One-sided distribution-free bounds (lower, upper) of the median of ``samples``'
+    distribution, each wrong with probability at most ``error``; (-inf, inf) when there are
+    too few samples for that error."""
+    data = np.sort(np.asarray(samples, dtype=float))
+    k = one_sided_rank(int(data.size), error)
+    if k == 0:
+        return -math.inf, math.inf
+    return float(data[k - 1]), float(data[data.size - k])
+
+
+@dataclass(frozen=True)
+class RacingRule:
+    """When a candidate stops being timed because it cannot be the winner.
+
+    Two kinds of evidence, each given half of the error rate ``alpha`` (``early_share``):
+
+    *Median bounds.* Looks happen after ``first_look`` rounds (by default the fewest rounds
+    at which a bound is possible at all) and then whenever the number of rounds has grown by
+    ``growth`` (e.g. 10, 15, 23, 35, ...). At look j a candidate's round ratios give a lower
+    and an upper bound of its median ratio (:func:`median_bounds`), each allowed the error
+    ``delta / 2**(j+1)``, ``delta = alpha * (1 - early_share) / contenders``. Summed over all
+    looks, each of a candidate's two bound sequences is ever wrong with probability at most
+    ``delta`` (a union bound: valid however often, and whenever, the job looks). A
+    candidate stops at a look when its upper bound is below ``1 + min_gain`` (it cannot be
+    called faster than the baseline) or below another candidate's latest lower bound.
+
+    *Early separation.* After ``early_looks`` rounds (3, 5, 8) a candidate stops when every
+    one of its round ratios is below every round ratio of another candidate so far: were it
+    not slower, that would happen with probability at most 1 / C(n + m, n) (n and m the two
+    sample sizes; exact when both have the same distribution, smaller when it is faster);
+    it stops only when that is at most ``epsilon = alpha * early_share / (contenders - 1) /
+    len(early_looks)``. This drops a clear loser after a few rounds instead of ten.
+
+    Error rate: with at most ``contenders`` candidates, the true best (the largest median
+    ratio, and for the second rule a ratio distribution at least as large as each other's;
+    with ties, any one of them) is stopped only if its own upper bound is wrong (``delta``),
+    some other candidate's lower bound is ((contenders - 1) * ``delta``) or one of its
+    separations from another happens by chance ((contenders - 1) * len(early_looks) *
+    ``epsilon``): P(the true best is stopped) <= ``alpha`` (5% by default). A candidate
+    whose true median is at least ``1 + min_gain`` is stopped by the baseline rule with
+    probability at most ``delta``. It assumes what the CI already assumes: a candidate's
+    round ratios are independent draws of one continuous distribution.
+    ``tests/executor/test_racing.py`` checks the rate by simulation.
+    """
+
+    alpha: float = 0.05
+    contenders: int = 16
+    first_look: int = 0  # 0: the fewest rounds at which the first look can bound anything
+    growth: float = 1.5
+    min_gain: float = 0.01
+    early_looks: tuple[int, ...] = (3, 5, 8)
+    early_share: float = 0.5
+
+    @property
+    def delta(self) -> float:
+        share = 1.0 - self.early_share if self.early_looks else 1.0
+        return self.alpha * share / max(1, self.contenders)
+
+    @property
+    def epsilon(self) -> float:
+        if not self.early_looks:
+            return 0.0
+        rivals = max(1, self.contenders - 1)
+        return self.alpha * self.early_share / rivals / len(self.early_looks)
+
+    @property
+    def start(self) -> int:
+        if self.first_look > 0:
+            return self.first_look
+        n = 1
+        while one_sided_rank(n, self.delta / 2) == 0:
+            n += 1
+        return n
+
+    def _looks(self, rounds: int) -> list[int]:
+        looks, n = [], self.start
+        while n <= rounds:
+            looks.append(n)
+            n = max(n + 1, math.ceil(n * self.growth))
+        return looks
+
+    def is_look(self, rounds: int) -> bool:
+        """Whether the job looks at the median bounds after ``rounds`` rounds."""
+        looks = self._looks(rounds)
+        return bool(looks) and looks[-1] == rounds
+
+    def bounds(self, samples: Sequence[float]) -> tuple[float, float]:
+        """The (lower, upper) bounds of the median from the latest look at ``samples``;
+        (-inf, inf) before the first look."""
+        looks = self._looks(len(samples))
+        if not looks:
+            return -math.inf, math.inf
+        j, n = len(looks) - 1, looks[-1]
+        return median_bounds(samples[:n], self.delta / 2 ** (j + 1))
+
+    def separated(self, mine: Sequence[float], theirs: Sequence[float]) -> bool:
+        """Whether, at an early look, every one of ``mine`` is below every one of ``theirs``
+        and that is unlikely enough by chance (at most ``epsilon``)."""
+        n, m = len(mine), len(theirs)
+        if n not in self.early_looks or m == 0 or max(mine) >= min(theirs):
+            return False
+        return 1.0 / math.comb(n + m, n) <= self.epsilon
+
+
+class Race:
+    """The candidates of one job timed against each other (see :class:`RacingRule`).
+
+    Thread-safe: candidates timed at once in different threads race each other live.
+    :meth:`check` is what :func:`benchmark`'s per-round callback calls.
+    """
+
+    def __init__(self, rule: RacingRule | None = None) -> None:
+        self.rule = rule or RacingRule()
+        self._lock = threading.Lock()
+        self._lower: dict[str, tuple[float, str]] = {}  # key -> (lower bound, label)
+        self._samples: dict[str, tuple[tuple[float, ...], str]] = {}  # key -> (ratios, label)
+        self.stopped: dict[str, str] = {}  # key -> why it stopped early
+
+    def record(self, key: str, label: str, samples: Sequence[float]) -> None:
+        """Let ``samples`` (the round ratios of a candidate measured elsewhere, such as a
+        stored result) count as a contender's."""
+        lower, _ = self.rule.bounds(samples)
+        with self._lock:
+            self._lower[key] = (lower, label)
+            self._samples[key] = (tuple(samples), label)
+
+    def best(self) -> tuple[float, str] | None:
+        """The highest lower bound recorded so far and whose it is."""
+        with self._lock:
+            finite = [v for v in self._lower.values() if v[0] > -math.inf]
+        return max(finite) if finite else None
+
+    def check(self, key: str, label: str, samples: Sequence[float]) -> str | None:
+        """Record ``samples`` of candidate ``key``; at a look, why it should stop (or None)."""
+        n = len(samples)
+        with self._lock:
+            self._samples[key] = (tuple(samples), label)
+            rivals = [v for k, v in self._samples.items() if k != key]
+        reason = None
+        if n in self.rule.early_looks:
+            beaten = [name for theirs, name in rivals if self.rule.separated(samples, theirs)]
+            if beaten:
+                reason = f"slower than {beaten[0]} (every round so far below every one of its)"
+        if reason is None and self.rule.is_look(n):
+            lower, upper = self.rule.bounds(samples)
+            with self._lock:
+                self._lower[key] = (lower, label)
+                others = [v for k, v in self._lower.items() if k != key]
+            floor = 1.0 + self.rule.min_gain
+            if upper < floor:
+                reason = f"not faster than the baseline (median surely below {floor:.2f}x)"
+            else:
+                ahead = [(low, name) for low, name in others if low > upper]
+                if ahead:
+                    low, name = max(ahead)
+                    reason = f"slower than {name} (median surely below its {low:.2f}x)"
+        if reason is not None:
+            with self._lock:
+                self.stopped[key] = reason
+        return reason
+
+
+# Called by benchmark() after every round with the CPU and the wall-time ratios of the rounds
+# so far; returns a reason to stop timing, or None.
+RaceLane = Callable[[Sequence[float], Sequence[float]], "str | None"]
 
 
 def median_ci(samples: Sequence[float], options: BenchmarkOptions, salt: int = 0):
@@ -223,6 +406,7 @@ def benchmark(
     cancel: threading.Event | None = None,
     check: RunCheck | None = None,
     sessions: tuple[RunSession, RunSession] | None = None,
+    race: RaceLane | None = None,
 ) -> SpeedupEstimate:
     """Measure the speed-up of ``candidate`` over ``baseline`` on ``tests`` (> 1 is faster).
 
@@ -230,7 +414,9 @@ def benchmark(
     pass raises :class:`InconsistentRun` (a program must not act one way when tested and
     another when timed). ``sessions`` are the sandbox sessions of baseline and candidate
     when the caller already ran their tests in them, so the timed runs happen in the very
-    sandbox the tests ran in.
+    sandbox the tests ran in. ``race`` is called with the round ratios after every round
+    (see :class:`Race`); when it gives a reason, timing stops there and the estimate says
+    why (``stopped_early``).
     """
     opts = options or BenchmarkOptions()
     if not tests:
@@ -243,6 +429,7 @@ def benchmark(
     sources: set[str] = set()
     started = time.monotonic()
     converged = False
+    stopped_early = ""
     median = low = high = 1.0
     round_no = 0
     total_rounds = opts.warmup_rounds + opts.max_rounds
@@ -276,11 +463,15 @@ def benchmark(
                 if (high - low) / 2.0 <= opts.target_rel_ci * median:
                     converged = True
                     break
+            if race is not None:
+                stopped_early = race(tuple(ratios), tuple(wall_ratios)) or ""
+                if stopped_early:
+                    break
             if time.monotonic() - started > opts.budget_seconds and len(ratios) >= 2:
                 break
     finally:
         runs.close()
-    if len(ratios) < opts.min_rounds:
+    if len(ratios) < opts.min_rounds or stopped_early:
         median, low, high = median_ci(ratios, opts)
     wall_median, wall_low, wall_high = (
         order_statistic_median_ci(wall_ratios) if wall_ratios else (None, None, None)
@@ -291,7 +482,9 @@ def benchmark(
         name: float(np.median(a[:, j] / np.maximum(b[:, j], 1e-9))) for j, name in enumerate(names)
     }
     notes = []
-    if not converged:
+    if stopped_early:
+        notes.append(f"stopped after {len(ratios)} rounds: {stopped_early}")
+    elif not converged:
         notes.append(
             f"stopped after {len(ratios)} rounds ({time.monotonic() - started:.1f} s budget "
             f"spent) before the 95% CI reached ±{opts.target_rel_ci:.0%}"
@@ -318,6 +511,7 @@ def benchmark(
         wall_ci_low=wall_low,
         wall_ci_high=wall_high,
         cpu_source="cgroup" if sources == {"cgroup"} else "rusage",
+        stopped_early=stopped_early,
     )
 
 

@@ -27,6 +27,7 @@ __all__ = [
     "LineEntry",
     "disassemble",
     "functions",
+    "image_digest",
     "instructions_for_line",
     "line_map",
 ]
@@ -140,6 +141,23 @@ def functions(binary: Path) -> list[FunctionSymbol]:
     stream, elf = _open(binary)
     with stream:
         return [FunctionSymbol(s.name, s.address, s.size) for s in _function_symbols(elf)]
+
+
+def image_digest(binary: Path) -> str:
+    """A digest of what ``binary`` loads into memory (:func:`loaded_contents`) and its entry
+    point: two binaries with the same digest run the same machine code on the same data, so
+    they behave (and time) alike; symbol names, debug information and the build ID differ
+    freely."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    stream, elf = _open(binary)
+    with stream:
+        digest.update(f"entry {elf['e_entry']:#x}\n".encode())
+    for name, data in loaded_contents(binary):
+        digest.update(f"{name} {len(data)}\n".encode())
+        digest.update(data)
+    return digest.hexdigest()
 
 
 def _decoder() -> capstone.Cs:

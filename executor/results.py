@@ -148,6 +148,9 @@ class SpeedupEstimate:
     # Where the CPU figure comes from: "cgroup" (every process of the sandbox, by the
     # kernel) or "rusage" (the processes the runner reaped; see executor/cgroup.py).
     cpu_source: str = "rusage"
+    # Why timing stopped before the CI reached its target because the candidate cannot win
+    # (a race: executor/benchmark.py), or "" when it did not.
+    stopped_early: str = ""
 
     @property
     def significant_faster(self) -> bool:
@@ -172,6 +175,8 @@ class SpeedupEstimate:
             "wall_ci_low": self.wall_ci_low,
             "wall_ci_high": self.wall_ci_high,
             "cpu_source": self.cpu_source,
+            "samples": list(self.samples),
+            "stopped_early": self.stopped_early,
         }
 
 

@@ -21,6 +21,7 @@ from asmopt.executor.benchmark import (
     BenchmarkError,
     BenchmarkOptions,
     InconsistentRun,
+    RaceLane,
     benchmark,
     run_test,
 )
@@ -39,6 +40,9 @@ from asmopt.executor.testcases import Comparator, TestCase, judge, tests_digest
 from asmopt.executor.toolchain import build_binary, compile_to_asm, toolchain_fingerprint
 
 Progress = Callable[[str], None]
+# Called with a candidate's binary once it is built: a verdict to return instead of testing
+# and timing it (its machine code was judged already), or None to go on.
+SameCode = Callable[[Path], "VerificationResult | None"]
 
 
 class BaselineError(RuntimeError):
@@ -207,6 +211,8 @@ class VerificationResult:
                 wall_ci_low=s.get("wall_ci_low"),
                 wall_ci_high=s.get("wall_ci_high"),
                 cpu_source=s.get("cpu_source", "rusage"),
+                samples=tuple(s.get("samples", ())),
+                stopped_early=s.get("stopped_early", ""),
             )
         return cls(
             verdict=Verdict(data["verdict"]),
@@ -343,8 +349,17 @@ def verify_candidate(
     meta: dict[str, Any] | None = None,
     progress: Progress | None = None,
     cancel: threading.Event | None = None,
+    race: RaceLane | None = None,
+    same_code: SameCode | None = None,
 ) -> VerificationResult:
-    """Assemble and link ``asm`` like the baseline, run every test, benchmark if all pass."""
+    """Assemble and link ``asm`` like the baseline, run every test, benchmark if all pass.
+
+    ``race`` lets the benchmark stop early when the candidate cannot win (see
+    ``benchmark.Race``); such a result is stored with the reason, and reused only by a job
+    that races too (one that does not times the candidate again). ``same_code`` sees the
+    built binary first and may answer for it (a candidate whose machine code was judged
+    already); that answer is not stored: its caller stores the verdict it stands for.
+    """
     opts = options or VerifyOptions()
     try:
         asm.encode("utf-8")
@@ -361,11 +376,15 @@ def verify_candidate(
     if store is not None:
         cached = store.get(key)
         if cached is not None:
-            return VerificationResult.from_dict(cached)
-    result = _verify_uncached(asm, chash, baseline, sandbox, opts, progress, cancel)
+            found = VerificationResult.from_dict(cached)
+            if race is not None or found.speedup is None or not found.speedup.stopped_early:
+                return found
+    result = _verify_uncached(
+        asm, chash, baseline, sandbox, opts, progress, cancel, race, same_code
+    )
     if meta:
-        result = replace(result, meta=dict(meta))
-    if store is not None:
+        result = replace(result, meta={**dict(meta), **result.meta})
+    if store is not None and not result.meta.get("same_code_as"):
         record = result.to_dict()
         record.update(meta or {})
         store.put(key, record)
@@ -380,6 +399,8 @@ def _verify_uncached(
     opts: VerifyOptions,
     progress: Progress | None,
     cancel: threading.Event | None,
+    race: RaceLane | None = None,
+    same_code: SameCode | None = None,
 ) -> VerificationResult:
     identical = asm == baseline.asm
     with tempfile.TemporaryDirectory(prefix="asmopt-cand-") as tmp:
@@ -408,6 +429,10 @@ def _verify_uncached(
                 identical_to_baseline=identical,
                 message=f"does not assemble or link: {first}",
             )
+        if same_code is not None:
+            answer = same_code(binary)
+            if answer is not None:
+                return replace(answer, candidate_hash=chash, build=build, cached=False)
         # Text that differs only in comments, labels or blank lines is the same program: it
         # must not be measured as a new one (a policy could draw the A/A noise again).
         identical = identical or same_machine_code(binary, baseline.binary)
@@ -469,6 +494,7 @@ def _verify_uncached(
                     cancel=cancel,
                     check=check,
                     sessions=(base_session, cand_session),
+                    race=race,
                 )
             except InconsistentRun as err:
                 if err.side == "baseline":
@@ -499,6 +525,8 @@ def _verify_uncached(
             f"not measurably faster: {speedup.median:.2f}x "
             f"[{speedup.ci_low:.2f}–{speedup.ci_high:.2f}]"
         )
+    if speedup.stopped_early:
+        message += f" (timing stopped after {speedup.runs} rounds: {speedup.stopped_early})"
     return VerificationResult(
         Verdict.FASTER if faster else Verdict.NOT_FASTER,
         chash,

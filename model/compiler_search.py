@@ -23,7 +23,7 @@ import shutil
 import stat
 import subprocess
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,10 +34,13 @@ from asmopt.model.policy import Candidate, NoCandidate, PolicyError, Proposal, R
 
 __all__ = [
     "DEFAULT_VARIANTS",
+    "LEVEL_FEATURES",
     "NATIVE_VARIANTS",
     "CompilerSearchPolicy",
     "Variant",
     "clean_clang_asm",
+    "level_variants",
+    "missing_cpu_features",
 ]
 
 # What gcc -Wmissing-profile says when -fprofile-use finds no data for a file.
@@ -46,6 +49,7 @@ _MISSING_PROFILE = "profile count data file not found"
 # .cg_profile call-graph hints). Dropping them changes no code.
 _CLANG_ONLY_DIRECTIVES = re.compile(r"^\s*\.(?:cg_profile|addrsig|addrsig_sym)\b")
 # Flags of the user's that say how hard to optimize or for which CPU: the variant decides.
+_FMA = re.compile(r"\bvf(?:n?m(?:add|sub)|maddsub|msubadd)\d{3}[sp][sd]\b")
 _OPTIMIZATION_FLAG = re.compile(r"^-(?:O\S*|march=.*|mtune=.*|mcpu=.*|f(?:no-)?profile-.*)$")
 # The most that a profiling run may leave behind (a .gcda is a few KiB per function).
 _MAX_PROFILE_BYTES = 64 * 1024 * 1024
@@ -57,7 +61,8 @@ class Variant:
 
     ``label`` is what users see ("clang -O3", "gcc -O3 PGO"); a PGO label gets the number of
     training inputs appended when it is built. ``native`` variants use ``-march=native``:
-    the candidate then runs only on CPUs like this one and is labelled non-portable.
+    the candidate then runs only on CPUs like this one and is labelled non-portable;
+    ``level`` variants run only on CPUs of that x86-64 level and are labelled with it.
     """
 
     label: str
@@ -65,6 +70,7 @@ class Variant:
     flags: tuple[str, ...]
     pgo: bool = False
     native: bool = False
+    level: str = ""  # an x86-64 level above the baseline the code requires ("x86-64-v3")
 
 
 # Ordered by expected value on small compute-bound C programs (CodeNet style): clang's code
@@ -94,6 +100,56 @@ NATIVE_VARIANTS: tuple[Variant, ...] = (
     Variant("clang -O3 -march=native", "clang", ("-O3", "-march=native"), native=True),
     Variant("gcc -O3 -march=native PGO", "gcc", ("-O3", "-march=native"), pgo=True, native=True),
 )
+
+
+# What each x86-64 micro-architecture level adds (the psABI's list, as /proc/cpuinfo names
+# the flags), for labels and for checking that this machine can run, hence verify, the code.
+LEVEL_FEATURES: dict[str, tuple[str, ...]] = {
+    "x86-64-v2": ("cx16", "lahf_lm", "popcnt", "sse4_1", "sse4_2", "ssse3"),
+    "x86-64-v3": ("avx", "avx2", "bmi1", "bmi2", "f16c", "fma", "abm", "movbe", "xsave"),
+    "x86-64-v4": ("avx512f", "avx512bw", "avx512cd", "avx512dq", "avx512vl"),
+}
+LEVEL_SUMMARY = {
+    "x86-64-v2": "SSE4.2, POPCNT",
+    "x86-64-v3": "AVX2, FMA, BMI2",
+    "x86-64-v4": "AVX-512",
+}
+_LEVELS = ("x86-64", "x86-64-v2", "x86-64-v3", "x86-64-v4")
+
+
+def level_variants(level: str) -> tuple[Variant, ...]:
+    """Variants built for ``level`` (x86-64-v2/v3/v4): code that runs only on CPUs of that
+    level or above. At v3 and above the compilers may contract ``a*b+c`` into one FMA
+    instruction (gcc does by default in GNU C mode), which rounds once instead of twice:
+    a float program whose printed results change fails its tests like any wrong output,
+    unless the user chose to compare floats within a tolerance."""
+    if level not in LEVEL_FEATURES:
+        return ()
+    march = f"-march={level}"
+    return (
+        Variant(f"clang -O3 {march}", "clang", ("-O3", march), level=level),
+        Variant(f"gcc -O3 {march}", "gcc", ("-O3", march), level=level),
+        Variant(f"gcc -O3 {march} PGO", "gcc", ("-O3", march), pgo=True, level=level),
+    )
+
+
+def missing_cpu_features(level: str, cpuinfo: str | None = None) -> list[str]:
+    """The features of ``level`` (and the levels below it) this machine's CPU lacks; code
+    built for the level cannot be verified here when any is missing."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text(errors="replace")
+        except OSError:
+            return []
+    flags: set[str] = set()
+    for line in cpuinfo.splitlines():
+        if line.startswith("flags"):
+            flags = set(line.partition(":")[2].split())
+            break
+    needed: list[str] = []
+    for name in _LEVELS[1 : _LEVELS.index(level) + 1] if level in _LEVELS else ():
+        needed += LEVEL_FEATURES[name]
+    return [f for f in needed if f not in flags]
 
 
 def clean_clang_asm(asm: str) -> str:
@@ -144,9 +200,12 @@ class CompilerSearchPolicy:
 
     def variants_for(self, request: Request) -> list[Variant]:
         """The variants tried for ``request``, in order: native ones (first, since a user who
-        allows them wants them tried) only with ``request.allow_native``; profile-guided ones
-        only when the request names a test directory; clang ones only when clang exists."""
-        chosen = list(self.native_variants if request.allow_native else ()) + list(self.variants)
+        allows them wants them tried) only with ``request.allow_native``; those built for
+        ``request.march_level`` when it is above the portable baseline (next, for the same
+        reason); profile-guided ones only when the request names a test directory; clang ones
+        only when clang exists."""
+        chosen = list(self.native_variants if request.allow_native else ())
+        chosen += list(level_variants(request.march_level)) + list(self.variants)
         if request.tests_dir is None:
             chosen = [v for v in chosen if not v.pgo]
         if find_tool("clang") is None:
@@ -155,11 +214,15 @@ class CompilerSearchPolicy:
 
     def propose(self, request: Request, n: int = 1) -> list[Proposal]:
         """Compile the request's C file under up to ``n`` variants (see :meth:`variants_for`)."""
+        return list(self.propose_iter(request, n))
+
+    def propose_iter(self, request: Request, n: int = 1) -> Iterator[Proposal]:
+        """:meth:`propose`, one proposal at a time as each variant is built, so that the
+        first can be verified while the others are still compiling."""
         if n <= 0:
-            return []
+            return
         variants = self.variants_for(request)[:n]
         training = self._training_inputs(request) if any(v.pgo for v in variants) else []
-        out: list[Proposal] = []
         owned: Sandbox | None = None
         with tempfile.TemporaryDirectory(prefix="asmopt-compilers-") as tmp:
             work = Path(tmp)
@@ -169,7 +232,13 @@ class CompilerSearchPolicy:
                     vdir = work / f"v{k}"
                     vdir.mkdir()
                     built: _Built | str
-                    if not variant.pgo:
+                    missing = missing_cpu_features(variant.level) if variant.level else []
+                    if missing:
+                        built = (
+                            f"this machine's CPU lacks {', '.join(missing)}, so code built for "
+                            f"{variant.level} cannot be verified here"
+                        )
+                    elif not variant.pgo:
                         built = self._build_plain(variant, source, request, vdir)
                     elif isinstance(training, str):
                         built = training
@@ -180,13 +249,12 @@ class CompilerSearchPolicy:
                         assert sandbox is not None
                         built = self._build_pgo(variant, source, request, training, sandbox, vdir)
                     if isinstance(built, str):
-                        out.append(NoCandidate(self.name, f"{variant.label}: {built}"))
+                        yield NoCandidate(self.name, f"{variant.label}: {built}")
                     else:
-                        out.append(self._candidate(request, variant, built))
+                        yield self._candidate(request, variant, built)
             finally:
                 if owned is not None:
                     owned.close()
-        return out
 
     # -- inputs -----------------------------------------------------------------------------
     def _source(self, request: Request, work: Path) -> Path:
@@ -347,12 +415,19 @@ class CompilerSearchPolicy:
             "flags": " ".join(variant.flags),
             "pgo": "yes" if variant.pgo else "no",
         }
+        if variant.level:
+            label += f", requires {variant.level} ({LEVEL_SUMMARY[variant.level]})"
+            meta["requires"] = variant.level
+            if _FMA.search(built.asm):
+                # Fused multiply-add rounds once: the tests decide whether outputs changed.
+                label += ", fused multiply-add"
+                meta["fma"] = "yes"
         if request.function is None:
             return Candidate(
                 asm=built.asm,
                 policy=self.name,
                 label=label,
-                portable=not variant.native,
+                portable=not (variant.native or variant.level),
                 meta=meta,
             )
         from asmopt.model.splice import SpliceError, splice_function
@@ -368,7 +443,7 @@ class CompilerSearchPolicy:
             policy=self.name,
             label=f"{label}, function {request.function}",
             function=request.function,
-            portable=not variant.native,
+            portable=not (variant.native or variant.level),
             meta=meta,
         )
 

@@ -27,7 +27,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from asmopt.executor.asmfile import parse_functions, referenced_symbols
 from asmopt.executor.benchmark import BenchmarkOptions
@@ -70,6 +70,10 @@ from asmopt.model.settings import (
     load_config,
     starter_target,
 )
+
+if TYPE_CHECKING:
+    from asmopt.executor.profile import Profile
+    from asmopt.model.portfolio import SoFar
 
 # (stage, message); the stages are "baseline", "generate", "verify" and "benchmark".
 Progress = Callable[[str, str], None]
@@ -142,6 +146,10 @@ class OptimizeOutcome:
     unusable: tuple[str, ...] = ()  # why some proposals were not candidates
     notes: tuple[str, ...] = ()
     cancelled: bool = False
+    # Set when the job stopped before optimizing because the program's run is start-up and
+    # libc (one line saying so); ``profile`` is the instruction profile that showed it.
+    startup_bound: str = ""
+    profile: dict[str, Any] | None = None
     answers: tuple[ModelAnswer, ...] = ()  # every raw answer of the LLM policies, by round
     # How the target was chosen and built (which of several, sources without flags of their
     # own in compile_commands.json): shown with the result.
@@ -149,6 +157,8 @@ class OptimizeOutcome:
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "startup_bound": self.startup_bound,
+            "profile": self.profile,
             "winner": self.winner.to_dict() if self.winner else None,
             "candidates": [c.to_dict() for c in self.candidates],
             "baseline_asm": self.baseline_asm,
@@ -175,6 +185,8 @@ class OptimizeOutcome:
             unusable=tuple(data.get("unusable", ())),
             notes=tuple(data.get("notes", ())),
             cancelled=data.get("cancelled", False),
+            startup_bound=data.get("startup_bound", ""),
+            profile=data.get("profile"),
             answers=tuple(ModelAnswer.from_dict(a) for a in data.get("answers", ())),
             target_notes=tuple(data.get("target_notes", ())),
         )
@@ -190,6 +202,9 @@ class _EveryVariant:
 
     def propose(self, request: Request, n: int = 1) -> list[Any]:
         return self.inner.propose(request, max(n, len(self.inner.variants_for(request))))
+
+    def propose_iter(self, request: Request, n: int = 1) -> Any:
+        return self.inner.propose_iter(request, max(n, len(self.inner.variants_for(request))))
 
 
 def make_policies(settings: Settings) -> list[Policy]:
@@ -268,12 +283,19 @@ def optimize(
     cancel: threading.Event | None = None,
     policies: list[Policy] | None = None,
     strict: bool = True,
+    on_update: Callable[[SoFar], None] | None = None,
 ) -> OptimizeOutcome:
     """Run the whole job; see the module docstring. ``policies`` overrides the settings'.
 
     With ``strict`` (the CLI), a policy that cannot run at all (model missing, endpoint down)
     fails the job with its message; without it (the editor) the other policies' results are
-    kept and the failure is reported in ``unusable``.
+    kept and the failure is reported in ``unusable``. ``on_update`` hears of each verified
+    speed-up as soon as it is known (``SoFar.text``: "1.66x so far, still measuring"), and
+    after ``cancel`` the outcome holds what was verified until then.
+
+    Before asking any policy, a program whose quickest test is short is profiled
+    (callgrind instructions); when its own code executes only a small share of them, the
+    job stops with one line saying so (``startup_bound``), unless ``settings.go_on``.
     """
     from asmopt.model import portfolio
 
@@ -366,6 +388,20 @@ def optimize(
             if "main" not in {f.name for f in parse_functions(baseline.asm)}:
                 say("baseline", "checking that the tests call the code of this file")
                 _check_tests_call(baseline, request.function, target, sandbox, options, cancel)
+            # Command tests run the program through a shell: no single run to profile.
+            if not settings.go_on and commands is None:
+                bound, profile = _startup_bound(baseline, sandbox, say)
+                if bound:
+                    return OptimizeOutcome(
+                        winner=None,
+                        candidates=(),
+                        baseline_asm=baseline.asm,
+                        function=request.function,
+                        message=f"{source.name}: {bound}; not optimized (--go-on to try anyway)",
+                        target=target.name,
+                        startup_bound=bound,
+                        profile=profile,
+                    )
             portfolio_request = Request(
                 baseline_asm=baseline.asm,
                 c_source=c_source,
@@ -374,6 +410,7 @@ def optimize(
                 cflags=tuple(cflags),
                 tests_dir=target.tests,
                 allow_native=settings.allow_native,
+                march_level=settings.march_level,
             )
 
             def report(message: str) -> None:
@@ -396,6 +433,8 @@ def optimize(
                     workers=settings.workers or None, proposals_per_policy=settings.samples,
                     progress=report, cancel=cancel,
                     record={"target": target.name, "source": str(source)},
+                    racing=portfolio.DEFAULT_RACING if settings.racing else None,
+                    on_update=on_update,
                 )  # fmt: skip
             except PolicyError as err:
                 raise OptimizeError(str(err)) from err
@@ -423,6 +462,90 @@ def optimize(
         cancelled=result.cancelled,
         answers=tuple(a for p in chosen if isinstance(p, RefiningPolicy) for a in p.answers),
     )
+
+
+# A program whose quickest test runs longer than this (at full speed) is not start-up bound,
+# and profiling it would cost more than the check is worth.
+STARTUP_CHECK_MAX_SECONDS = 0.1
+
+
+def _startup_bound(
+    baseline: Baseline, sandbox: Sandbox, say: Progress
+) -> tuple[str, dict[str, Any] | None]:
+    """The one line saying the run is start-up and libc, from the instruction profile of the
+    quickest test, or "" (also when valgrind cannot count, or the test is long)."""
+    from asmopt.executor.callgrind import CallgrindError
+    from asmopt.executor.profile import profile_binary
+    from asmopt.executor.toolchain import ToolNotFoundError
+
+    quickest = min(baseline.tests, key=lambda t: baseline.wall_seconds.get(t.name, 0.0))
+    if baseline.wall_seconds.get(quickest.name, 0.0) > STARTUP_CHECK_MAX_SECONDS:
+        return "", None
+    say("baseline", f"profiling test {quickest.name} (callgrind instructions)")
+    try:
+        profile = profile_binary(sandbox, baseline.binary, [quickest], workers=1, timeout=30)
+    except (CallgrindError, ToolNotFoundError, SandboxError):
+        return "", None
+    bound = profile.startup_bound()
+    return bound, profile.to_dict() if bound else None
+
+
+def profile_program(
+    request: OptimizeRequest, *, budget: float = 8.0, every_test: bool = False
+) -> tuple[str, Profile]:
+    """The instruction profile of ``request``'s program (its ``gcc -O3`` baseline build) on
+    the quickest of its tests that fit ``budget`` seconds of callgrind (``every_test``: all);
+    returns the target's name and the profile. Raises ``OptimizeError`` with what to do."""
+    from asmopt.executor.callgrind import CallgrindError
+    from asmopt.executor.profile import profile_binary
+    from asmopt.executor.toolchain import ToolNotFoundError
+
+    settings = request.settings
+    source = request.source.resolve()
+    if not source.exists():
+        raise OptimizeError(f"{source} does not exist")
+    target, config = _resolve(request)
+    if target.has_commands:
+        raise OptimizeError(
+            f"target {target.name!r} runs its tests as commands: asmopt profile needs NAME.in "
+            "tests that run the program itself"
+        )
+    if target.tests is None:
+        raise OptimizeError(
+            f"no tests found for {source.name}: put NAME.in files in a tests/ folder beside it"
+        )
+    tests = _load_tests(target.tests)
+    options = verify_options(settings, target)
+    compiler = target.compiler or settings.compiler
+    project = _ProjectFlags(config, target, settings)
+    cflags = project.flags_for(source)
+    try:
+        sandbox = Sandbox(options.limits, enabled=settings.sandbox)
+    except SandboxError as err:
+        raise OptimizeError(str(err)) from err
+    try:
+        with tempfile.TemporaryDirectory(prefix="asmopt-profile-") as tmp:
+            other = [s for s in target.sources if s.resolve() != source]
+            extra = _build_other_sources(other, Path(tmp), compiler, project)
+            if extra:
+                options = _with_extra_inputs(options, extra)
+            try:
+                baseline = prepare_baseline(
+                    source, tests, Path(tmp) / "baseline", sandbox, compiler=compiler,
+                    cflags=cflags, options=options,
+                )  # fmt: skip
+                profile = profile_binary(
+                    sandbox, baseline.binary, baseline.tests,
+                    wall_seconds=None if every_test else baseline.wall_seconds,
+                    budget=budget, workers=settings.workers or os.cpu_count() or 1,
+                )  # fmt: skip
+            except BaselineError as err:
+                raise OptimizeError(str(err)) from err
+            except (CallgrindError, ToolNotFoundError) as err:
+                raise OptimizeError(f"cannot profile {source.name}: {err}") from err
+    finally:
+        sandbox.close()
+    return target.name, profile
 
 
 def _with_refinement(

@@ -24,6 +24,7 @@ class Request:
     cflags: tuple[str, ...] = ()
     tests_dir: Path | None = None  # inputs for profile-guided builds
     allow_native: bool = False  # may use -march=native (non-portable; labelled)
+    march_level: str = "x86-64"  # the CPU level the code will run on (x86-64-v2/v3/v4)
 
 
 @dataclass(frozen=True)

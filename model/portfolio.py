@@ -3,9 +3,15 @@
 :func:`optimize` is the whole "make it faster" job. It
 
 1. asks each policy for proposals and drops duplicates (and copies of the baseline);
-2. verifies every candidate in parallel (:func:`asmopt.executor.verify.verify_candidate`
-   builds, tests and benchmarks in subprocesses, so a thread pool keeps the cores busy) and
-   remembers each result in the workspace store;
+2. verifies every candidate in parallel as soon as it is proposed
+   (:func:`asmopt.executor.verify.verify_candidate` builds, tests and benchmarks in
+   subprocesses, so a thread pool keeps the cores busy) and remembers each result in the
+   workspace store. Candidates *race* (``executor.benchmark.Race``): one that is clearly
+   slower than another, or clearly not faster than the baseline, stops being timed early,
+   with a stated error rate. A candidate whose linked binary loads the same machine code and
+   data as one judged already (or as the baseline) is not tested or timed again: it shares
+   that verdict. Each verified speed-up is reported as soon as it is known (``on_update``),
+   first provisionally ("so far") and then final;
 3. mixes per function: for each function of the baseline it splices each passing whole-file
    candidate's version of that function into the baseline and verifies that, then builds the
    file that takes every function from its fastest source and verifies it too;
@@ -20,16 +26,20 @@ calls a function from another source that may clobber registers its own version 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import threading
-from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, CancelledError, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Literal
 
 from asmopt.executor.asmfile import clone_parent, parse_functions
-from asmopt.executor.results import Verdict
+from asmopt.executor.benchmark import Race, RaceLane, RacingRule, order_statistic_median_ci
+from asmopt.executor.elf import ElfInspectionError, image_digest
+from asmopt.executor.results import TestStatus, TestVerdict, Verdict
 from asmopt.executor.sandbox import Cancelled, Sandbox
 from asmopt.executor.store import ResultStore
 from asmopt.executor.verify import (
@@ -37,12 +47,14 @@ from asmopt.executor.verify import (
     VerificationResult,
     VerifyOptions,
     candidate_hash,
+    store_key,
     verify_candidate,
 )
 from asmopt.model.policy import Candidate, NoCandidate, Policy, PolicyError, Request
 
 __all__ = [
     "PortfolioResult",
+    "SoFar",
     "Trial",
     "mix_is_safe",
     "optimize",
@@ -52,6 +64,14 @@ __all__ = [
 
 Progress = Callable[[str], None]
 TrialKind = Literal["candidate", "function", "mix"]
+
+# The racing rule of a job unless the caller says otherwise (see executor.benchmark).
+DEFAULT_RACING = RacingRule()
+# When a job races and confirms, candidates are screened to this precision (from this many
+# rounds; the order-statistic CI is a valid 95% CI from 6) and the best is then measured
+# again at the full one.
+SCREEN_MIN_ROUNDS = 6
+SCREEN_REL_CI = 0.05
 
 # A function from another source must beat the baseline's by this much (median) before a mix
 # takes it: below that, per-function measurements are mostly noise.
@@ -73,6 +93,7 @@ class Trial:
     kind: TrialKind = "candidate"
     sources: dict[str, str] = field(default_factory=dict)
     screening: VerificationResult | None = None  # the first measurement, when re-measured
+    same_code_as: str = ""  # label of the candidate whose machine code this one shares
 
     @property
     def confirmed(self) -> bool:
@@ -126,6 +147,34 @@ class PortfolioResult:
                 "none is measurably faster than gcc -O3"
             )
         return f"not faster: none of {len(self.trials)} candidates passes every test"
+
+
+@dataclass(frozen=True)
+class SoFar:
+    """A verified speed-up as soon as it is known, for streaming to the user.
+
+    ``final`` False: the candidate passed every test and the 95% CI of the rounds timed so far
+    is above ``1 + min_gain`` (CPU) and its wall-time CI is not below 1, but timing goes on;
+    True: its verdict is in. Either way every run behind it was checked.
+    """
+
+    label: str
+    median: float
+    ci_low: float
+    ci_high: float
+    rounds: int
+    final: bool
+    trial: Trial | None = None  # the finished trial, when final
+
+    @property
+    def text(self) -> str:
+        """What an editor lens shows: "1.66x so far, still measuring" or "1.66x faster"."""
+        if self.final:
+            return f"{self.median:.2f}x faster [{self.ci_low:.2f}–{self.ci_high:.2f}]"
+        return f"{self.median:.2f}x so far, still measuring"
+
+
+OnUpdate = Callable[[SoFar], None]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -309,14 +358,26 @@ def mix_is_safe(
 # The job.
 
 
-def _ask(policy: Policy, request: Request, n: int) -> list[Candidate | NoCandidate]:
+def _ask(policy: Policy, request: Request, n: int) -> Iterator[Candidate | NoCandidate]:
+    """The policy's proposals, one at a time as it makes them when it can (``propose_iter``),
+    so that the first is verified while the others are still being made."""
     name = getattr(policy, "name", type(policy).__name__)
     try:
-        return list(policy.propose(request, n))
+        stream = getattr(policy, "propose_iter", None)
+        yield from (stream(request, n) if stream is not None else policy.propose(request, n))
     except PolicyError as err:
-        return [NoCandidate(name, f"policy {name} cannot run: {err}")]
+        yield NoCandidate(name, f"policy {name} cannot run: {err}")
     except Exception as err:  # a broken policy must not sink the others
-        return [NoCandidate(name, f"policy {name} failed: {type(err).__name__}: {err}")]
+        yield NoCandidate(name, f"policy {name} failed: {type(err).__name__}: {err}")
+
+
+def _planned(policy: Policy, request: Request, n: int) -> int:
+    """How many proposals ``policy`` will make at most (the racing rule's contenders)."""
+    inner = getattr(policy, "inner", policy)
+    variants = getattr(inner, "variants_for", None)
+    if variants is not None:
+        return max(n, len(variants(request)))
+    return n
 
 
 def _uses_ipa_ra(candidate: Candidate) -> bool:
@@ -341,6 +402,9 @@ def optimize(
     record: dict[str, str] | None = None,
     progress: Progress | None = None,
     cancel: threading.Event | None = None,
+    racing: RacingRule | None = DEFAULT_RACING,
+    same_code: bool = True,
+    on_update: OnUpdate | None = None,
 ) -> PortfolioResult:
     """Find the fastest verified version of ``request``'s code (see the module docstring).
 
@@ -351,6 +415,14 @@ def optimize(
     CI target; the winner is chosen among those fresh measurements (``confirm=0``: no second
     measurement, the screening figures decide).
 
+    ``racing`` is the rule by which candidates that cannot win stop being timed early (None:
+    every candidate is timed to its CI target or budget); its ``contenders`` and ``min_gain``
+    are filled in here. A racing job that confirms screens candidates to a looser precision
+    (``SCREEN_REL_CI`` from ``SCREEN_MIN_ROUNDS`` rounds) and measures the best again at the
+    full one. ``same_code`` False times candidates with identical machine code
+    again. ``on_update`` hears of every verified speed-up as soon as it is known (see
+    :class:`SoFar`). When ``cancel`` is set, the job stops and returns what was verified.
+
     Returns every verified candidate with its result; never a winner that failed a test.
     """
     opts = options or VerifyOptions()
@@ -359,28 +431,47 @@ def optimize(
     unusable: list[NoCandidate] = []
     notes: list[str] = []
 
-    candidates: list[Candidate] = []
     seen: dict[str, str] = {candidate_hash(baseline.asm): "the baseline"}
-    for policy in policies:
-        if cancel is not None and cancel.is_set():
-            break
-        say(f"asking {policy.name}")
-        for proposal in _ask(policy, request, proposals_per_policy):
-            if isinstance(proposal, NoCandidate):
-                unusable.append(proposal)
-                continue
-            key = candidate_hash(proposal.asm)
-            if key in seen:
-                notes.append(f"{proposal.label or proposal.policy}: same assembly as {seen[key]}")
-                continue
-            seen[key] = proposal.label or proposal.policy
-            candidates.append(proposal)
-
-    pool = _Verifier(baseline, sandbox, opts, store, workers, say, cancel)
+    planned = sum(_planned(p, request, proposals_per_policy) for p in policies)
+    screen = opts
+    if racing is not None and confirm > 0:
+        # Screen cheaply, confirm precisely: every screening CI is a valid 95% CI, only
+        # wider; the winner is always one measured again at the full precision (_confirm).
+        screen = replace(
+            opts,
+            bench=replace(
+                opts.bench,
+                min_rounds=min(opts.bench.min_rounds, SCREEN_MIN_ROUNDS),
+                target_rel_ci=max(opts.bench.target_rel_ci, SCREEN_REL_CI),
+            ),
+        )
+    pool = _Verifier(baseline, sandbox, screen, store, workers, say, cancel)
     pool.record = dict(record or {})
+    pool.on_update = on_update
+    pool.rule = replace(racing, min_gain=opts.min_gain) if racing is not None else None
+    if same_code:
+        pool.same_code = _SameCode(baseline)
+
+    def proposals() -> Iterator[tuple[Candidate, TrialKind, dict[str, str]]]:
+        for policy in policies:
+            if cancel is not None and cancel.is_set():
+                return
+            say(f"asking {policy.name}")
+            for proposal in _ask(policy, request, proposals_per_policy):
+                if isinstance(proposal, NoCandidate):
+                    unusable.append(proposal)
+                    continue
+                key = candidate_hash(proposal.asm)
+                if key in seen:
+                    label = proposal.label or proposal.policy
+                    notes.append(f"{label}: same assembly as {seen[key]}")
+                    continue
+                seen[key] = proposal.label or proposal.policy
+                yield proposal, "candidate", {}
+
+    mixed: Trial | None = None
     try:
-        trials = pool.verify([(c, "candidate", {}) for c in candidates])
-        mixed: Trial | None = None
+        trials = pool.resolve(pool.verify(proposals(), contenders=planned), screen)
         if mix and request.function is None and not pool.cancelled:
             extra, mixed = _mix(baseline, trials, pool, seen, notes, mix_sources, say)
             trials += extra
@@ -388,6 +479,13 @@ def optimize(
             trials = _confirm(trials, pool, opts, confirm, say)
     finally:
         pool.close()
+    trials = pool.resolve(trials)
+    shared = [t for t in trials if t.same_code_as]
+    if shared:
+        notes.append(
+            f"{len(shared)} candidates had the same machine code as another and were not "
+            "timed again: " + ", ".join(f"{t.label} = {t.same_code_as}" for t in shared)
+        )
     ordered = rank(trials)
     if confirm > 0:
         ordered = [t for t in ordered if t.confirmed] + [t for t in ordered if not t.confirmed]
@@ -408,13 +506,31 @@ def _confirm(
 ) -> list[Trial]:
     """Measure again, with twice the budget, the ``count`` best trials by CI lower bound and
     the ``count`` best by median: a screening run cut short by its budget after two rounds has
-    a meaningless (often far too narrow) CI, so the median is the second opinion."""
-    faster = [t for t in trials if t.passed and t.result.speedup and t.result.speedup.median > 1.0]
+    a meaningless (often far too narrow) CI, so the median is the second opinion. When the
+    job races, the best by CI lower bound and only those whose median lies above its CI (at
+    most ``count``), racing each other afresh. Trials that share another's machine code are
+    not measured again (their twin is)."""
+    faster = [
+        t
+        for t in trials
+        if t.passed and t.result.speedup and t.result.speedup.median > 1.0 and not t.same_code_as
+    ]
     by_median = sorted(faster, key=lambda t: rank_key(t.result)[2], reverse=True)
     promising: list[Trial] = []
     for t in rank(faster)[:count] + by_median[:count]:
         if all(t is not p for p in promising):
             promising.append(t)
+    if pool.rule is not None and promising:
+        # Racing: the best by CI lower bound, and others only when their median is above
+        # its whole CI (they may well be better); near-ties are not measured again, since
+        # any of them is a winner within the best one's CI.
+        ordered = rank(promising)
+        top = ordered[0].result.speedup
+        assert top is not None
+        promising = [ordered[0]] + [
+            t for t in ordered[1:] if t.result.speedup and t.result.speedup.median > top.ci_high
+        ]
+        promising = promising[:count]
     if not promising:
         return trials
     bench = replace(
@@ -425,8 +541,12 @@ def _confirm(
         seed=opts.bench.seed + 1,
     )
     say(f"measuring the best {len(promising)} again")
+    # A race of their own: the screening figures do not count against the fresh ones.
     again = pool.verify(
-        [(t.candidate, t.kind, t.sources) for t in promising], replace(opts, bench=bench)
+        [(t.candidate, t.kind, t.sources) for t in promising],
+        replace(opts, bench=bench),
+        contenders=len(promising),
+        fresh_race=True,
     )
     by_hash = {t.result.candidate_hash: t for t in promising}
     fresh = {
@@ -436,12 +556,61 @@ def _confirm(
             screening=by_hash[t.result.candidate_hash].result,
         )
         for t in again
+        if t.result.candidate_hash in by_hash
     }
     return [fresh.get(t.result.candidate_hash, t) for t in trials]
 
 
+class _SameCode:
+    """Which machine code was judged already: the image digest of each built candidate
+    (``executor.elf.image_digest``) and the first candidate that had it."""
+
+    def __init__(self, baseline: Baseline) -> None:
+        self.baseline = baseline
+        self._lock = threading.Lock()
+        self.owner: dict[str, tuple[str, str]] = {}  # digest -> (candidate hash, label)
+        with contextlib.suppress(ElfInspectionError):
+            self.owner[image_digest(baseline.binary)] = ("", "the baseline")
+
+    def hook(self, chash: str, label: str) -> Callable[[Path], VerificationResult | None]:
+        def check(binary: Path) -> VerificationResult | None:
+            try:
+                digest = image_digest(binary)
+            except ElfInspectionError:
+                return None
+            with self._lock:
+                owner = self.owner.setdefault(digest, (chash, label))
+            if owner[0] == chash:
+                return None  # the first with this code: judge it
+            if not owner[0]:
+                # The baseline's own code: it passed every test when it was built.
+                passed = tuple(
+                    TestVerdict(t.name, TestStatus.PASSED, "same machine code as the baseline")
+                    for t in self.baseline.tests
+                )
+                return VerificationResult(
+                    Verdict.NOT_FASTER,
+                    chash,
+                    None,
+                    passed,
+                    identical_to_baseline=True,
+                    message="same machine code as the baseline (not timed)",
+                )
+            return VerificationResult(
+                Verdict.NOT_FASTER,
+                chash,
+                None,
+                message=f"same machine code as {owner[1]}",
+                meta={"same_code_as": owner[0], "same_code_label": owner[1]},
+            )
+
+        return check
+
+
 class _Verifier:
-    """A thread pool of verifications that stops cleanly when cancelled."""
+    """A thread pool of verifications that races candidates, shares verdicts between
+    candidates with the same machine code, streams results, and stops cleanly when
+    cancelled."""
 
     def __init__(
         self,
@@ -461,10 +630,43 @@ class _Verifier:
         self.cancel = cancel
         self.cancelled = False
         self.record: dict[str, str] = {}  # fields every stored record carries (target, ...)
+        self.rule: RacingRule | None = None
+        self.race: Race | None = None
+        self.same_code: _SameCode | None = None
+        self.on_update: OnUpdate | None = None
+        self.judged: dict[str, Trial] = {}  # candidate hash -> its latest own trial
+        self._best_so_far = 1.0  # the highest CI lower bound streamed so far
+        self._stream_lock = threading.Lock()
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="asmopt-verify")
 
     def close(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
+
+    def _stream(self, update: SoFar) -> None:
+        if self.on_update is None:
+            return
+        with self._stream_lock:
+            if not update.final and update.ci_low <= self._best_so_far:
+                return  # only a provisional figure that beats every earlier one is news
+            self._best_so_far = max(self._best_so_far, update.ci_low)
+        self.on_update(update)
+
+    def _lane(self, chash: str, label: str) -> RaceLane:
+        """The benchmark's per-round callback: race, and stream a provisional verdict."""
+        race = self.race
+        floor = 1.0 + self.options.min_gain
+        told = {"done": False}
+
+        def lane(ratios: Sequence[float], walls: Sequence[float]) -> str | None:
+            if not told["done"] and len(ratios) >= 6:
+                median, low, high = order_statistic_median_ci(ratios)
+                _, _, wall_high = order_statistic_median_ci(walls)
+                if low > floor and wall_high > 1.0:
+                    told["done"] = True
+                    self._stream(SoFar(label, median, low, high, len(ratios), final=False))
+            return race.check(chash, label, ratios) if race is not None else None
+
+        return lane
 
     def _one(
         self,
@@ -481,6 +683,8 @@ class _Verifier:
             "portable": candidate.portable,
             **self.record,
         }
+        chash = candidate_hash(candidate.asm)
+        label = candidate.label or candidate.policy
         result = verify_candidate(
             candidate.asm,
             self.baseline,
@@ -489,26 +693,82 @@ class _Verifier:
             store=self.store,
             meta=meta,
             cancel=self.cancel,
+            race=self._lane(chash, label),
+            same_code=self.same_code.hook(chash, label) if self.same_code else None,
         )
-        return Trial(candidate, result, kind, dict(sources))
+        if self.race is not None and result.speedup is not None and result.speedup.samples:
+            self.race.record(chash, label, result.speedup.samples)
+        trial = Trial(candidate, result, kind, dict(sources))
+        if not result.meta.get("same_code_as"):
+            self.judged[chash] = trial
+        if result.verdict is Verdict.FASTER and result.speedup is not None:
+            s = result.speedup
+            self._stream(SoFar(label, s.median, s.ci_low, s.ci_high, s.runs, True, trial))
+        return trial
+
+    def resolve(self, trials: list[Trial], store_as: VerifyOptions | None = None) -> list[Trial]:
+        """Give each trial that shares another's machine code that one's verdict (dropping
+        it when that one was never judged, as when the job was cancelled); with
+        ``store_as``, the verdict is stored under the trial's own key for those options."""
+        out = []
+        for t in trials:
+            owner_hash = t.result.meta.get("same_code_as")
+            if not owner_hash:
+                out.append(t)
+                continue
+            owner = self.judged.get(owner_hash)
+            if owner is None:
+                continue
+            name = t.result.meta.get("same_code_label", owner.label)
+            result = replace(
+                owner.result,
+                candidate_hash=t.result.candidate_hash,
+                meta={**owner.result.meta, **t.result.meta},
+                message=f"same machine code as {name}: {owner.result.message}",
+            )
+            out.append(replace(t, result=result, screening=owner.screening, same_code_as=name))
+            if self.store is not None and store_as is not None:
+                record = result.to_dict()
+                record.update(result.meta)
+                record.update(self.record)
+                self.store.put(store_key(t.candidate.asm, self.baseline, store_as), record)
+        return out
 
     def verify(
         self,
-        jobs: Sequence[tuple[Candidate, TrialKind, dict[str, str]]],
+        jobs: Iterable[tuple[Candidate, TrialKind, dict[str, str]]],
         options: VerifyOptions | None = None,
+        *,
+        contenders: int = 0,
+        fresh_race: bool = False,
     ) -> list[Trial]:
+        """Verify ``jobs`` (taken one by one as they are made) ``workers`` at a time.
+        ``contenders`` is how many more candidates this call may time (the racing rule's
+        union bound counts them and every candidate raced before, unless ``fresh_race``)."""
         if self.cancel is not None and self.cancel.is_set():
             self.cancelled = True
-        if not jobs or self.cancelled:
+        if self.cancelled:
             return []
         opts = options or self.options
-        futures: dict[Future[Trial], Candidate] = {
-            self.pool.submit(self._one, c, kind, sources, opts): c for c, kind, sources in jobs
-        }
+        if self.rule is not None:
+            old = self.race
+            known = 0 if fresh_race or old is None else len(self.judged)
+            rule = replace(self.rule, contenders=max(2, contenders + known))
+            self.race = Race(rule)
+            if not fresh_race:
+                for chash, trial in self.judged.items():
+                    speedup = trial.result.speedup
+                    if speedup is not None and speedup.samples:
+                        self.race.record(chash, trial.label, speedup.samples)
+        futures: dict[Future[Trial], Candidate] = {}
         done: list[Trial] = []
-        pending = set(futures)
-        while pending:
-            finished, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+        pending: set[Future[Trial]] = set()
+
+        def collect(timeout: float) -> None:
+            nonlocal pending
+            if not pending:
+                return
+            finished, pending = wait(pending, timeout=timeout, return_when=FIRST_COMPLETED)
             if self.cancel is not None and self.cancel.is_set():
                 self.cancelled = True
                 for fut in pending:
@@ -520,8 +780,21 @@ class _Verifier:
                 except Cancelled:
                     self.cancelled = True
                     continue
+                except CancelledError:
+                    continue
                 done.append(trial)
                 self.say(f"[{len(done)}/{len(futures)}] {trial.label}: {trial.result.message}")
+
+        for c, kind, sources in jobs:
+            if self.cancelled or (self.cancel is not None and self.cancel.is_set()):
+                self.cancelled = True
+                break
+            fut = self.pool.submit(self._one, c, kind, sources, opts)
+            futures[fut] = c
+            pending.add(fut)
+            collect(0)
+        while pending:
+            collect(0.2)
         return done
 
 
@@ -540,7 +813,14 @@ def _mix(
     functions = [fn.name for fn in parse_functions(baseline.asm) if fn.parent is None]
     if len(functions) < 2:
         return [], None
-    donors = [t for t in rank(trials) if t.passed and t.candidate.function is None][:mix_sources]
+    # A candidate the race stopped (surely slower than another, or than 1.01x) lends nothing.
+    donors = [
+        t
+        for t in rank(trials)
+        if t.passed
+        and t.candidate.function is None
+        and not (t.result.speedup is not None and t.result.speedup.stopped_early)
+    ][:mix_sources]
     if not donors:
         return [], None
     base_texts = _function_texts(baseline.asm)
@@ -576,7 +856,7 @@ def _mix(
                 )
             )
     say(f"mixing: {len(jobs)} function candidates")
-    per_function = pool.verify(jobs)
+    per_function = pool.resolve(pool.verify(jobs, contenders=len(jobs)), pool.options)
 
     # The best source of each function, from the function trials.
     best: dict[str, Trial] = {}
@@ -635,5 +915,6 @@ def _mix(
         meta={"kind": "mix"},
     )
     say(f"verifying the {label}")
-    mixed = pool.verify([(candidate, "mix", dict(choice))])
+    mixed = pool.verify([(candidate, "mix", dict(choice))], contenders=1)
+    mixed = pool.resolve(mixed, pool.options)
     return per_function + mixed, (mixed[0] if mixed else None)

@@ -27,6 +27,9 @@ from asmopt.executor.sandbox import MiB, SandboxLimits
 
 POLICY_NAMES = ("compiler", "transformers", "openai", "vllm")
 COMPARE_MODES = ("tokens", "exact", "floats")
+# x86-64 micro-architecture levels (the psABI's): what the code may assume of the CPU it runs
+# on. "x86-64" is the portable baseline every x86-64 CPU runs.
+MARCH_LEVELS = ("x86-64", "x86-64-v2", "x86-64-v3", "x86-64-v4")
 CONFIG_FILE = "asmopt.toml"
 
 
@@ -58,11 +61,19 @@ class Settings:
     compiler: str = "gcc"
     cflags: tuple[str, ...] = ("-O3",)
     allow_native: bool = False  # may candidates use -march=native (non-portable)?
+    # The level of CPU the code will run on: above the baseline, candidates built for it
+    # are tried too (labelled with what they require).
+    march_level: str = "x86-64"
     ci_target: float = 0.02  # stop timing when the 95% CI half-width is within this
     bench_budget: float = 60.0  # seconds of benchmarking per candidate at most
     compare: str = "tokens"
     tolerance: float = 1e-6
     workers: int = 0  # 0: one per core
+    # Race candidates: stop timing those that surely cannot win (executor.benchmark).
+    racing: bool = True
+    # Optimize even a program whose run is mostly process start-up and libc (by its
+    # instruction profile); without it the job says so and stops.
+    go_on: bool = False
     # compile_commands.json (or the folder that holds it) relative to the workspace; unset:
     # the workspace root, then build/ (see compile_db.py)
     compile_commands: str | None = None
@@ -118,6 +129,8 @@ class Settings:
                 raise SettingsError(f"{name} must be at least 1")
         if not 0.0 <= self.temperature <= 2.0:
             raise SettingsError("temperature must be between 0 and 2")
+        if self.march_level not in MARCH_LEVELS:
+            raise SettingsError(f"march_level must be one of {', '.join(MARCH_LEVELS)}")
         if self.compare not in COMPARE_MODES:
             raise SettingsError(f"compare must be one of {', '.join(COMPARE_MODES)}")
         for name in ("test_timeout", "llm_timeout", "bench_budget", "ci_target"):

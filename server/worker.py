@@ -135,8 +135,20 @@ def run(request: dict[str, Any], out: _Output, cancel: threading.Event) -> None:
     except Exception:
         store = None
 
+    so_far: dict[str, Any] = {"text": "", "low": 0.0}
+
     def progress(stage: str, message: str) -> None:
+        # Once a speed-up is verified, the lens says so while the job goes on:
+        # "running… (1.65x so far, still measuring)".
+        stage = so_far["text"] or stage
         out.send({"type": "progress", "stage": str(stage), "message": str(message)})
+
+    def on_update(update: Any) -> None:  # model.portfolio.SoFar
+        if update.ci_low <= so_far["low"]:
+            return  # the lens shows the best verified so far
+        so_far["low"] = update.ci_low
+        so_far["text"] = f"{update.median:.2f}x so far, still measuring"
+        progress("", update.label)
 
     try:
         optimize = _load_optimize()
@@ -147,6 +159,7 @@ def run(request: dict[str, Any], out: _Output, cancel: threading.Event) -> None:
             store=store,
             progress=progress,
             cancel=cancel,
+            on_update=on_update,
         )
     except OptimizeError as err:
         out.send({"type": "error", "message": str(err)})

@@ -19,6 +19,7 @@ type Kind =
 
 export const POLICIES = ['compiler', 'transformers', 'openai', 'vllm'] as const;
 export const COMPARE_MODES = ['tokens', 'exact', 'floats'] as const;
+export const MARCH_LEVELS = ['x86-64', 'x86-64-v2', 'x86-64-v3', 'x86-64-v4'] as const;
 export const TRACE_LEVELS = ['off', 'messages', 'verbose'] as const;
 
 /** Keys the server reads (camelCase, as on the wire). */
@@ -41,6 +42,9 @@ export const SERVER_SETTINGS: Readonly<Record<string, Kind>> = {
     compiler: { type: 'string' },
     cflags: { type: 'stringOrStringList' },
     allowNative: { type: 'boolean' },
+    marchLevel: { type: 'string', oneOf: MARCH_LEVELS },
+    racing: { type: 'boolean' },
+    goOn: { type: 'boolean' },
     ciTarget: { type: 'number', positive: true },
     benchBudget: { type: 'number', positive: true },
     compare: { type: 'string', oneOf: COMPARE_MODES },

@@ -128,7 +128,7 @@ def test_cli_takes_a_hub_id_for_vllm_and_its_engine_options(tmp_path, monkeypatc
     args = ["optimize", str(tmp_path / "p.c"), "--policy", "vllm", "--model",
             "LLM4Code/Superoptimizer_Qwen7B", "--tensor-parallel-size", "2", "--max-model-len",
             "4096", "--max-new-tokens", "77", "-n", "1", "--refine", "0", "--budget", "1",
-            "--json"]  # fmt: skip
+            "--json", "--go-on"]  # fmt: skip
     result = CliRunner().invoke(main, args)
     assert result.exit_code in (0, 1), result.output
     assert "does not exist" not in result.output

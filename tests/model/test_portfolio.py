@@ -261,3 +261,46 @@ def test_cancelled_before_verifying_returns_at_once(setup):
     policy = FixedPolicy("good", [("fast g", variants["fast g"])])
     result = optimize(request, [policy], baseline, sandbox, OPTIONS, cancel=cancel)
     assert result.cancelled and result.winner is None and result.trials == ()
+
+
+def test_same_machine_code_is_judged_once_and_streamed(setup):
+    _, source, tests, baseline, sandbox, variants = setup
+    request = Request(baseline_asm=baseline.asm, source_path=source, tests_dir=tests)
+    # Other text, same bytes once assembled: a comment changes nothing a CPU runs.
+    twin = variants["fast g"].replace("\tret\n", "\tret\t# the same instruction\n", 1)
+    copy = "# a comment\n" + baseline.asm
+    policy = FixedPolicy("good", [("fast g", variants["fast g"]), ("twin", twin), ("copy", copy)])
+    updates = []
+    result = optimize(
+        request, [policy], baseline, sandbox, OPTIONS, workers=1, mix=False,
+        on_update=updates.append,
+    )  # fmt: skip
+    by_label = {t.label: t for t in result.trials}
+    assert by_label["twin"].same_code_as == "fast g"
+    assert by_label["twin"].result.speedup is by_label["fast g"].result.speedup
+    assert by_label["twin"].result.message.startswith("same machine code as fast g")
+    assert by_label["copy"].result.identical_to_baseline
+    assert by_label["copy"].result.verdict is Verdict.NOT_FASTER
+    assert by_label["copy"].result.speedup is None  # never timed
+    assert any("same machine code" in note for note in result.notes)
+    final = [u for u in updates if u.final]
+    assert final and final[0].label == "fast g" and "faster" in final[0].text
+
+
+def test_stopping_keeps_what_was_verified(setup):
+    _, source, tests, baseline, sandbox, variants = setup
+    request = Request(baseline_asm=baseline.asm, source_path=source, tests_dir=tests)
+    cancel = threading.Event()
+
+    def on_update(update) -> None:
+        if update.final:
+            cancel.set()  # the user stops as soon as a verified speed-up is shown
+
+    policy = FixedPolicy("two", [("fast g", variants["fast g"]), ("fast f", variants["fast f"])])
+    result = optimize(
+        request, [policy], baseline, sandbox, OPTIONS, workers=1, cancel=cancel,
+        on_update=on_update,
+    )  # fmt: skip
+    assert result.cancelled
+    assert result.winner is not None and result.winner.label == "fast g"
+    assert result.winner.faster and result.winner.passed

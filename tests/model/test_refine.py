@@ -79,7 +79,7 @@ def program(tmp_path: Path) -> Path:
 
 def optimize_json(program: Path, url: str, *extra: str) -> dict:
     args = ["optimize", str(program / "p.c"), "--policy", "openai", "--endpoint", url,
-            "-n", "1", "--budget", "1", "--json", *extra]  # fmt: skip
+            "-n", "1", "--budget", "1", "--json", "--go-on", *extra]  # fmt: skip
     result = CliRunner().invoke(main, args)
     assert result.exit_code in (0, 1), result.output
     return json.loads(result.output[result.output.index("{") :])
@@ -130,7 +130,7 @@ def test_refinement_composes_with_best_of_n_and_reports_rounds(program, tmp_path
     seen: list[tuple[str, str]] = []
     with run_in_thread(model) as server:
         settings = Settings(policies=("openai",), endpoint=server.url, samples=2,
-                            refine_rounds=1, bench_budget=1.0)  # fmt: skip
+                            refine_rounds=1, bench_budget=1.0, go_on=True)  # fmt: skip
         request = OptimizeRequest(program / "p.c", None, settings)
         outcome = optimize(request, store=ResultStore(program),
                            progress=lambda s, m: seen.append((s, m)))  # fmt: skip
@@ -178,7 +178,8 @@ def test_serve_model_command_exists_and_says_where_it_listens():
 def test_show_answers_prints_what_the_model_said(program):
     with run_in_thread(ScriptedModel()) as server:
         args = ["optimize", str(program / "p.c"), "--policy", "openai", "--endpoint", server.url,
-                "-n", "1", "--budget", "1", "--refine", "0", "--show-answers"]  # fmt: skip
+                "-n", "1", "--budget", "1", "--refine", "0", "--show-answers",
+                "--go-on"]  # fmt: skip
         result = CliRunner().invoke(main, args)
     assert result.exit_code == 1, result.output
     assert "openai sample 1 of 1 (round 0, usable)" in result.output

@@ -201,7 +201,7 @@ def test_two_local_steps_on_smollm2_then_optimize_loads_the_checkpoint(tmp_path)
     (work / "tests" / "a.out").write_text("12\n")
     (work / "asmopt.toml").write_text("[settings]\nmax_new_tokens = 8\nbench_budget = 2.0\n")
     args = ["optimize", str(work / "p.c"), "--policy", "transformers",
-            "--model", str(out / "checkpoint"), "-n", "1", "--json"]  # fmt: skip
+            "--model", str(out / "checkpoint"), "-n", "1", "--json", "--go-on"]  # fmt: skip
     run = CliRunner().invoke(main, args)
     assert run.exit_code in (0, 1), run.output
     payload = json.loads(run.output[run.output.index("{") :])

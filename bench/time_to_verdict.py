@@ -1,0 +1,247 @@
+"""Time to the verdict: `asmopt optimize` as it was (a git revision) against as it is now.
+
+For each program it runs `asmopt optimize PROG.c --json` of both versions, one after the
+other in alternating order (so both see the same machine), each in a fresh copy of the
+program (no stored results), and prints:
+
+- wall time to the final verdict of each, and their ratio (now / before);
+- the winner of each, its speed-up and CI, and whether the new winner is the old one or one
+  whose median lies within the old winner's CI;
+- time to the first verified speed-up now (the first "so far:" or "faster:" line);
+
+then an A/A check of the new code (a byte-identical copy of the baseline, timed with racing
+on, is never called faster; and it is recognised as the baseline's machine code without
+timing), and the time `asmopt profile` takes on the shipped align example (a program of
+a few hundred milliseconds a test).
+
+    .venv/bin/python bench/time_to_verdict.py [--before REV] [--only align,fizz] [--json out]
+
+Ratios are from this one run on this machine; the load is printed with them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from _common import machine_line, table
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+# The revision of main this work started from (before racing, streaming and the profile).
+BEFORE = "ca767f6"
+PROGRAMS = {
+    "align": ROOT / "examples" / "align" / "align.c",
+    "dispatch": ROOT / "examples" / "dispatch" / "dispatch.c",
+    "fizz": HERE / "programs" / "fizz" / "fizz.c",  # start-up bound (~1 ms a test)
+    "collatz": HERE / "compiler_programs" / "collatz" / "collatz.c",
+}
+
+
+def before_tree(rev: str, into: Path) -> Path:
+    """An importable ``asmopt`` package of revision ``rev`` (git archive), for PYTHONPATH."""
+    src = into / "src"
+    src.mkdir(parents=True)
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", rev], check=True, capture_output=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(src)], input=archive, check=True)
+    pkg = into / "pkg" / "asmopt"
+    shutil.copytree(src / "asmopt", pkg)
+    for layer in ("executor", "model", "server"):
+        (pkg / layer).symlink_to(src / layer, target_is_directory=True)
+    return into / "pkg"
+
+
+def workspace(source: Path, into: Path) -> Path:
+    """A fresh copy of the program and its tests, with its own (empty) result store."""
+    into.mkdir(parents=True)
+    shutil.copy(source, into / source.name)
+    shutil.copytree(source.parent / "tests", into / "tests")
+    (into / ".git").mkdir()
+    return into / source.name
+
+
+def run_optimize(pythonpath: Path | None, source: Path, extra: list[str]) -> dict:
+    """One `asmopt optimize --json`: wall time, time of the first streamed verdict line,
+    and the winner."""
+    env = {**os.environ, "COLUMNS": "200"}
+    if pythonpath is not None:
+        env["PYTHONPATH"] = str(pythonpath)
+    cmd = [sys.executable, "-m", "asmopt.cli", "optimize", source.name, "--json", *extra]
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        cmd, cwd=source.parent, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    first: dict[str, float] = {}
+    err_lines: list[str] = []
+
+    def read_stderr() -> None:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            err_lines.append(line)
+            if line.startswith(("so far:", "faster:")) and "first" not in first:
+                first["first"] = time.monotonic() - started
+
+    reader = threading.Thread(target=read_stderr)
+    reader.start()
+    out = proc.stdout.read() if proc.stdout else ""
+    proc.wait()
+    reader.join()
+    wall = time.monotonic() - started
+    try:
+        data = json.loads(out)
+    except json.JSONDecodeError:
+        data = {"verdict": "error", "message": "".join(err_lines)[-400:]}
+    speedup = data.get("speedup") or {}
+    return {
+        "wall": wall,
+        "first": first.get("first"),
+        "exit": proc.returncode,
+        "verdict": data.get("verdict"),
+        "label": data.get("label"),
+        "median": speedup.get("median"),
+        "ci": (speedup.get("ci_low"), speedup.get("ci_high")),
+        "message": data.get("message", ""),
+        "candidates": len(data.get("candidates", ())),
+    }
+
+
+def same_or_within(before: dict, after: dict) -> str:
+    if before["verdict"] != "faster" or after["verdict"] != "faster":
+        return "yes" if before["verdict"] == after["verdict"] else "NO"
+    if before["label"] == after["label"]:
+        return "same"
+    low, high = before["ci"]
+    return "within CI" if low <= after["median"] <= high else "NO"
+
+
+def aa_check(trials: int) -> list[list[object]]:
+    """A byte-identical copy of the baseline through the new portfolio: timed (same_code
+    off, racing on) it must never be faster; with same_code on it is not timed at all."""
+    from asmopt.executor.benchmark import BenchmarkOptions
+    from asmopt.executor.sandbox import Sandbox
+    from asmopt.executor.testcases import load_tests
+    from asmopt.executor.verify import VerifyOptions, prepare_baseline
+    from asmopt.model.policy import Candidate, Request
+    from asmopt.model.portfolio import optimize
+
+    class Copy:
+        name = "copy"
+
+        def __init__(self, asm: str) -> None:
+            self.asm = asm
+
+        def propose(self, request, n=1):
+            return [Candidate(asm=self.asm, policy="copy", label="identical copy")]
+
+    rows = []
+    for name in ("align", "fizz"):
+        source = PROGRAMS[name]
+        tests = load_tests(source.parent / "tests")
+        opts = VerifyOptions(bench=BenchmarkOptions(budget_seconds=20))
+        with Sandbox() as sandbox, tempfile.TemporaryDirectory() as tmp:
+            base = prepare_baseline(source, tests, Path(tmp), sandbox, options=opts)
+            copy = base.asm + "\n# the same program\n"
+            request = Request(baseline_asm=base.asm, source_path=source)
+            faster = 0
+            for _ in range(trials):
+                result = optimize(
+                    request, [Copy(copy)], base, sandbox, opts, mix=False, confirm=0,
+                    same_code=False, workers=1,
+                )  # fmt: skip
+                faster += result.winner is not None
+            shared = optimize(request, [Copy(copy)], base, sandbox, opts, mix=False, confirm=0)
+            t = shared.trials[0]
+            rows.append(
+                [name, f"{faster}/{trials}", t.result.message[:50], t.result.speedup is None]
+            )
+    return rows
+
+
+def profile_time(source: Path, tmp: Path) -> tuple[float, float]:
+    """Wall and CPU seconds of `asmopt profile` on ``source`` (fresh copy)."""
+    prog = workspace(source, tmp / "profile")
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.monotonic()
+    subprocess.run(
+        [sys.executable, "-m", "asmopt.cli", "profile", prog.name],
+        cwd=prog.parent, check=True, capture_output=True,
+    )  # fmt: skip
+    wall = time.monotonic() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--before", default=BEFORE, help="git revision to compare against")
+    parser.add_argument("--only", default="align,dispatch,fizz", help="programs to run")
+    parser.add_argument("--budget", type=float, default=None, help="--budget for both")
+    parser.add_argument("--aa-trials", type=int, default=2)
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args(argv)
+    extra = ["--budget", str(args.budget)] if args.budget else []
+    names = [n for n in args.only.split(",") if n]
+    print(machine_line(), flush=True)
+    rows, record = [], {}
+    with tempfile.TemporaryDirectory(prefix="bench-ttv-") as tmp_name:
+        tmp = Path(tmp_name)
+        old = before_tree(args.before, tmp / "before")
+        for i, name in enumerate(names):
+            runs = {}
+            # Alternate which version goes first, so neither always meets a warmer machine.
+            for which in ("before", "after") if i % 2 == 0 else ("after", "before"):
+                src = workspace(PROGRAMS[name], tmp / which / name)
+                runs[which] = run_optimize(old if which == "before" else None, src, extra)
+                r = runs[which]
+                load = os.getloadavg()[0]
+                print(
+                    f"  {name} {which}: {r['wall']:.0f} s, {r['verdict']} {r['label']} "
+                    f"{r['median']} {r['ci']}; load {load:.1f}",
+                    flush=True,
+                )
+            b, a = runs["before"], runs["after"]
+            rows.append([
+                name, f"{b['wall']:.0f}", f"{a['wall']:.0f}", f"{a['wall'] / b['wall']:.2f}",
+                "—" if a["first"] is None else f"{a['first']:.0f}",
+                f"{b['label']} {_x(b)}", f"{a['label']} {_x(a)}", same_or_within(b, a),
+            ])  # fmt: skip
+            record[name] = runs
+        print()
+        print(table(
+            ["program", "before s", "now s", "now/before", "first verified s",
+             "winner before", "winner now", "same winner"], rows,
+        ))  # fmt: skip
+        print()
+        aa = aa_check(args.aa_trials)
+        print(table(["A/A program", "copy called faster", "shared verdict", "not timed"], aa))
+        wall, cpu = profile_time(PROGRAMS["align"], tmp)
+        print(f"\nasmopt profile examples/align/align.c: {wall:.1f} s wall, {cpu:.1f} s CPU")
+        print(machine_line())
+        record["aa"] = aa
+        record["profile"] = {"wall": wall, "cpu": cpu}
+    if args.json:
+        args.json.write_text(json.dumps(record, indent=2, default=str))
+    return 0
+
+
+def _x(r: dict) -> str:
+    if r["verdict"] != "faster" or r["median"] is None:
+        return f"({r['verdict']})"
+    low, high = r["ci"]
+    return f"{r['median']:.2f}x [{low:.2f}–{high:.2f}]"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
