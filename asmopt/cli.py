@@ -102,7 +102,7 @@ class _Commands(click.Group):
             return super().invoke(ctx)
         except click.ClickException as err:
             if err.exit_code == EXIT_NO:  # click's default; 1 means "no" here
-                err.exit_code = EXIT_BAD_INPUT
+                err.exit_code = EXIT_BAD_INPUT  # type: ignore[misc]
             raise
         except (click.exceptions.Exit, SystemExit):  # a command's own status
             raise

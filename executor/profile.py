@@ -149,7 +149,7 @@ def profile_binary(
     a timeout)."""
     started = time.monotonic()
     if wall_seconds is None:
-        chosen, skipped = list(tests), []
+        chosen, skipped = list(tests), list[TestCase]()
     else:
         chosen, skipped = select_tests(tests, wall_seconds, budget, workers)
     try:

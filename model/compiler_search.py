@@ -325,7 +325,10 @@ class CompilerSearchPolicy:
         out = vdir / "variant.s"
         instrumented = vdir / "instrumented"
         if variant.compiler == "gcc":
-            gen_flags = (f"-fprofile-generate={seen_as}", "-fprofile-update=single")
+            gen_flags: tuple[str, ...] = (
+                f"-fprofile-generate={seen_as}",
+                "-fprofile-update=single",
+            )
             link_flags: tuple[str, ...] = ("-fprofile-generate",)
         else:
             gen_flags = (f"-fprofile-instr-generate={seen_as}/prof-%p.profraw",)

@@ -330,7 +330,7 @@ def problem_from_row(
         tests=tests,
         c_source=c_source,
         prompt=tuple(messages),
-        split=split,
+        split=str(split or ""),
         index=index,
         answer=answer,
         baseline_binary=_as_bytes(extra.get("unoptimized_compiled")),

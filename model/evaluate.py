@@ -382,6 +382,11 @@ def _outcome(result: Any, candidate: Candidate, problem: Problem) -> SampleOutco
     )
 
 
+def running_jobs(*jobs: dict[Any, int]) -> list[Future[Any]]:
+    """The futures of several job tables, to wait on or cancel together."""
+    return [future for table in jobs for future in table]
+
+
 def evaluate_row(
     problem: Problem,
     proposals: Sequence[tuple[str, Proposal]] | None,
@@ -669,9 +674,8 @@ def run_bench(
         try:
             refill()
             while verifying or generating:
-                done, _ = wait_futures(
-                    [*verifying, *generating], timeout=1.0, return_when=FIRST_COMPLETED
-                )
+                running = running_jobs(verifying, generating)
+                done, _ = wait_futures(running, timeout=1.0, return_when=FIRST_COMPLETED)
                 for future in done:
                     if future in generating:
                         i = generating.pop(future)  # type: ignore[arg-type]
@@ -694,8 +698,8 @@ def run_bench(
                         record(i, result)
                 refill()
         except KeyboardInterrupt:
-            for future in [*verifying, *generating]:
-                future.cancel()
+            for left in running_jobs(verifying, generating):
+                left.cancel()
             farm.shutdown(cancel=True)
             if generator is not None:
                 generator.shutdown(wait=False, cancel_futures=True)

@@ -183,7 +183,7 @@ def _messages(value: Any) -> list[dict[str, str]]:
         if isinstance(content, list):
             parts = [p.get("text", "") for p in content if isinstance(p, dict)]
             content = "".join(p for p in parts if isinstance(p, str))
-        messages.append({"role": message.get("role"), "content": content})
+        messages.append({"role": str(message.get("role")), "content": str(content or "")})
     try:
         return check_messages(messages)
     except ValueError as exc:

@@ -223,12 +223,12 @@ def load_policy(
     if getattr(policy, "hf_quantizer", None) is not None:
         # A GGUF file is de-quantized on load; the tensors are plain, but transformers still
         # marks the model "quantized" and refuses to save it. It no longer is.
-        policy.hf_quantizer = None
+        policy.hf_quantizer = None  # type: ignore[assignment]
         if hasattr(policy.config, "quantization_config"):
             del policy.config.quantization_config
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
-    policy.to(device)
+    policy.to(device)  # type: ignore[arg-type]
     return policy, tokenizer
 
 

@@ -242,7 +242,7 @@ def _plot(report: dict[str, Any], directory: Path) -> dict[str, Path]:
     if done:
         low = min(min(paper), min(honest), 0.95) / 1.02
         high = max(max(paper), max(honest), 1.05) * 1.02
-        bins = np.geomspace(low, high, 30)
+        bins = list(np.geomspace(low, high, 30))
         ax.hist(paper, bins=bins, alpha=0.6, label="paper (clamped, failures 1.0)")
         ax.hist(honest, bins=bins, alpha=0.6, label="honest (unclamped)")
         ax.set_xscale("log")

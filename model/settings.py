@@ -330,9 +330,9 @@ def load_config(root: Path) -> Config:
                 f"; known keys: {', '.join(sorted(_TARGET_KEYS))}"
             )
         where = f"{path}: [[target]] {table['name']}"
-        commands = {key: _command(table.get(key), where, key)
+        commands: dict[str, Any] = {key: _command(table.get(key), where, key)
                     for key in ("test_command", "bench_command")}  # fmt: skip
-        outputs = {key: _output(table.get(key), where, key)
+        outputs: dict[str, Any] = {key: _output(table.get(key), where, key)
                    for key in ("test_output", "bench_output")}  # fmt: skip
         if table.get("tests") and commands["test_command"] is not None:
             raise SettingsError(

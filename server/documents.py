@@ -138,6 +138,8 @@ class Buffer:
         self.version = version
         self.encoding = encoding
         self._tree: Any = None
+        self._text: str | None = None
+        self._line_starts: list[int] | None = None
         self._functions: list[FunctionInfo] | None = None
         self._asm = AsmFunctionIndex()
         self._replace_all(text)

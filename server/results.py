@@ -179,12 +179,12 @@ def _loser(result: dict[str, Any]) -> str:
 
 
 def _speedup(data: Any) -> dict[str, float] | None:
-    if not isinstance(data, dict) or "median" not in data:
+    if not isinstance(data, dict) or not isinstance(data.get("median"), int | float):
         return None
     return {
         "median": float(data["median"]),
-        "ci_low": float(data.get("ci_low", data["median"])),
-        "ci_high": float(data.get("ci_high", data["median"])),
+        "ci_low": float(data.get("ci_low") or data["median"]),
+        "ci_high": float(data.get("ci_high") or data["median"]),
         "runs": int(data.get("runs", 0)),
     }
 

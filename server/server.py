@@ -182,7 +182,8 @@ class AsmoptLanguageServer(LanguageServer):
     @property
     def position_encoding(self) -> str:
         encoding = self.server_capabilities.position_encoding
-        return str(encoding.value if hasattr(encoding, "value") else encoding or "utf-16")
+        value = getattr(encoding, "value", encoding)
+        return str(value or "utf-16")
 
     async def functions(self, buffer: Buffer, *, exact: bool = False) -> list[FunctionInfo]:
         """The buffer's functions. For display (``exact`` false) an assembly buffer answers

@@ -5,6 +5,7 @@ no target builds."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from lsprotocol import types
@@ -17,7 +18,7 @@ if TYPE_CHECKING:
 KIND = types.CodeActionKind.RefactorRewrite
 
 
-def _wanted(only: list[str] | None) -> bool:
+def _wanted(only: Sequence[str] | None) -> bool:
     if not only:
         return True
     return any(kind == KIND or KIND.startswith(f"{kind}.") for kind in only)

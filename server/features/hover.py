@@ -305,13 +305,14 @@ def register(server: AsmoptLanguageServer) -> None:
                     range=r,
                 )
         if buffer.language is Language.ASM:
-            text = await _instruction_hover(ls, buffer, position.line)
-            if text is None:
+            found = await _instruction_hover(ls, buffer, position.line)
+            if found is None:
                 return None
             return types.Hover(
-                contents=types.MarkupContent(kind=types.MarkupKind.Markdown, value=text)
+                contents=types.MarkupContent(kind=types.MarkupKind.Markdown, value=found)
             )
-        text = await _line_hover(ls, buffer, position.line)
-        if text is None:
+        line_text = await _line_hover(ls, buffer, position.line)
+        if line_text is None:
             return None
+        text = line_text
         return types.Hover(contents=types.MarkupContent(kind=types.MarkupKind.Markdown, value=text))
