@@ -175,7 +175,8 @@ def _messages(value: Any) -> list[dict[str, str]]:
     """OpenAI messages, with list-of-parts content flattened to its text parts."""
     if not isinstance(value, list):
         raise _RequestError(HTTPStatus.BAD_REQUEST, "messages must be a list")
-    messages: list[dict[str, str]] = []
+    # Checked by check_messages below: a role or content that is not a string is refused.
+    messages: list[dict[str, Any]] = []
     for i, message in enumerate(value):
         if not isinstance(message, dict):
             raise _RequestError(HTTPStatus.BAD_REQUEST, f"messages[{i}] must be an object")
@@ -183,7 +184,7 @@ def _messages(value: Any) -> list[dict[str, str]]:
         if isinstance(content, list):
             parts = [p.get("text", "") for p in content if isinstance(p, dict)]
             content = "".join(p for p in parts if isinstance(p, str))
-        messages.append({"role": str(message.get("role")), "content": str(content or "")})
+        messages.append({"role": message.get("role"), "content": content})
     try:
         return check_messages(messages)
     except ValueError as exc:
