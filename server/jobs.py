@@ -49,6 +49,7 @@ class Job:
     state: str = "queued"  # queued | running | done
     stage: str = "queued"
     message: str = ""
+    so_far: str = ""  # "1.65x so far, still measuring", once a speed-up is verified
     cancelled: bool = False
     token: str | None = None
     pid: int | None = None
@@ -213,6 +214,7 @@ class JobManager:
             if kind == "progress" and not job.cancelled:
                 job.stage = str(message.get("stage") or job.stage)
                 job.message = str(message.get("message") or "")
+                job.so_far = str(message.get("so_far") or job.so_far)
                 self._on_change(job)
             elif kind == "result":
                 result = JobResult(

@@ -135,13 +135,20 @@ def run(request: dict[str, Any], out: _Output, cancel: threading.Event) -> None:
     except Exception:
         store = None
 
-    so_far: dict[str, Any] = {"text": "", "low": 0.0}
+    so_far: dict[str, Any] = {"text": "", "low": 0.0, "stage": "baseline"}
 
     def progress(stage: str, message: str) -> None:
-        # Once a speed-up is verified, the lens says so while the job goes on:
-        # "running… (1.65x so far, still measuring)".
-        stage = so_far["text"] or stage
-        out.send({"type": "progress", "stage": str(stage), "message": str(message)})
+        # The stage stays a stage; once a speed-up is verified it travels beside it, and the
+        # lens says "running… (verify · 1.65x so far, still measuring)".
+        so_far["stage"] = stage or so_far["stage"]
+        out.send(
+            {
+                "type": "progress",
+                "stage": str(so_far["stage"]),
+                "message": str(message),
+                "so_far": so_far["text"],
+            }
+        )
 
     def on_update(update: Any) -> None:  # model.portfolio.SoFar
         if update.ci_low <= so_far["low"]:

@@ -26,7 +26,7 @@ def lens_for(
         return types.CodeLens(
             range=at,
             command=types.Command(
-                title=f"running… ({job.stage})",
+                title=f"running… ({job.stage}" + (f" · {job.so_far})" if job.so_far else ")"),
                 command="asmopt.cancel",
                 arguments=[uri, job.function],
             ),

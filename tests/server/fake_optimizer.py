@@ -19,6 +19,7 @@ import os
 import subprocess
 import tempfile
 import time
+import types
 from pathlib import Path
 
 from asmopt.executor.results import SpeedupEstimate, TestStatus, TestVerdict, Verdict
@@ -63,7 +64,7 @@ def _result(verdict: Verdict, passed: int, total: int, median: float | None) -> 
     return VerificationResult(verdict, "c0ffee" + verdict.value, None, tests, speedup)
 
 
-def optimize(request, *, store=None, progress=None, cancel=None, **_):
+def optimize(request, *, store=None, progress=None, cancel=None, on_update=None, **_):
     source = Path(request.source)
     control = source.parent / "fake.json"
     config = json.loads(control.read_text()) if control.exists() else {}
@@ -95,9 +96,12 @@ def optimize(request, *, store=None, progress=None, cancel=None, **_):
     for stage in ("generate", "verify", "benchmark"):
         time.sleep(delay)
         say(stage, f"{stage} step")
+        if mode == "so_far" and stage == "generate" and on_update is not None:
+            # What the real optimizer reports once a candidate is verified faster.
+            on_update(types.SimpleNamespace(ci_low=1.27, median=1.31, label="clang -O3"))
     asm = _candidate(baseline, request.function)
     c = Candidate(asm=asm, policy="compiler", label="clang -O3", function=request.function)
-    if mode == "faster":
+    if mode in ("faster", "so_far"):
         ranked = RankedCandidate(c, _result(Verdict.FASTER, 10, 10, 1.31))
         return OptimizeOutcome(ranked, (ranked,), baseline, request.function, "1 faster")
     if mode == "fail":

@@ -73,3 +73,14 @@ async def test_the_lens_follows_the_progress_stage_and_a_refresh_follows_each(wo
         # (benchmark is the fake's last and shortest stage: the run may end before a look)
         assert {"baseline", "generate", "verify"} <= set(seen), seen
         await s.wait_for_lens(uri, "✓")
+
+
+async def test_a_verified_speed_up_shows_beside_the_stage(workspace, lsp):
+    """Once a candidate is verified faster the running lens says so, and still names the
+    stage: the speed-up never takes the stage's place (the editor's stage stays true)."""
+    lsp.set_fake(workspace, "so_far", stage_delay=0.8)
+    async with lsp.session(workspace) as s:
+        uri = s.open("prog.c")
+        await s.command("asmopt.optimizeFunction", uri, "sum_to")
+        await s.wait_for_lens(uri, "running… (verify · 1.31x so far, still measuring)")
+        await s.wait_for_lens(uri, "✓")
