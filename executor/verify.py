@@ -443,14 +443,15 @@ def _verify_uncached(
                 [baseline.binary], limits=limits, **opts.session_options()
             ) as base_session,
         ):
+
+            def check(test: TestCase, run: RunResult) -> TestVerdict:
+                return judge(test, run, opts.comparator, expected=baseline.expected[test.name])
+
             verdicts: list[TestVerdict] = []
             for i, test in enumerate(baseline.tests):
                 if progress:
                     progress(f"test {i + 1}/{len(baseline.tests)}")
-                run = run_test(cand_session, test, limits, cancel)
-                verdicts.append(
-                    judge(test, run, opts.comparator, expected=baseline.expected[test.name])
-                )
+                verdicts.append(check(test, run_test(cand_session, test, limits, cancel)))
             passed = sum(1 for v in verdicts if v.passed)
             if passed < len(verdicts):
                 failed = next(v for v in verdicts if not v.passed)
@@ -477,13 +478,9 @@ def _verify_uncached(
             ]
             if progress:
                 progress("benchmark")
-
-            def check(test: TestCase, run: RunResult) -> TestVerdict:
-                return judge(test, run, opts.comparator, expected=baseline.expected[test.name])
-
             try:
-                # Timed in the sessions the tests ran in (their runs were the warm-up), and
-                # every timed run is checked as a test run is.
+                # Timed through the sessions the tests ran through (their runs were the
+                # warm-up), every run in a sandbox of its own, every run checked as a test is.
                 speedup = benchmark(
                     sandbox,
                     baseline.binary,
