@@ -25,6 +25,7 @@ import collections
 import contextlib
 import dataclasses
 import errno
+import functools
 import hashlib
 import logging
 import os
@@ -160,6 +161,7 @@ def build_runner() -> Path:
     return target
 
 
+@functools.lru_cache(maxsize=2)
 def seccomp_program(*, refuse_sigchld: bool = True) -> bytes:
     """The BPF program of the sandbox's seccomp filter (built with libseccomp via pyseccomp).
 

@@ -452,27 +452,23 @@ def _verify_uncached(
                 if progress:
                     progress(f"test {i + 1}/{len(baseline.tests)}")
                 verdicts.append(check(test, run_test(cand_session, test, limits, cancel)))
+
+            def tested(verdict: Verdict, message: str, tests: Sequence[TestVerdict] = verdicts):
+                return VerificationResult(
+                    verdict, chash, build, tuple(tests), identical_to_baseline=identical,
+                    message=message,
+                )  # fmt: skip
+
             passed = sum(1 for v in verdicts if v.passed)
             if passed < len(verdicts):
                 failed = next(v for v in verdicts if not v.passed)
-                return VerificationResult(
+                return tested(
                     Verdict.TESTS_FAILED,
-                    chash,
-                    build,
-                    tuple(verdicts),
-                    identical_to_baseline=identical,
-                    message=f"{len(verdicts) - passed} of {len(verdicts)} tests failed "
+                    f"{len(verdicts) - passed} of {len(verdicts)} tests failed "
                     f"(first: {failed.name}, {failed.status.value})",
                 )
             if not opts.measure:
-                return VerificationResult(
-                    Verdict.NOT_FASTER,
-                    chash,
-                    build,
-                    tuple(verdicts),
-                    identical_to_baseline=identical,
-                    message="all tests pass (not measured)",
-                )
+                return tested(Verdict.NOT_FASTER, "all tests pass (not measured)")
             timed = [
                 t for t in baseline.tests if opts.timed_tests is None or t.name in opts.timed_tests
             ]
@@ -495,17 +491,15 @@ def _verify_uncached(
                 )
             except InconsistentRun as err:
                 if err.side == "baseline":
-                    return _baseline_unstable(chash, build, verdicts, identical, str(err))
-                return _inconsistent(chash, build, verdicts, identical, err)
+                    return tested(
+                        Verdict.NOT_FASTER,
+                        f"cannot be timed: {err} (the baseline's output is not deterministic)",
+                    )
+                # The test that differed is marked, so it counts as failed wherever tests
+                # are counted.
+                return tested(Verdict.INCONSISTENT, f"inconsistent: {err}", _marked(verdicts, err))
             except BenchmarkError as err:
-                return VerificationResult(
-                    Verdict.TESTS_FAILED,
-                    chash,
-                    build,
-                    tuple(verdicts),
-                    identical_to_baseline=identical,
-                    message=str(err),
-                )
+                return tested(Verdict.TESTS_FAILED, str(err))
     wall_disagrees = speedup.wall_ci_high is not None and speedup.wall_ci_high <= 1.0
     faster = speedup.ci_low > 1.0 + opts.min_gain and not identical and not wall_disagrees
     if faster:
@@ -535,42 +529,14 @@ def _verify_uncached(
     )
 
 
-def _inconsistent(
-    chash: str,
-    build: BuildResult,
-    verdicts: list[TestVerdict],
-    identical: bool,
-    err: InconsistentRun,
-) -> VerificationResult:
-    """The verdict on a candidate that passed its tests and then failed a timed run: its
-    test is marked inconsistent, so it counts as failed wherever tests are counted."""
-    marked = tuple(
+def _marked(verdicts: list[TestVerdict], err: InconsistentRun) -> list[TestVerdict]:
+    """``verdicts`` with the test that differed in a timed run marked inconsistent."""
+    return [
         TestVerdict(v.name, TestStatus.INCONSISTENT, str(err)[:300], v.cpu_seconds)
         if v.name == err.test.name
         else v
         for v in verdicts
-    )
-    return VerificationResult(
-        Verdict.INCONSISTENT,
-        chash,
-        build,
-        marked,
-        identical_to_baseline=identical,
-        message=f"inconsistent: {err}",
-    )
-
-
-def _baseline_unstable(
-    chash: str, build: BuildResult, verdicts: list[TestVerdict], identical: bool, why: str
-) -> VerificationResult:
-    return VerificationResult(
-        Verdict.NOT_FASTER,
-        chash,
-        build,
-        tuple(verdicts),
-        identical_to_baseline=identical,
-        message=f"cannot be timed: {why} (the baseline's output is not deterministic)",
-    )
+    ]
 
 
 def _relative_to_candidate(build: BuildResult, src: Path) -> BuildResult:
