@@ -310,7 +310,7 @@ def verify(
             data["instructions"] = counts
         click.echo(json.dumps(data, indent=2))
     else:
-        from asmopt.report import print_instructions, print_verification
+        from asmopt.render import print_instructions, print_verification
 
         print_verification(_console(), result, candidate.name)
         if counts is not None:
@@ -454,8 +454,8 @@ def optimize(source: Path, function: str | None, tests_dir: Path | None,
     was verified. Exit status: 0 a faster candidate was found, 1 none was, 2 the job could
     not run, 130 stopped before anything faster was verified.
     """
-    from asmopt.model.optimizer import OptimizeError, OptimizeRequest
-    from asmopt.model.optimizer import optimize as run_optimize
+    from asmopt.model.search.optimizer import OptimizeError, OptimizeRequest
+    from asmopt.model.search.optimizer import optimize as run_optimize
     from asmopt.model.settings import SettingsError, Target, load_config
 
     if not source.exists():
@@ -511,7 +511,7 @@ def optimize(source: Path, function: str | None, tests_dir: Path | None,
 
         _console().print(f"[yellow]not optimized:[/] {escape(outcome.message)}")
     else:
-        from asmopt.report import print_outcome
+        from asmopt.render import print_outcome
 
         print_outcome(_console(), outcome)
         if show_answers:
@@ -534,7 +534,7 @@ def _run_with_progress(run, request, store, quiet: bool):
 
     from rich.markup import escape
 
-    from asmopt.model.optimizer import OptimizeError
+    from asmopt.model.search.optimizer import OptimizeError
 
     cancel = threading.Event()
     box: dict[str, object] = {}
@@ -691,7 +691,7 @@ def profile(source: Path, tests_dir: Path | None, budget: float, all_tests: bool
     from rich.markup import escape
     from rich.table import Table
 
-    from asmopt.model.optimizer import OptimizeError, OptimizeRequest, profile_program
+    from asmopt.model.search.optimizer import OptimizeError, OptimizeRequest, profile_program
     from asmopt.model.settings import SettingsError, Target, load_config
 
     if not source.exists():
@@ -827,8 +827,8 @@ def bench(
     from asmopt.executor.sandbox import SandboxLimits
     from asmopt.executor.testcases import Comparator
     from asmopt.executor.verify import VerifyOptions
-    from asmopt.model.dataset import DataSet, DatasetError, read_dataset
-    from asmopt.model.evaluate import (
+    from asmopt.model.evaluation.dataset import DataSet, DatasetError, read_dataset
+    from asmopt.model.evaluation.evaluate import (
         BenchError,
         BenchInterrupted,
         BenchOptions,
@@ -837,7 +837,7 @@ def bench(
         options_summary,
         run_bench,
     )
-    from asmopt.model.report import build_report, remove_report, write_report
+    from asmopt.model.evaluation.report import build_report, remove_report, write_report
 
     if samples < 1:
         _fail("-n/--samples must be at least 1")
@@ -976,7 +976,12 @@ def dataset_build(
     timeout: float,
 ) -> None:
     """Build train/val parquet from SRC_DIR (C programs with tests, or an asmopt.toml)."""
-    from asmopt.model.dataset import BuildOptions, DatasetError, build_dataset, load_tokenizer
+    from asmopt.model.evaluation.dataset import (
+        BuildOptions,
+        DatasetError,
+        build_dataset,
+        load_tokenizer,
+    )
 
     if max_tokens is not None and tokenizer is None:
         _fail("--max-tokens needs --tokenizer PATH")
@@ -1020,7 +1025,7 @@ def dataset_build(
 @click.option("--json", "as_json", is_flag=True)
 def dataset_show(file: Path, as_json: bool) -> None:
     """Summarize a data set: rows, splits, tests per row, assembly size."""
-    from asmopt.model.dataset import DatasetError, read_dataset, summarize
+    from asmopt.model.evaluation.dataset import DatasetError, read_dataset, summarize
 
     try:
         data = read_dataset(file, max_tests=None, skip_invalid=True)
@@ -1165,9 +1170,9 @@ def train(ctx: click.Context, data: Path, engine: str, model: str, out_dir: Path
     targets), rewards from the sandboxed executor. Running it again resumes from --out."""
     from click.core import ParameterSource
 
-    from asmopt.model.ppo import PPOConfig, TrainError
-    from asmopt.model.reward import RewardSettings
-    from asmopt.model.train import launch_verl, train_local
+    from asmopt.model.training.ppo import PPOConfig, TrainError
+    from asmopt.model.training.reward import RewardSettings
+    from asmopt.model.training.train import launch_verl, train_local
 
     def given(*names: str) -> list[str]:
         return [
@@ -1346,7 +1351,7 @@ def serve_model(model: str, backend: str, host: str, port: int, device: str, dty
 
     It has no authentication: it binds 127.0.0.1 unless --host says otherwise.
     """
-    from asmopt.model.openai_server import main as serve_main
+    from asmopt.model.search.openai_server import main as serve_main
 
     argv = ["--model", model, "--backend", backend, "--host", host, "--port", str(port),
             "--device", device, "--dtype", dtype,

@@ -26,9 +26,9 @@ try:
     from asmopt.executor.benchmark import BenchmarkOptions
     from asmopt.executor.sandbox import SandboxLimits
     from asmopt.executor.verify import VerifyOptions
-    from asmopt.model.dataset import BuildOptions, build_dataset, read_dataset
-    from asmopt.model.evaluate import BenchOptions, PolicySpec, describe, run_bench
-    from asmopt.model.report import build_report
+    from asmopt.model.evaluation.dataset import BuildOptions, build_dataset, read_dataset
+    from asmopt.model.evaluation.evaluate import BenchOptions, PolicySpec, describe, run_bench
+    from asmopt.model.evaluation.report import build_report
 except ImportError as err:  # run with the system Python instead of the project's venv
     sys.exit(f"cannot import asmopt ({err}): run with .venv/bin/python, or pip install -e .")
 

@@ -1,7 +1,7 @@
 """How much faster than ``gcc -O3`` the embedded default (compiler search + mixing) gets.
 
 For every program in ``bench/compiler_programs/<name>/<name>.c`` (tests in ``tests/``) it
-builds the gcc -O3 baseline, runs :func:`asmopt.model.portfolio.optimize` with the compiler
+builds the gcc -O3 baseline, runs :func:`asmopt.model.search.portfolio.optimize` with the compiler
 policy, and prints the verified speed-up (median and 95% CI) of clang -O3, gcc -O3 PGO and the
 portfolio's winner, then geometric means. A program where nothing is measurably faster counts
 1.00 for the portfolio (the baseline is what the user keeps).
@@ -26,9 +26,9 @@ from asmopt.executor.benchmark import BenchmarkOptions
 from asmopt.executor.sandbox import Sandbox
 from asmopt.executor.testcases import load_tests
 from asmopt.executor.verify import VerifyOptions, prepare_baseline
-from asmopt.model.compiler_search import CompilerSearchPolicy
-from asmopt.model.policy import Request
-from asmopt.model.portfolio import PortfolioResult, Trial, optimize
+from asmopt.model.search.compiler_search import CompilerSearchPolicy
+from asmopt.model.search.policy import Request
+from asmopt.model.search.portfolio import PortfolioResult, Trial, optimize
 
 HERE = Path(__file__).resolve().parent
 PROGRAMS = HERE / "compiler_programs"

@@ -132,8 +132,8 @@ def aa_check(trials: int) -> list[list[object]]:
     from asmopt.executor.sandbox import Sandbox
     from asmopt.executor.testcases import load_tests
     from asmopt.executor.verify import VerifyOptions, prepare_baseline
-    from asmopt.model.policy import Candidate, Request
-    from asmopt.model.portfolio import optimize
+    from asmopt.model.search.policy import Candidate, Request
+    from asmopt.model.search.portfolio import optimize
 
     class Copy:
         name = "copy"

@@ -46,7 +46,7 @@ int main(void) {
 
 
 def _problem(name: str = "toy") -> Any:
-    from asmopt.model.dataset import problem_from_row
+    from asmopt.model.evaluation.dataset import problem_from_row
 
     row = {
         "prompt": PROMPT,
@@ -63,7 +63,7 @@ class ToyRewards:
     """A reward pool without the executor: a function of the response's first token id."""
 
     def __init__(self, reward: Callable[[int], float]) -> None:
-        from asmopt.model.reward import RewardSettings
+        from asmopt.model.training.reward import RewardSettings
 
         self.reward = reward
         self.settings = RewardSettings()
@@ -78,8 +78,8 @@ class ToyRewards:
 
 
 def _trainer(model: Path, out: Path, device: str, rewards: Callable[[int], float], **cfg: Any):
-    from asmopt.model.ppo import PPOConfig, PPOTrainer
-    from asmopt.model.reward import RewardInput, Scored
+    from asmopt.model.training.ppo import PPOConfig, PPOTrainer
+    from asmopt.model.training.reward import RewardInput, Scored
 
     config = PPOConfig(device=device, save_every=10_000, **cfg)
     pool = ToyRewards(rewards)
@@ -109,7 +109,7 @@ def _flat(trainer: Any) -> Any:
 
 
 def check_transformers(device: str, work: Path) -> dict[str, Any]:
-    from asmopt.model.backends.transformers_backend import (
+    from asmopt.model.search.backends.transformers_backend import (
         TransformersBackend,
         make_tiny_model,
         smollm2_gguf_path,
@@ -145,7 +145,7 @@ def check_transformers(device: str, work: Path) -> dict[str, Any]:
 
 
 def check_precision(device: str, work: Path) -> dict[str, Any]:
-    from asmopt.model.backends.transformers_backend import make_tiny_model
+    from asmopt.model.search.backends.transformers_backend import make_tiny_model
 
     model = make_tiny_model(work / "tiny-precision", seed=2)
     moved: dict[str, float] = {}
@@ -175,7 +175,7 @@ def check_precision(device: str, work: Path) -> dict[str, Any]:
 
 
 def check_learning(device: str, work: Path, steps: int) -> dict[str, Any]:
-    from asmopt.model.backends.transformers_backend import make_tiny_model
+    from asmopt.model.search.backends.transformers_backend import make_tiny_model
 
     model = make_tiny_model(work / "tiny-learn", seed=1)
     trainer = _trainer(
@@ -216,7 +216,7 @@ def check_concurrent_reward(work: Path, calls: int) -> dict[str, Any]:
         return {"ok": True, "skipped": "gcc is not installed"}
     from concurrent.futures import ThreadPoolExecutor
 
-    from asmopt.model import reward as R
+    from asmopt.model.training import reward as R
 
     sandbox = shutil.which("bwrap") is not None
     src = work / "loop.c"

@@ -32,7 +32,7 @@ from typing import Any
 
 CANCEL_GRACE = 0.4  # seconds the optimizer gets to return after a cancel
 # For tests and experiments: "module:function" or "/path/file.py:function" replacing
-# asmopt.model.optimizer.optimize (same signature).
+# asmopt.model.search.optimizer.optimize (same signature).
 OPTIMIZE_OVERRIDE_ENV = "ASMOPT_WORKER_OPTIMIZE"
 
 
@@ -63,7 +63,7 @@ class _Output:
 def _load_optimize() -> Callable[..., Any]:
     spec = os.environ.get(OPTIMIZE_OVERRIDE_ENV)
     if not spec:
-        from asmopt.model.optimizer import optimize
+        from asmopt.model.search.optimizer import optimize
 
         return optimize
     where, _, name = spec.rpartition(":")
@@ -111,7 +111,7 @@ def run(request: dict[str, Any], out: _Output, cancel: threading.Event) -> None:
     from asmopt.server.results import record_key, run_record
 
     try:
-        from asmopt.model.optimizer import OptimizeError, OptimizeRequest
+        from asmopt.model.search.optimizer import OptimizeError, OptimizeRequest
     except Exception as err:  # the model layer itself is broken: say so, don't crash
         out.send({"type": "error", "message": f"the optimizer cannot be loaded: {err}"})
         return

@@ -126,12 +126,12 @@ def test_an_optimize_job_that_crashes_exits_3_not_1(
 ) -> None:
     """The job runs in a thread; its exception used to vanish and `optimize` then failed on
     a missing outcome with status 1, which means "no faster candidate"."""
-    import asmopt.model.optimizer
+    import asmopt.model.search.optimizer
 
     def crash(*_: object, **__: object) -> None:
         raise RuntimeError("the job fell over")
 
-    monkeypatch.setattr(asmopt.model.optimizer, "optimize", crash)
+    monkeypatch.setattr(asmopt.model.search.optimizer, "optimize", crash)
     (tmp_path / "prog.c").write_text("int main(void) { return 0; }\n")
     result = CliRunner().invoke(cli.main, ["optimize", str(tmp_path / "prog.c"), "--json"])
     assert result.exit_code == cli.EXIT_INTERNAL, result.output

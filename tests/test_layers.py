@@ -57,6 +57,36 @@ def test_no_import_runs_back_up_a_layer(folder):
     assert not wrong, "imports up a layer:\n" + "\n".join(wrong)
 
 
+# Inside asmopt.model: the jobs' sub-packages, in the same order (settings is shared by all).
+MODEL_PARTS = {"settings": 0, "search": 1, "evaluation": 2, "training": 3}
+
+
+def _model_part(name: str) -> str | None:
+    parts = name.split(".")
+    if parts[:2] != ["asmopt", "model"] or len(parts) < 3:
+        return None
+    return parts[2] if parts[2] in MODEL_PARTS else None
+
+
+@pytest.mark.parametrize("part", sorted(MODEL_PARTS))
+def test_model_parts_import_down_only(part):
+    folder = ROOT / "model" / part
+    paths = sorted(folder.rglob("*.py")) if folder.is_dir() else [folder.with_suffix(".py")]
+    wrong = []
+    for path in paths:
+        for line, name in _imports(path):
+            target = _model_part(name)
+            if target is not None and MODEL_PARTS[target] > MODEL_PARTS[part]:
+                wrong.append(f"{path.relative_to(ROOT)}:{line} imports {name}")
+    assert not wrong, "imports up inside asmopt.model:\n" + "\n".join(wrong)
+
+
+def test_every_model_module_is_in_a_part():
+    shared = {"__init__", "settings"}
+    loose = [p.name for p in (ROOT / "model").glob("*.py") if p.stem not in shared]
+    assert not loose, f"modules outside search/, evaluation/, training/: {loose}"
+
+
 def test_the_check_sees_an_upward_import(tmp_path):
     bad = tmp_path / "m.py"
     bad.write_text("def f():\n    from asmopt.server.server import x\n")

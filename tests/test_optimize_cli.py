@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from asmopt.model.openai_server import run_in_thread
+from asmopt.model.search.openai_server import run_in_thread
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "dispatch"

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from asmopt.model.optimizer import OptimizeError, OptimizeRequest, optimize
-from asmopt.model.policy import Candidate, Request
+from asmopt.model.search.optimizer import OptimizeError, OptimizeRequest, optimize
+from asmopt.model.search.policy import Candidate, Request
 from asmopt.model.settings import Settings, load_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -275,7 +275,7 @@ def test_a_test_folder_with_a_bench_command_runs_both_and_hides_the_answers(
     assert [t.name for t in result.tests] == ["tiny", "bench_command"]
     assert result.all_passed
     # The runs see the project, but neither the folder of answers nor earlier verdicts.
-    from asmopt.model.optimizer import _command_tests, verify_options
+    from asmopt.model.search.optimizer import _command_tests, verify_options
 
     config = load_config(project)
     (target,) = config.targets

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from asmopt.model.backends import BACKEND_NAMES
-from asmopt.model.backends.factory import make_backend
-from asmopt.model.backends.openai_backend import OpenAIBackend
-from asmopt.model.backends.vllm_backend import VLLMBackend
-from asmopt.model.policy import PolicyError
+from asmopt.model.search.backends import BACKEND_NAMES
+from asmopt.model.search.backends.factory import make_backend
+from asmopt.model.search.backends.openai_backend import OpenAIBackend
+from asmopt.model.search.backends.vllm_backend import VLLMBackend
+from asmopt.model.search.policy import PolicyError
 
 
 def test_names() -> None:
@@ -65,12 +65,12 @@ def test_unknown_option_names_the_known_ones() -> None:
 def test_importing_backends_does_not_import_torch() -> None:
     script = (
         "import json, sys\n"
-        "import asmopt.model.backends\n"
-        "import asmopt.model.backends.factory\n"
-        "import asmopt.model.backends.transformers_backend\n"
-        "import asmopt.model.backends.openai_backend\n"
-        "import asmopt.model.backends.vllm_backend\n"
-        "import asmopt.model.openai_server\n"
+        "import asmopt.model.search.backends\n"
+        "import asmopt.model.search.backends.factory\n"
+        "import asmopt.model.search.backends.transformers_backend\n"
+        "import asmopt.model.search.backends.openai_backend\n"
+        "import asmopt.model.search.backends.vllm_backend\n"
+        "import asmopt.model.search.openai_server\n"
         "heavy = ['torch', 'transformers', 'vllm', 'tokenizers', 'numpy', 'openai']\n"
         "print(json.dumps([m for m in heavy if m in sys.modules]))\n"
     )
@@ -81,7 +81,7 @@ def test_importing_backends_does_not_import_torch() -> None:
 
 
 def test_api_key_from_settings_or_the_environment(monkeypatch) -> None:
-    from asmopt.model.optimizer import make_policies
+    from asmopt.model.search.optimizer import make_policies
     from asmopt.model.settings import Settings
 
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)

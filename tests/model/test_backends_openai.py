@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
-from asmopt.model.backends import ChatBackend
-from asmopt.model.backends.openai_backend import OpenAIBackend, normalize_base_url
-from asmopt.model.openai_server import RunningServer, run_in_thread
-from asmopt.model.policy import PolicyError
+from asmopt.model.search.backends import ChatBackend
+from asmopt.model.search.backends.openai_backend import OpenAIBackend, normalize_base_url
+from asmopt.model.search.openai_server import RunningServer, run_in_thread
+from asmopt.model.search.policy import PolicyError
 
 MESSAGES = [{"role": "user", "content": "make it fast"}]
 
@@ -344,14 +344,14 @@ def test_empty_model_list_says_what_to_do(stub: Any) -> None:
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     pytest.importorskip("torch")
     pytest.importorskip("transformers")
-    from asmopt.model.backends.transformers_backend import make_tiny_model
+    from asmopt.model.search.backends.transformers_backend import make_tiny_model
 
     return make_tiny_model(tmp_path_factory.mktemp("tiny-model-http"))
 
 
 @pytest.mark.llm
 def test_tiny_model_over_http(tiny_model_dir: Path) -> None:
-    from asmopt.model.backends.transformers_backend import TransformersBackend
+    from asmopt.model.search.backends.transformers_backend import TransformersBackend
 
     local = TransformersBackend(tiny_model_dir, device="cpu")
     with run_in_thread(local) as running:
@@ -366,7 +366,7 @@ def test_tiny_model_over_http(tiny_model_dir: Path) -> None:
 
 @pytest.mark.llm
 def test_serve_model_main_reports_bad_model(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    from asmopt.model.openai_server import main
+    from asmopt.model.search.openai_server import main
 
     assert main(["--model", str(tmp_path / "missing"), "--port", "0"]) == 2
     assert "model not found" in capsys.readouterr().err

@@ -7,15 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from asmopt.model.backends import ChatBackend
-from asmopt.model.backends.transformers_backend import (
+from asmopt.model.search.backends import ChatBackend
+from asmopt.model.search.backends.transformers_backend import (
     TransformersBackend,
     make_tiny_model,
     plain_chat_prompt,
     resolve_model_source,
     smollm2_gguf_path,
 )
-from asmopt.model.policy import PolicyError
+from asmopt.model.search.policy import PolicyError
 
 MESSAGES = [
     {"role": "system", "content": "You write fast x86-64 assembly."},

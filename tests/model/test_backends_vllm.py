@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from asmopt.model.backends import ChatBackend
-from asmopt.model.backends.vllm_backend import VLLMBackend
-from asmopt.model.policy import PolicyError
+from asmopt.model.search.backends import ChatBackend
+from asmopt.model.search.backends.vllm_backend import VLLMBackend
+from asmopt.model.search.policy import PolicyError
 
 MESSAGES = [{"role": "user", "content": "make it fast"}]
 

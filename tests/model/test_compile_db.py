@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from asmopt.model.compile_db import (
+from asmopt.model.search.compile_db import (
     CompileDbError,
     absolute_paths,
     baseline_flags,

@@ -11,14 +11,14 @@ import pytest
 
 from asmopt.executor.sandbox import Sandbox
 from asmopt.executor.toolchain import build_binary, compile_to_asm, find_tool
-from asmopt.model.compiler_search import (
+from asmopt.model.search.compiler_search import (
     DEFAULT_VARIANTS,
     CompilerSearchPolicy,
     Variant,
     _collect_profile,
     clean_clang_asm,
 )
-from asmopt.model.policy import Candidate, NoCandidate, Request
+from asmopt.model.search.policy import Candidate, NoCandidate, Request
 
 # Branchy on purpose: the profile says which branch is hot, so a PGO build lays it out (and
 # unrolls, and inlines) differently from plain -O3.

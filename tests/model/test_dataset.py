@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from asmopt.model.dataset import (
+from asmopt.model.evaluation.dataset import (
     EXTRA_INFO_FIELDS,
     BuildOptions,
     DatasetError,
@@ -23,7 +23,7 @@ from asmopt.model.dataset import (
     write_jsonl,
     write_parquet,
 )
-from asmopt.model.prompts import build_prompt
+from asmopt.model.search.prompts import build_prompt
 
 PROGRAMS = Path(__file__).resolve().parent.parent / "data" / "programs"
 FAST = {"timeout": 5.0, "bench_budget": 1.0}
@@ -266,7 +266,7 @@ def test_fenced_assembly_and_c_from_the_prompt() -> None:
     # Rows without c_code (the released data may not carry it): the C comes from the prompt.
     row = _row(unoptimized_assembly="```assembly\nmain:\n\tret\n```")
     del row["extra_info"]["c_code"]
-    from asmopt.model.dataset import problem_from_row
+    from asmopt.model.evaluation.dataset import problem_from_row
 
     problem = problem_from_row(row, 0)
     assert problem.baseline_asm == "main:\n\tret\n"

@@ -15,8 +15,14 @@ from asmopt.cli import main
 from asmopt.executor.benchmark import BenchmarkOptions
 from asmopt.executor.sandbox import SandboxLimits
 from asmopt.executor.verify import VerifyOptions
-from asmopt.model.dataset import BuildOptions, build_dataset, make_row, read_dataset, write_parquet
-from asmopt.model.evaluate import (
+from asmopt.model.evaluation.dataset import (
+    BuildOptions,
+    build_dataset,
+    make_row,
+    read_dataset,
+    write_parquet,
+)
+from asmopt.model.evaluation.evaluate import (
     BaselineCopyPolicy,
     BenchError,
     BenchInterrupted,
@@ -24,8 +30,8 @@ from asmopt.model.evaluate import (
     PolicySpec,
     run_bench,
 )
-from asmopt.model.policy import Candidate, NoCandidate, Request
-from asmopt.model.report import build_report, write_report
+from asmopt.model.evaluation.report import build_report, write_report
+from asmopt.model.search.policy import Candidate, NoCandidate, Request
 
 PROGRAMS = Path(__file__).resolve().parent.parent / "data" / "programs"
 SUBSET = ("sum_ab", "gcd_lcm", "max_subarray")
@@ -269,7 +275,7 @@ def test_cli_interrupted_bench_leaves_no_report(tmp_path: Path, monkeypatch) -> 
     def interrupted(*args, **kwargs):
         raise BenchInterrupted(0, 1)
 
-    monkeypatch.setattr("asmopt.model.evaluate.run_bench", interrupted)
+    monkeypatch.setattr("asmopt.model.evaluation.evaluate.run_bench", interrupted)
     ran = CliRunner().invoke(
         main,
         [

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from asmopt.model.llm_policy import LLMPolicy, c_function_text
-from asmopt.model.policy import Candidate, NoCandidate, Request
-from asmopt.model.prompts import build_prompt
+from asmopt.model.search.llm_policy import LLMPolicy, c_function_text
+from asmopt.model.search.policy import Candidate, NoCandidate, Request
+from asmopt.model.search.prompts import build_prompt
 
 C = """#include <stdio.h>
 static int answer(int x) { return x * 2 + 1; }
@@ -79,8 +79,8 @@ def test_c_function_text_finds_the_definition() -> None:
 
 
 def test_make_policies_reports_a_missing_model(tmp_path: Path) -> None:
-    from asmopt.model.optimizer import make_policies
-    from asmopt.model.policy import PolicyError
+    from asmopt.model.search.optimizer import make_policies
+    from asmopt.model.search.policy import PolicyError
     from asmopt.model.settings import Settings
 
     with pytest.raises(PolicyError):

@@ -12,13 +12,13 @@ from asmopt.executor.results import Verdict
 from asmopt.executor.sandbox import Sandbox
 from asmopt.executor.testcases import Comparator, TestCase
 from asmopt.executor.verify import VerifyOptions, prepare_baseline, verify_candidate
-from asmopt.model.compiler_search import (
+from asmopt.model.search.compiler_search import (
     DEFAULT_VARIANTS,
     CompilerSearchPolicy,
     missing_cpu_features,
 )
-from asmopt.model.optimizer import verify_options
-from asmopt.model.policy import Candidate, Request
+from asmopt.model.search.optimizer import verify_options
+from asmopt.model.search.policy import Candidate, Request
 from asmopt.model.settings import Settings, SettingsError
 
 # x*y - z with x*y within an ulp of z: rounded twice it prints 0, fused once it does not.

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from asmopt.model.metrics import (
+from asmopt.model.evaluation.metrics import (
     SampleOutcome,
     best_of_n,
     bootstrap_geomean_ci,

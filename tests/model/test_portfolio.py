@@ -16,8 +16,8 @@ from asmopt.executor.store import ResultStore
 from asmopt.executor.testcases import load_tests
 from asmopt.executor.toolchain import compile_to_asm
 from asmopt.executor.verify import VerificationResult, VerifyOptions, prepare_baseline
-from asmopt.model.policy import Candidate, NoCandidate, PolicyError, Proposal, Request
-from asmopt.model.portfolio import (
+from asmopt.model.search.policy import Candidate, NoCandidate, PolicyError, Proposal, Request
+from asmopt.model.search.portfolio import (
     Trial,
     clobbers_at_least,
     clobbers_at_most,

@@ -14,13 +14,13 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from asmopt.model.backends.transformers_backend import (  # noqa: E402
+from asmopt.model.evaluation.dataset import problem_from_row  # noqa: E402
+from asmopt.model.search.backends.transformers_backend import (  # noqa: E402
     TransformersBackend,
     make_tiny_model,
 )
-from asmopt.model.dataset import problem_from_row  # noqa: E402
-from asmopt.model.ppo import PPOConfig, PPOTrainer, TrainError, compute_gae  # noqa: E402
-from asmopt.model.reward import (  # noqa: E402
+from asmopt.model.training.ppo import PPOConfig, PPOTrainer, TrainError, compute_gae  # noqa: E402
+from asmopt.model.training.reward import (  # noqa: E402
     RewardError,
     RewardInput,
     RewardPool,

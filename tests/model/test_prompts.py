@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from asmopt.model.prompts import (
+from asmopt.model.search.prompts import (
     PAPER_TEMPLATE,
     build_function_prompt,
     build_prompt,

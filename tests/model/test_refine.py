@@ -25,9 +25,9 @@ from asmopt.executor.results import (
     Verdict,
 )
 from asmopt.executor.verify import VerificationResult
-from asmopt.model.openai_server import run_in_thread
-from asmopt.model.policy import Candidate
-from asmopt.model.refine import feedback_for
+from asmopt.model.search.openai_server import run_in_thread
+from asmopt.model.search.policy import Candidate
+from asmopt.model.search.refine import feedback_for
 
 needs_sandbox = pytest.mark.skipif(shutil.which("bwrap") is None, reason="needs bubblewrap")
 
@@ -123,7 +123,7 @@ def test_without_refinement_the_broken_answer_stays_broken(program):
 @needs_sandbox
 def test_refinement_composes_with_best_of_n_and_reports_rounds(program, tmp_path):
     from asmopt.executor.store import ResultStore
-    from asmopt.model.optimizer import OptimizeRequest, optimize
+    from asmopt.model.search.optimizer import OptimizeRequest, optimize
     from asmopt.model.settings import Settings
 
     model = ScriptedModel()

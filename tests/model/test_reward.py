@@ -23,8 +23,8 @@ from asmopt.executor.results import (
     Verdict,
 )
 from asmopt.executor.verify import VerificationResult
-from asmopt.model import reward as R
-from asmopt.model.reward import (
+from asmopt.model.training import reward as R
+from asmopt.model.training.reward import (
     RewardConfig,
     RewardError,
     RewardInput,
@@ -257,7 +257,7 @@ def emulated_verl_loader(path: Path, name: str):
 
 
 def test_reward_module_loads_the_way_verl_loads_it():
-    from asmopt.model.verl_config import reward_function_path
+    from asmopt.model.training.verl_config import reward_function_path
 
     path = reward_function_path()
     for name in R.VERL_FUNCTIONS.values():
@@ -281,7 +281,7 @@ def test_reward_module_loads_the_way_verl_loads_it():
 
 @needs_sandbox
 def test_pool_caches_and_scores_in_parallel(tmp_path):
-    from asmopt.model.reward import Problem
+    from asmopt.model.training.reward import Problem
 
     extra, o0, _ = loop_row(tmp_path)
     problem = Problem.from_extra_info(extra, 10)
@@ -296,7 +296,7 @@ def test_pool_caches_and_scores_in_parallel(tmp_path):
 
 @needs_sandbox
 def test_a_dead_reward_worker_is_an_error_not_a_zero(tmp_path):
-    from asmopt.model.reward import Problem
+    from asmopt.model.training.reward import Problem
 
     extra, _, o2 = loop_row(tmp_path)
     problem = Problem.from_extra_info(extra, 10)

@@ -15,7 +15,7 @@ from asmopt.executor.asmfile import (
     local_labels,
     parse_functions,
 )
-from asmopt.model.splice import SpliceError, splice_function
+from asmopt.model.search.splice import SpliceError, splice_function
 
 pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc")
 

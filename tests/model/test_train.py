@@ -15,9 +15,9 @@ import pytest
 from click.testing import CliRunner
 
 from asmopt.cli import main
-from asmopt.model.dataset import make_row, read_dataset, write_jsonl
-from asmopt.model.train import TrainError, launch_verl, verl_command
-from asmopt.model.verl_config import VerlSettings, reward_function_path, verl_overrides
+from asmopt.model.evaluation.dataset import make_row, read_dataset, write_jsonl
+from asmopt.model.training.train import TrainError, launch_verl, verl_command
+from asmopt.model.training.verl_config import VerlSettings, reward_function_path, verl_overrides
 
 # Keys of verl's PPO trainer config, checked by hand against
 # verl/trainer/config/_generated_ppo_trainer.yaml of verl 0.9.1 (pip install verl==0.9.1
@@ -176,7 +176,7 @@ def test_cli_bad_input(tmp_path):
 @pytest.mark.skipif(shutil.which("bwrap") is None, reason="needs bubblewrap")
 def test_two_local_steps_on_smollm2_then_optimize_loads_the_checkpoint(tmp_path):
     pytest.importorskip("torch")
-    from asmopt.model.backends.transformers_backend import smollm2_gguf_path
+    from asmopt.model.search.backends.transformers_backend import smollm2_gguf_path
 
     gguf = smollm2_gguf_path()
     if gguf is None:
@@ -260,7 +260,7 @@ def test_verl_passes_options_through_or_refuses_them(tmp_path):
     assert overrides["actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu"] == "2"
     assert overrides["actor_rollout_ref.model.enable_gradient_checkpointing"] == "False"
     assert overrides["reward.custom_reward_function.name"] == "compute_score_design1"
-    from asmopt.model.reward import SETTINGS_ENV
+    from asmopt.model.training.reward import SETTINGS_ENV
 
     env_line = next(x for x in result.output.splitlines() if SETTINGS_ENV in x)
     env = dict(token.split("=", 1) for token in shlex.split(env_line))
@@ -297,8 +297,8 @@ def test_directory_tests_without_out_expect_the_baselines_output(tmp_path):
     rows += read_dataset(tmp_path / "run" / "data" / "val.parquet").problems
     assert sorted(p.tests[0].expected for p in rows) == [b"12\n", b"8\n"]
     # local: the reward takes the baseline's output as expected, so a copy passes.
-    from asmopt.model.reward import Evaluator, Problem, RewardSettings
-    from asmopt.model.train import load_problems
+    from asmopt.model.training.reward import Evaluator, Problem, RewardSettings
+    from asmopt.model.training.train import load_problems
 
     problem = Problem.from_dataset_problem(load_problems(targets)[0])
     assert problem.outputs == (None, None)

@@ -1,4 +1,4 @@
-"""A stand-in for ``asmopt.model.optimizer.optimize`` that the worker loads through
+"""A stand-in for ``asmopt.model.search.optimizer.optimize`` that the worker loads through
 ``ASMOPT_WORKER_OPTIMIZE``: same signature, same result types, no sandbox or benchmark.
 
 What it does is read from ``fake.json`` beside the source (read on every call, so a test can
@@ -24,8 +24,8 @@ from pathlib import Path
 
 from asmopt.executor.results import SpeedupEstimate, TestStatus, TestVerdict, Verdict
 from asmopt.executor.verify import VerificationResult
-from asmopt.model.optimizer import OptimizeError, OptimizeOutcome, RankedCandidate
-from asmopt.model.policy import Candidate
+from asmopt.model.search.optimizer import OptimizeError, OptimizeOutcome, RankedCandidate
+from asmopt.model.search.policy import Candidate
 
 MARKER = "# asmopt-fake-candidate"
 CHILD_MARKER = "1000.4242"  # `sleep 1000.4242`: easy to find in /proc

@@ -1,15 +1,15 @@
 """Launchers behind ``asmopt train``: the compact local trainer, and verl at scale.
 
-- ``--engine local`` (:func:`train_local`): :class:`~asmopt.model.ppo.PPOTrainer` on the CPU
-  or one GPU, rewards from the sandboxed executor; metrics in ``OUT/metrics.jsonl`` and
+- ``--engine local`` (:func:`train_local`): :class:`~asmopt.model.training.ppo.PPOTrainer` on
+  the CPU or one GPU, rewards from the sandboxed executor; metrics in ``OUT/metrics.jsonl`` and
   ``OUT/metrics.png``; the checkpoint in ``OUT/checkpoint`` (Hugging Face format), resumed
   when the same command runs again.
 - ``--engine verl`` (:func:`launch_verl`): writes the data set as the paper's parquet
   (``OUT/data/train.parquet``, ``val.parquet``) and runs ``python -m verl.trainer.main_ppo``
-  with the paper's hyper-parameters and our reward (:mod:`asmopt.model.verl_config`).
+  with the paper's hyper-parameters and our reward (:mod:`asmopt.model.training.verl_config`).
   A directory of targets is turned into rows by ``asmopt dataset build``'s own code
-  (:func:`asmopt.model.dataset.build_dataset`: tests without ``.out`` expect the ``gcc -O3``
-  build's output). Paths are made absolute (verl runs in ``OUT``); a ``.gguf`` model is
+  (:func:`asmopt.model.evaluation.dataset.build_dataset`: tests without ``.out`` expect the
+  ``gcc -O3`` build's output). Paths are made absolute (verl runs in ``OUT``); a ``.gguf`` model is
   refused (verl loads Hugging Face checkpoints); the reward's settings travel in
   ``$ASMOPT_REWARD_SETTINGS`` and its failures are logged to ``OUT/reward_errors.jsonl``.
 """
@@ -29,9 +29,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from asmopt.model.ppo import PPOConfig, TrainError
-from asmopt.model.reward import RewardSettings
-from asmopt.model.verl_config import VerlSettings, verl_overrides
+from asmopt.model.training.ppo import PPOConfig, TrainError
+from asmopt.model.training.reward import RewardSettings
+from asmopt.model.training.verl_config import VerlSettings, verl_overrides
 
 __all__ = [
     "VERL_EXTRA_HINT",
@@ -50,7 +50,7 @@ VERL_EXTRA_HINT = "pip install 'asmopt[verl]'"
 def load_problems(data: Path, max_tests: int | None = 10) -> list[Any]:
     """Problems from a parquet / JSON lines file of the paper's rows or a directory of
     targets; raises :class:`TrainError` for a missing file, a bad row or a row without tests."""
-    from asmopt.model.dataset import DatasetError, read_dataset
+    from asmopt.model.evaluation.dataset import DatasetError, read_dataset
 
     try:
         dataset = read_dataset(Path(data), max_tests=max_tests)
@@ -78,8 +78,8 @@ def train_local(
     log: Callable[[str], None] = print,
 ) -> list[dict[str, Any]]:
     """Run (or resume) PPO with the compact trainer; returns this run's per-step metrics."""
-    from asmopt.model.ppo import PPOTrainer
-    from asmopt.model.reward import RewardPool
+    from asmopt.model.training.ppo import PPOTrainer
+    from asmopt.model.training.reward import RewardPool
 
     problems = load_problems(data, (reward_settings or RewardSettings()).max_tests)
     pool = RewardPool(reward, reward_settings, workers)
@@ -92,7 +92,7 @@ def train_local(
 
 
 def _row(problem: Any, split: str, index: int) -> dict[str, Any]:
-    from asmopt.model.dataset import DatasetError, make_row
+    from asmopt.model.evaluation.dataset import DatasetError, make_row
 
     try:
         inputs = [t.stdin.decode("utf-8") for t in problem.tests]
@@ -122,7 +122,7 @@ def write_verl_dataset(
 ) -> tuple[Path, Path]:
     """``out_dir/train.parquet`` and ``val.parquet`` in the paper's format. Without
     ``val_problems`` a seeded ``val_fraction`` (at least one row) is held out."""
-    from asmopt.model.dataset import write_parquet
+    from asmopt.model.evaluation.dataset import write_parquet
 
     problems = list(problems)
     if val_problems is None:
@@ -180,7 +180,7 @@ def check_verl_model(model: str | Path) -> str:
 
 def _rows_from_directory(src: Path, out_dir: Path, val_fraction: float, sandbox: bool) -> None:
     """train/val parquet for a directory of targets, by ``asmopt dataset build``'s code."""
-    from asmopt.model.dataset import BuildOptions, DatasetError, build_dataset
+    from asmopt.model.evaluation.dataset import BuildOptions, DatasetError, build_dataset
 
     try:
         summary = build_dataset(
@@ -222,7 +222,7 @@ def write_verl_data(
 
 
 def _count_rows(path: Path) -> int:
-    from asmopt.model.dataset import read_dataset
+    from asmopt.model.evaluation.dataset import read_dataset
 
     return len(read_dataset(path, max_tests=None)) if path.exists() else 0
 
@@ -277,7 +277,7 @@ def launch_verl(
 
 def verl_environment(rewards: RewardSettings, out_dir: Path) -> dict[str, str]:
     """What verl's reward workers read: the reward settings (JSON) and the error log."""
-    from asmopt.model.reward import ERROR_LOG_ENV, SETTINGS_ENV
+    from asmopt.model.training.reward import ERROR_LOG_ENV, SETTINGS_ENV
 
     return {
         SETTINGS_ENV: json.dumps(dataclasses.asdict(rewards), sort_keys=True),

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from asmopt.model.metrics import (
+from asmopt.model.evaluation.metrics import (
     best_of_n,
     honest_choice,
     honest_metrics,
@@ -26,7 +26,7 @@ from asmopt.model.metrics import (
 )
 
 if TYPE_CHECKING:
-    from asmopt.model.evaluate import BenchResult, RowResult
+    from asmopt.model.evaluation.evaluate import BenchResult, RowResult
 
 __all__ = ["PLOTS", "build_report", "render_markdown", "write_report"]
 

@@ -1,6 +1,6 @@
 """Iterative refinement: the model revises its answer after seeing what the verifier found.
 
-:class:`RefiningPolicy` wraps an :class:`~asmopt.model.llm_policy.LLMPolicy`. Each of the
+:class:`RefiningPolicy` wraps an :class:`~asmopt.model.search.llm_policy.LLMPolicy`. Each of the
 ``n`` samples (best-of-N) starts a conversation with the paper's prompt; after every answer
 the candidate is verified in the sandbox and the verifier's findings go back into that
 conversation as the next user message, for ``rounds`` rounds:
@@ -30,10 +30,10 @@ from typing import Any
 
 from asmopt.executor.results import Verdict
 from asmopt.executor.verify import Baseline, VerificationResult
-from asmopt.model.backends import Messages
-from asmopt.model.llm_policy import LLMPolicy
-from asmopt.model.policy import Candidate, NoCandidate, PolicyError, Proposal, Request
-from asmopt.model.prompts import chat_messages
+from asmopt.model.search.backends import Messages
+from asmopt.model.search.llm_policy import LLMPolicy
+from asmopt.model.search.policy import Candidate, NoCandidate, PolicyError, Proposal, Request
+from asmopt.model.search.prompts import chat_messages
 
 __all__ = ["ModelAnswer", "RefiningPolicy", "feedback_for"]
 

@@ -39,7 +39,7 @@ Facts from the paper's code (``Anjiang-Wei/SuperCoder``,
 
 - the answer is taken by stripping ```` ```assembly\\n```` and ```` ``` ```` from the response
   (:func:`extract_paper_answer`, offered as ``RewardSettings(extraction="paper")``; ours, the
-  default, takes the last fenced block, :func:`asmopt.model.prompts.extract_assembly`);
+  default, takes the last fenced block, :func:`asmopt.model.search.prompts.extract_assembly`);
   it is "identical to the baseline" when it equals ``unoptimized_assembly`` after ``strip()``
   (checked before anything is run: design 1 gives 1, design 2 gives 0);
 - ``gcc x.s -o bin -lm`` failing gives -1 (design 1), 0 (design 2);
@@ -334,7 +334,7 @@ def extract_answer(response: str, extraction: str = "asmopt") -> str | None:
     last fenced block, the default; "paper": :func:`extract_paper_answer`)."""
     if extraction == "paper":
         return extract_paper_answer(response)
-    from asmopt.model.prompts import extract_assembly
+    from asmopt.model.search.prompts import extract_assembly
 
     return extract_assembly(response)
 
@@ -354,12 +354,13 @@ class Problem:
     @classmethod
     def from_extra_info(cls, extra_info: dict[str, Any] | None, max_tests: int) -> "Problem":
         """The problem of a row in the paper's format (``extra_info`` of verl's parquet)."""
-        from asmopt.model.dataset import DatasetError, problem_from_row
+        from asmopt.model.evaluation.dataset import DatasetError, problem_from_row
 
         if not extra_info:
             raise RewardError(
                 "extra_info is missing: the row must carry unoptimized_assembly, inputs and "
-                "outputs (the paper's format; write it with asmopt.model.dataset.make_row)"
+                "outputs (the paper's format; write it with "
+                "asmopt.model.evaluation.dataset.make_row)"
             )
         try:
             problem = problem_from_row({"extra_info": dict(extra_info)}, 0, "extra_info", max_tests)
@@ -369,7 +370,7 @@ class Problem:
 
     @classmethod
     def from_dataset_problem(cls, problem: Any) -> "Problem":
-        """From an :class:`asmopt.model.dataset.Problem`."""
+        """From an :class:`asmopt.model.evaluation.dataset.Problem`."""
         if not problem.tests:
             raise RewardError(f"{problem.name}: no tests, so no candidate can be judged")
         inputs = tuple(t.stdin for t in problem.tests)

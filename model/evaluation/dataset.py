@@ -37,8 +37,8 @@ from pathlib import Path
 from typing import Any
 
 from asmopt.executor.testcases import Comparator, TestCase, TestSetError, load_tests
-from asmopt.model.policy import Request
-from asmopt.model.prompts import build_prompt, build_prompt_c_only, chat_messages
+from asmopt.model.search.policy import Request
+from asmopt.model.search.prompts import build_prompt, build_prompt_c_only, chat_messages
 
 __all__ = [
     "EXTRA_INFO_FIELDS",

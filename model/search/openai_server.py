@@ -5,7 +5,8 @@ Serves ``GET /v1/models`` and ``POST /v1/chat/completions`` (``n``, ``temperatur
 It lets a model loaded once on a GPU machine answer many asmopt processes, and backs
 ``asmopt serve-model``. It binds 127.0.0.1 unless told otherwise: it has no authentication.
 
-Run it with ``asmopt serve-model --model PATH`` (or ``python -m asmopt.model.openai_server``).
+Run it with ``asmopt serve-model --model PATH``
+(or ``python -m asmopt.model.search.openai_server``).
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from asmopt.model.backends import BACKEND_NAMES, ChatBackend, check_messages, check_sampling
-from asmopt.model.policy import PolicyError
+from asmopt.model.search.backends import BACKEND_NAMES, ChatBackend, check_messages, check_sampling
+from asmopt.model.search.policy import PolicyError
 
 __all__ = ["RunningServer", "build_server", "main", "run_in_thread", "serve"]
 
@@ -288,7 +289,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--served-model-name", help="the id /v1/models lists")
     args = parser.parse_args(argv)
 
-    from asmopt.model.backends.factory import make_backend
+    from asmopt.model.search.backends.factory import make_backend
 
     try:
         options: dict[str, Any] = {}

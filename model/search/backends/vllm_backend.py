@@ -11,8 +11,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from asmopt.model.backends import Messages, check_messages, check_sampling
-from asmopt.model.policy import PolicyError
+from asmopt.model.search.backends import Messages, check_messages, check_sampling
+from asmopt.model.search.policy import PolicyError
 
 __all__ = ["VLLMBackend", "sampling_params"]
 

@@ -7,7 +7,7 @@ inputs *inside the sandbox* (the user's program is trusted no more than generate
 the profile it leaves in a directory lent for the purpose feeds ``-fprofile-use``.
 
 Each variant is a whole translation unit; for a per-function request the variant's version of
-that function is spliced into the baseline (:func:`asmopt.model.splice.splice_function`).
+that function is spliced into the baseline (:func:`asmopt.model.search.splice.splice_function`).
 Every candidate is plain assembly: it is linked like the baseline (``gcc x.s -lm``) by the
 verifier, so link-time or start-up differences never pass for speed.
 
@@ -30,7 +30,7 @@ from pathlib import Path
 from asmopt.executor.sandbox import Sandbox, SandboxError, SandboxLimits
 from asmopt.executor.testcases import TestCase, TestSetError, load_tests
 from asmopt.executor.toolchain import build_binary, compile_to_asm, find_tool
-from asmopt.model.policy import Candidate, NoCandidate, PolicyError, Proposal, Request
+from asmopt.model.search.policy import Candidate, NoCandidate, PolicyError, Proposal, Request
 
 __all__ = [
     "DEFAULT_VARIANTS",
@@ -433,7 +433,7 @@ class CompilerSearchPolicy:
                 portable=not (variant.native or variant.level),
                 meta=meta,
             )
-        from asmopt.model.splice import SpliceError, splice_function
+        from asmopt.model.search.splice import SpliceError, splice_function
 
         try:
             spliced = splice_function(

@@ -50,7 +50,7 @@ from asmopt.executor.verify import (
     store_key,
     verify_candidate,
 )
-from asmopt.model.policy import Candidate, NoCandidate, Policy, PolicyError, Request
+from asmopt.model.search.policy import Candidate, NoCandidate, Policy, PolicyError, Request
 
 __all__ = [
     "PortfolioResult",
@@ -808,7 +808,7 @@ def _mix(
     say: Progress,
 ) -> tuple[list[Trial], Trial | None]:
     """Per-function trials and the mixed candidate (see :func:`optimize`)."""
-    from asmopt.model.splice import SpliceError, splice_function
+    from asmopt.model.search.splice import SpliceError, splice_function
 
     functions = [fn.name for fn in parse_functions(baseline.asm) if fn.parent is None]
     if len(functions) < 2:

@@ -18,8 +18,8 @@ import urllib.request
 from http.client import HTTPException
 from typing import Any
 
-from asmopt.model.backends import Messages, check_messages, check_sampling
-from asmopt.model.policy import PolicyError
+from asmopt.model.search.backends import Messages, check_messages, check_sampling
+from asmopt.model.search.policy import PolicyError
 
 __all__ = ["OpenAIBackend", "normalize_base_url"]
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from asmopt.model.backends import BACKEND_NAMES, ChatBackend
-from asmopt.model.policy import PolicyError
+from asmopt.model.search.backends import BACKEND_NAMES, ChatBackend
+from asmopt.model.search.policy import PolicyError
 
 __all__ = ["make_backend"]
 
@@ -21,7 +21,7 @@ def make_backend(policy: str, model: str | None, endpoint: str | None, **opts: A
     take raises ``PolicyError`` naming the ones it does. Nothing heavy is imported here.
     """
     if policy == "transformers":
-        from asmopt.model.backends.transformers_backend import TransformersBackend
+        from asmopt.model.search.backends.transformers_backend import TransformersBackend
 
         if not model:
             raise PolicyError(
@@ -30,7 +30,7 @@ def make_backend(policy: str, model: str | None, endpoint: str | None, **opts: A
             )
         return _construct(TransformersBackend, policy, model, **opts)
     if policy == "vllm":
-        from asmopt.model.backends.vllm_backend import VLLMBackend
+        from asmopt.model.search.backends.vllm_backend import VLLMBackend
 
         if not model:
             raise PolicyError(
@@ -39,7 +39,7 @@ def make_backend(policy: str, model: str | None, endpoint: str | None, **opts: A
             )
         return _construct(VLLMBackend, policy, model, **opts)
     if policy == "openai":
-        from asmopt.model.backends.openai_backend import OpenAIBackend
+        from asmopt.model.search.backends.openai_backend import OpenAIBackend
 
         if not endpoint:
             raise PolicyError(

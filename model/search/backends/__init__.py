@@ -10,14 +10,14 @@ read the answers. Three back-ends exist, chosen by the policy names users type:
 
 Importing this package (or any back-end module) never imports torch, transformers or vllm:
 they load on first use, so the language server starts fast. Build one with
-:func:`asmopt.model.backends.factory.make_backend`.
+:func:`asmopt.model.search.backends.factory.make_backend`.
 """
 
 from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
-from asmopt.model.policy import PolicyError
+from asmopt.model.search.policy import PolicyError
 
 __all__ = [
     "BACKEND_NAMES",

@@ -14,15 +14,15 @@ import re
 from collections.abc import Callable
 
 from asmopt.executor.asmfile import AsmStructureError, function_text
-from asmopt.model.backends import ChatBackend, Messages
-from asmopt.model.policy import Candidate, NoCandidate, Proposal, Request
-from asmopt.model.prompts import (
+from asmopt.model.search.backends import ChatBackend, Messages
+from asmopt.model.search.policy import Candidate, NoCandidate, Proposal, Request
+from asmopt.model.search.prompts import (
     build_function_prompt,
     build_prompt,
     chat_messages,
     extract_assembly,
 )
-from asmopt.model.splice import SpliceError, splice_function
+from asmopt.model.search.splice import SpliceError, splice_function
 
 
 def c_function_text(c_source: str, name: str) -> str | None:

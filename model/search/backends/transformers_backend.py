@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from asmopt.model.backends import Messages, check_messages, check_sampling
-from asmopt.model.policy import PolicyError
+from asmopt.model.search.backends import Messages, check_messages, check_sampling
+from asmopt.model.search.policy import PolicyError
 
 if TYPE_CHECKING:
     import torch

@@ -14,13 +14,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from asmopt.model import reward as reward_module
+from asmopt.model.training import reward as reward_module
 
 __all__ = ["VerlSettings", "reward_function_path", "verl_overrides"]
 
 
 def reward_function_path() -> Path:
-    """The file verl loads the reward from: this installation's ``asmopt/model/reward.py``.
+    """The file verl loads the reward from: this installation's ``asmopt/model/training/reward.py``.
 
     verl imports it by path as a stand-alone module, so it imports asmopt absolutely."""
     return Path(reward_module.__file__).resolve()

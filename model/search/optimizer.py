@@ -6,7 +6,7 @@ for candidates, verifies and benchmarks them (``portfolio.optimize``), and retur
 result. Everything a user can get wrong ends in an ``OptimizeError`` whose message says what
 to do; nothing is written outside the workspace's ``.asmopt/`` store.
 
-LLM policies run as :class:`~asmopt.model.refine.RefiningPolicy`: once the baseline is built,
+LLM policies run as :class:`~asmopt.model.search.refine.RefiningPolicy`: once the baseline is built,
 each answer is verified and the findings go back to the model for ``refine_rounds``
 revisions; every answer of every round is ranked with the other candidates, and every raw
 answer is kept in :attr:`OptimizeOutcome.answers`.
@@ -50,15 +50,15 @@ from asmopt.executor.verify import (
     prepare_baseline,
     verify_candidate,
 )
-from asmopt.model.compile_db import (
+from asmopt.model.search.compile_db import (
     CompileDb,
     CompileDbError,
     absolute_paths,
     find_compile_db,
     load_compile_db,
 )
-from asmopt.model.policy import Candidate, Policy, PolicyError, Request
-from asmopt.model.refine import ModelAnswer, RefiningPolicy
+from asmopt.model.search.policy import Candidate, Policy, PolicyError, Request
+from asmopt.model.search.refine import ModelAnswer, RefiningPolicy
 from asmopt.model.settings import (
     CONFIG_FILE,
     Config,
@@ -73,7 +73,7 @@ from asmopt.model.settings import (
 
 if TYPE_CHECKING:
     from asmopt.executor.profile import Profile
-    from asmopt.model.portfolio import SoFar
+    from asmopt.model.search.portfolio import SoFar
 
 # (stage, message); the stages are "baseline", "generate", "verify" and "benchmark".
 Progress = Callable[[str, str], None]
@@ -209,15 +209,15 @@ class _EveryVariant:
 
 def make_policies(settings: Settings) -> list[Policy]:
     """The policies ``settings`` asks for, ready to propose. LLM back-ends load lazily."""
-    from asmopt.model.compiler_search import CompilerSearchPolicy
+    from asmopt.model.search.compiler_search import CompilerSearchPolicy
 
     policies: list[Policy] = []
     for name in settings.effective_policies():
         if name == "compiler":
             policies.append(_EveryVariant(CompilerSearchPolicy()))
             continue
-        from asmopt.model.backends.factory import make_backend
-        from asmopt.model.llm_policy import LLMPolicy
+        from asmopt.model.search.backends.factory import make_backend
+        from asmopt.model.search.llm_policy import LLMPolicy
 
         opts: dict[str, Any] = {}
         if name == "openai":
@@ -297,7 +297,7 @@ def optimize(
     (callgrind instructions); when its own code executes only a small share of them, the
     job stops with one line saying so (``startup_bound``), unless ``settings.go_on``.
     """
-    from asmopt.model import portfolio
+    from asmopt.model.search import portfolio
 
     settings = request.settings
     source = request.source.resolve()
@@ -562,7 +562,7 @@ def _with_refinement(
     """LLM policies wrapped to verify and revise their answers (``settings.refine_rounds``
     times; 0 still records the raw answers), reporting tokens and rounds to ``report``."""
     from asmopt.executor.verify import verify_candidate
-    from asmopt.model.llm_policy import LLMPolicy
+    from asmopt.model.search.llm_policy import LLMPolicy
 
     def verify(candidate: Candidate) -> VerificationResult:
         meta = {"policy": candidate.policy, "label": candidate.label,

@@ -48,9 +48,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from asmopt.model.backends.transformers_backend import stop_token_ids
-from asmopt.model.reward import Problem as RewardProblem
-from asmopt.model.reward import RewardError, RewardPool, Scored
+from asmopt.model.search.backends.transformers_backend import stop_token_ids
+from asmopt.model.training.reward import Problem as RewardProblem
+from asmopt.model.training.reward import RewardError, RewardPool, Scored
 
 __all__ = [
     "PPOConfig",
@@ -199,8 +199,8 @@ def load_policy(
     name of :data:`DTYPES`: the master weights of that precision). Raises :class:`TrainError`."""
     import transformers
 
-    from asmopt.model.backends.transformers_backend import resolve_model_source
-    from asmopt.model.policy import PolicyError
+    from asmopt.model.search.backends.transformers_backend import resolve_model_source
+    from asmopt.model.search.policy import PolicyError
 
     try:
         source = resolve_model_source(model)
@@ -248,7 +248,7 @@ class Sample:
 
 def render_prompt(tokenizer: Any, messages: Sequence[dict[str, str]]) -> list[int]:
     """Token ids of the chat prompt as the model sees it (template, or the plain format)."""
-    from asmopt.model.backends.transformers_backend import plain_chat_prompt
+    from asmopt.model.search.backends.transformers_backend import plain_chat_prompt
 
     if getattr(tokenizer, "chat_template", None):
         text = tokenizer.apply_chat_template(
@@ -312,7 +312,7 @@ class PPOTrainer:
     """PPO on ``problems`` (data-set problems with ``prompt`` or C source and assembly)."""
 
     model_path: str | Path
-    problems: Sequence[Any]  # asmopt.model.dataset.Problem
+    problems: Sequence[Any]  # asmopt.model.evaluation.dataset.Problem
     out_dir: Path
     config: PPOConfig = field(default_factory=PPOConfig)
     rewards: RewardPool | None = None
@@ -400,8 +400,8 @@ class PPOTrainer:
     def _check_same_architecture(self, state: dict[str, Any]) -> None:
         import transformers
 
-        from asmopt.model.backends.transformers_backend import resolve_model_source
-        from asmopt.model.policy import PolicyError
+        from asmopt.model.search.backends.transformers_backend import resolve_model_source
+        from asmopt.model.search.policy import PolicyError
 
         try:
             source = resolve_model_source(self.model_path)
@@ -420,7 +420,7 @@ class PPOTrainer:
             )
 
     def _tokenize_prompts(self) -> list[list[int] | None]:
-        from asmopt.model.prompts import build_prompt, build_prompt_c_only, chat_messages
+        from asmopt.model.search.prompts import build_prompt, build_prompt_c_only, chat_messages
 
         out: list[list[int] | None] = []
         for p in self.problems:
@@ -525,7 +525,7 @@ class PPOTrainer:
 
     def score(self, samples: list[Sample]) -> None:
         """Verify every response in the sandbox and attach its reward (raises RewardError)."""
-        from asmopt.model.reward import extract_answer
+        from asmopt.model.training.reward import extract_answer
 
         assert self.rewards is not None
         extraction = self.rewards.settings.extraction

@@ -40,9 +40,16 @@ from pathlib import Path
 from typing import Any
 
 from asmopt.executor.verify import VerifyOptions
-from asmopt.model.dataset import DataSet, Problem
-from asmopt.model.metrics import SampleOutcome, same_assembly
-from asmopt.model.policy import Candidate, NoCandidate, Policy, PolicyError, Proposal, Request
+from asmopt.model.evaluation.dataset import DataSet, Problem
+from asmopt.model.evaluation.metrics import SampleOutcome, same_assembly
+from asmopt.model.search.policy import (
+    Candidate,
+    NoCandidate,
+    Policy,
+    PolicyError,
+    Proposal,
+    Request,
+)
 
 __all__ = [
     "CALIBRATION_POLICIES",
@@ -113,7 +120,7 @@ class PolicySpec:
     max_new_tokens: int = 2000
 
     def __call__(self) -> list[Policy]:
-        from asmopt.model.optimizer import make_policies
+        from asmopt.model.search.optimizer import make_policies
         from asmopt.model.settings import Settings, SettingsError
 
         policies: list[Policy] = [

@@ -1,0 +1,7 @@
+"""asmopt.model.evaluation: data sets and what a policy is worth on them.
+
+- :mod:`.dataset`: the paper's data-set format: read, check, build from C programs.
+- :mod:`.evaluate`: ``asmopt bench``: every row generated, verified and benchmarked, resumably.
+- :mod:`.metrics`: the paper's metrics as its code computes them, and honest ones beside them.
+- :mod:`.report`: report.json, report.md and the plots of a bench run.
+"""

@@ -1,0 +1,13 @@
+"""asmopt.model.search: candidates, and the search for the fastest verified one.
+
+- :mod:`.policy`: the one interface every source of candidates implements.
+- :mod:`.compiler_search`: the embedded default: other compilers, flags, PGO.
+- :mod:`.llm_policy`, :mod:`.prompts`, :mod:`.backends`: a language model as a policy (the
+  paper's prompt, transformers / OpenAI-compatible / vLLM back-ends); :mod:`.openai_server` is
+  ``asmopt serve-model``, the small server the ``openai`` back-end can talk to.
+- :mod:`.splice`: one candidate function into a translation unit's baseline assembly.
+- :mod:`.portfolio`: ask every policy, judge every candidate, race, keep the fastest, mix.
+- :mod:`.refine`: the model revises its answer after seeing the verifier's findings.
+- :mod:`.compile_db`: a project's own flags from ``compile_commands.json``.
+- :mod:`.optimizer`: the "Optimize function" job as one call (CLI and language server).
+"""

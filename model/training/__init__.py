@@ -1,0 +1,8 @@
+"""asmopt.model.training: teaching a model to rewrite assembly with PPO.
+
+- :mod:`.reward`: rewards (the paper's two designs and asmopt's default), each a verdict of
+  the executor turned into a number.
+- :mod:`.ppo`: a compact PPO trainer for causal LMs on one machine.
+- :mod:`.verl_config`, :mod:`.train`: the launchers behind ``asmopt train`` (local, and verl on
+  Ray at scale).
+"""
