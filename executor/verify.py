@@ -1,3 +1,4 @@
+# Over 500 lines: the steps of one verdict, in the order they run, read top to bottom.
 """The whole verdict on one candidate: build, run every test in the sandbox, benchmark.
 
 ``prepare_baseline`` builds the ``gcc -O3`` reference once (assembly, binary, expected
