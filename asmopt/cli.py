@@ -243,9 +243,10 @@ def verify(
 ) -> None:
     """Run CANDIDATE.s against the tests and benchmark it against the baseline."""
     from asmopt.executor.benchmark import BenchmarkOptions
+    from asmopt.executor.judge import Judge
     from asmopt.executor.sandbox import SandboxError, SandboxLimits
     from asmopt.executor.testcases import Comparator, TestSetError, load_tests
-    from asmopt.executor.verify import BaselineError, VerifyOptions, prepare_baseline
+    from asmopt.executor.verify import BaselineError, VerifyOptions
 
     if not candidate.exists():
         _fail(f"{candidate} does not exist")
@@ -267,37 +268,29 @@ def verify(
             tempfile.TemporaryDirectory(prefix="asmopt-verify-") as tmp,
             err_console.status("building the baseline") as status,
         ):
-            base = prepare_baseline(
+            judge = Judge.prepare(
                 baseline,
                 tests,
                 Path(tmp),
                 sandbox,
-                compiler=compiler,
-                cflags=cflags.split(),
-                options=options,
-                progress=lambda m: status.update(m),
-            )
-            from asmopt.executor.verify import verify_candidate
-
-            result = verify_candidate(
-                candidate.read_text(errors="replace"),
-                base,
-                sandbox,
                 options,
                 store=store,
+                compiler=compiler,
+                cflags=cflags.split(),
+                progress=lambda m: status.update(m),
+            )
+            result = judge.judge(
+                candidate.read_text(errors="replace"),
                 meta={"target": baseline.stem, "policy": "user", "source": str(candidate)},
                 progress=lambda m: status.update(f"candidate: {m}"),
             )
             counts = None
             if instructions and result.all_passed:
                 from asmopt.executor.callgrind import CallgrindError
-                from asmopt.executor.verify import instruction_counts
 
                 status.update("counting instructions (callgrind)")
                 try:
-                    counts = instruction_counts(
-                        candidate.read_text(errors="replace"), base, sandbox, options
-                    )
+                    counts = judge.instruction_counts(candidate.read_text(errors="replace"))
                 except CallgrindError as err:
                     counts = {"error": str(err)}
     except (BaselineError, SandboxError) as err:

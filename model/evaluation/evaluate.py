@@ -403,7 +403,8 @@ def evaluate_row(
     """Judge one row: build its baseline, get its samples (from ``proposals``, or from the
     policies ``factory`` builds), verify each. Never raises for a bad candidate or a bad
     baseline; a harness failure becomes ``status="error"``."""
-    from asmopt.executor.verify import BaselineError, prepare_baseline, verify_candidate
+    from asmopt.executor.judge import Judge
+    from asmopt.executor.verify import BaselineError
 
     started = time.monotonic()
     try:
@@ -413,12 +414,8 @@ def evaluate_row(
             baseline_path = work / "baseline.s"
             baseline_path.write_text(problem.baseline_asm)
             try:
-                baseline = prepare_baseline(
-                    baseline_path,
-                    list(problem.tests),
-                    work / "baseline",
-                    sandbox,
-                    options=options.verify,
+                judge = Judge.prepare(
+                    baseline_path, list(problem.tests), work / "baseline", sandbox, options.verify
                 )
             except BaselineError as err:
                 return RowResult(
@@ -446,7 +443,7 @@ def evaluate_row(
                         )
                     )
                     continue
-                result = verify_candidate(proposal.asm, baseline, sandbox, options.verify)
+                result = judge.judge(proposal.asm)
                 samples.append(
                     SampleRecord(
                         k,

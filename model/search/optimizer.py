@@ -37,6 +37,7 @@ from asmopt.executor.command_tests import (
     CommandTests,
     command_tests,
 )
+from asmopt.executor.judge import Judge
 from asmopt.executor.results import Verdict
 from asmopt.executor.sandbox import MiB, Sandbox, SandboxError, SandboxLimits
 from asmopt.executor.store import ResultStore
@@ -48,7 +49,6 @@ from asmopt.executor.verify import (
     VerificationResult,
     VerifyOptions,
     prepare_baseline,
-    verify_candidate,
 )
 from asmopt.model.search.compile_db import (
     CompileDb,
@@ -561,16 +561,15 @@ def _with_refinement(
 ) -> list[Policy]:
     """LLM policies wrapped to verify and revise their answers (``settings.refine_rounds``
     times; 0 still records the raw answers), reporting tokens and rounds to ``report``."""
-    from asmopt.executor.verify import verify_candidate
     from asmopt.model.search.llm_policy import LLMPolicy
+
+    judge = Judge(baseline, sandbox, options, store)
 
     def verify(candidate: Candidate) -> VerificationResult:
         meta = {"policy": candidate.policy, "label": candidate.label,
                 "function": candidate.function, "kind": "candidate",
                 "portable": candidate.portable, **record}  # fmt: skip
-        return verify_candidate(
-            candidate.asm, baseline, sandbox, options, store=store, meta=meta, cancel=cancel
-        )
+        return judge.judge(candidate.asm, meta=meta, cancel=cancel)
 
     wrapped: list[Policy] = []
     for policy in policies:
@@ -803,8 +802,6 @@ def _check_tests_call(
 ) -> None:
     """Refuse a program whose tests never run ``function`` (or, for a whole file, any of its
     functions): built with that code trapping on entry (``ud2``), every test still passes."""
-    from dataclasses import replace
-
     functions = parse_functions(baseline.asm)
     if function is not None:
         chosen = [f for f in functions if function in (f.name, f.parent)]
@@ -816,9 +813,8 @@ def _check_tests_call(
     for f in sorted(chosen, key=lambda f: f.label_line, reverse=True):
         lines.insert(f.label_line + 1, "\tud2\n")
     trapped = "".join(lines)
-    result = verify_candidate(
-        trapped, baseline, sandbox, replace(options, measure=False), cancel=cancel
-    )
+    tests_only = Judge(baseline, sandbox, options).with_options(measure=False)
+    result = tests_only.judge(trapped, cancel=cancel)
     if result.verdict is Verdict.BUILD_FAILED or not result.all_passed:
         return
     what = f"`{function}`" if function else f"any function of {baseline.source.name}"

@@ -39,6 +39,7 @@ from typing import Literal
 from asmopt.executor.asmfile import clone_parent, parse_functions
 from asmopt.executor.benchmark import Race, RaceLane, RacingRule, order_statistic_median_ci
 from asmopt.executor.elf import ElfInspectionError, image_digest
+from asmopt.executor.judge import Judge
 from asmopt.executor.results import TestStatus, TestVerdict, Verdict
 from asmopt.executor.sandbox import Cancelled, Sandbox
 from asmopt.executor.store import ResultStore
@@ -48,7 +49,6 @@ from asmopt.executor.verify import (
     VerifyOptions,
     candidate_hash,
     store_key,
-    verify_candidate,
 )
 from asmopt.model.search.policy import Candidate, NoCandidate, Policy, PolicyError, Request
 
@@ -685,12 +685,8 @@ class _Verifier:
         }
         chash = candidate_hash(candidate.asm)
         label = candidate.label or candidate.policy
-        result = verify_candidate(
+        result = Judge(self.baseline, self.sandbox, options, self.store).judge(
             candidate.asm,
-            self.baseline,
-            self.sandbox,
-            options,
-            store=self.store,
             meta=meta,
             cancel=self.cancel,
             race=self._lane(chash, label),

@@ -478,22 +478,21 @@ class Evaluator:
         """Verify ``asm`` (None: the response had no assembly) against ``problem``."""
         if asm is None:
             return RewardInput.no_assembly()
-        from asmopt.executor.verify import verify_candidate
+        from asmopt.executor.judge import Judge
 
         baseline = self.baseline(problem)
         # The paper compares with surrounding whitespace stripped; hand the exact baseline
         # text to the executor so that it, too, knows the candidate is a copy.
         if asm.strip() == baseline.asm.strip():
             asm = baseline.asm
-        options = self._options()
-        result = verify_candidate(asm, baseline, self.sandbox(), options)
+        judge = Judge(baseline, self.sandbox(), self._options())
+        result = judge.judge(asm)
         ratio = None
         if self.settings.metric == "instructions" and result.all_passed:
             from asmopt.executor.callgrind import CallgrindError
-            from asmopt.executor.verify import instruction_counts
 
             try:
-                ratio = instruction_counts(asm, baseline, self.sandbox(), options)["ratio"]
+                ratio = judge.instruction_counts(asm)["ratio"]
             except CallgrindError as err:
                 raise RewardError(f"callgrind cannot count this candidate: {err}") from err
         return RewardInput.from_result(result, instructions_ratio=ratio)
