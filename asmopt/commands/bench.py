@@ -98,19 +98,12 @@ def bench(
     """Generate, verify and benchmark every row of DATA (parquet, JSONL or a directory of
     targets); write report.json, report.md and plots under --out. Resumable: run the same
     command again after an interruption."""
-    from asmopt.executor.benchmark import BenchmarkOptions
-    from asmopt.executor.sandbox import SandboxLimits
-    from asmopt.executor.testcases import Comparator
-    from asmopt.executor.verify import VerifyOptions
     from asmopt.model.evaluation.dataset import DataSet, DatasetError, read_dataset
     from asmopt.model.evaluation.evaluate import (
         BenchError,
         BenchInterrupted,
-        BenchOptions,
         PolicySpec,
-        describe,
         options_summary,
-        run_bench,
     )
     from asmopt.model.evaluation.report import build_report, remove_report, write_report
 
@@ -129,7 +122,42 @@ def bench(
         names=tuple(policies), model=model, endpoint=endpoint, temperature=temperature
     )
     out_dir = out_dir or Path("asmopt-bench") / f"{Path(data).stem}-{spec.label}"
-    options = BenchOptions(
+    options = _bench_options(
+        samples, workers, ray_address, no_sandbox, endpoint, compare, timeout, target_ci, budget
+    )
+    remove_report(out_dir)
+    try:
+        result = _run_with_progress_bar(dataset, spec, out_dir, options, err_console)
+    except BenchInterrupted as err:
+        err_console.print(f"[yellow]{err}[/] (no report written)")
+        sys.exit(EXIT_INTERRUPTED)
+    except BenchError as err:
+        _fail(str(err))
+    report = build_report(result, data=str(data), options=options_summary(options))
+    write_report(report, out_dir)
+    _print_summary(result, report, out_dir)
+    sys.exit(0 if report["complete"] else 1)
+
+
+def _bench_options(
+    samples: int,
+    workers: int,
+    ray_address: str | None,
+    no_sandbox: bool,
+    endpoint: str | None,
+    compare: str,
+    timeout: float,
+    target_ci: float,
+    budget: float,
+):  # -> asmopt.model.evaluation.evaluate.BenchOptions
+    """How rows are generated and verified, and how precisely each candidate is timed."""
+    from asmopt.executor.benchmark import BenchmarkOptions
+    from asmopt.executor.sandbox import SandboxLimits
+    from asmopt.executor.testcases import Comparator
+    from asmopt.executor.verify import VerifyOptions
+    from asmopt.model.evaluation.evaluate import BenchOptions
+
+    return BenchOptions(
         samples=samples,
         workers=workers,
         ray_address=ray_address,
@@ -141,6 +169,10 @@ def bench(
             bench=BenchmarkOptions(target_rel_ci=target_ci, budget_seconds=budget),
         ),
     )
+
+
+def _run_with_progress_bar(dataset, spec, out_dir: Path, options, err_console):
+    """Run the bench with a progress bar of rows (on stderr); returns its result."""
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -150,7 +182,8 @@ def bench(
         TimeRemainingColumn,
     )
 
-    remove_report(out_dir)
+    from asmopt.model.evaluation.evaluate import run_bench
+
     progress = Progress(
         TextColumn("[bold]bench[/]"),
         BarColumn(),
@@ -160,22 +193,20 @@ def bench(
         TimeRemainingColumn(),
         console=err_console,
     )
-    try:
-        with progress:
-            task = progress.add_task("rows", total=len(dataset.problems), last="")
+    with progress:
+        task = progress.add_task("rows", total=len(dataset.problems), last="")
 
-            def on_row(row, done: int, total: int) -> None:
-                mark = " (stored)" if row.cached else ""
-                progress.update(task, completed=done, last=f"{row.name}: {row.status}{mark}")
+        def on_row(row, done: int, total: int) -> None:
+            mark = " (stored)" if row.cached else ""
+            progress.update(task, completed=done, last=f"{row.name}: {row.status}{mark}")
 
-            result = run_bench(dataset, spec, out_dir, options, on_row=on_row)
-    except BenchInterrupted as err:
-        err_console.print(f"[yellow]{err}[/] (no report written)")
-        sys.exit(EXIT_INTERRUPTED)
-    except BenchError as err:
-        _fail(str(err))
-    report = build_report(result, data=str(data), options=options_summary(options))
-    write_report(report, out_dir)
+        return run_bench(dataset, spec, out_dir, options, on_row=on_row)
+
+
+def _print_summary(result, report: dict, out_dir: Path) -> None:
+    """The paper's figures, the honest ones, and where the report is."""
+    from asmopt.model.evaluation.evaluate import describe
+
     p, h = report["paper"], report["honest"]
 
     def x(v):
@@ -194,4 +225,3 @@ def bench(
         f"{100 * h['faster_share']:.1f}%  slower {100 * h['slower_share']:.1f}%"
     )
     console.print(f"report: {out_dir / 'report.md'} ({report['status']})")
-    sys.exit(0 if report["complete"] else 1)

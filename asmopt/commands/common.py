@@ -128,3 +128,13 @@ def workspace_root(anchor: Path) -> Path:
     from asmopt.model.settings import config_root
 
     return config_root(anchor)
+
+
+def tests_target(source: Path, tests_dir: Path):  # -> asmopt.model.settings.Target
+    """A target of its own for SOURCE, tested by the NAME.in/NAME.out cases in TESTS_DIR
+    (what --tests asks for instead of asmopt.toml's targets)."""
+    from asmopt.model.settings import Target
+
+    if not tests_dir.is_dir():
+        _fail(f"test directory {tests_dir} does not exist")
+    return Target(name=source.stem, sources=(source.resolve(),), tests=tests_dir.resolve())

@@ -18,6 +18,7 @@ from asmopt.commands.common import (
     _open_store,
     _stderr_console,
     sandbox_options,
+    tests_target,
     workspace_root,
 )
 
@@ -126,7 +127,7 @@ def optimize(source: Path, function: str | None, tests_dir: Path | None,
     """
     from asmopt.model.search.optimizer import OptimizeError, OptimizeRequest
     from asmopt.model.search.optimizer import optimize as run_optimize
-    from asmopt.model.settings import SettingsError, Target, load_config
+    from asmopt.model.settings import SettingsError, load_config
 
     if not source.exists():
         _fail(f"{source} does not exist")
@@ -144,29 +145,13 @@ def optimize(source: Path, function: str | None, tests_dir: Path | None,
         )  # fmt: skip
     except SettingsError as err:
         _fail(str(err))
-    target = None
-    if target_name is not None:
-        try:
-            target = config.target_named(target_name)
-        except SettingsError as err:
-            _fail(str(err))
-        if not target.owns(source):
-            _fail(f"target {target_name!r} does not list {source}: add it to its sources")
+    target = _named_target(config, target_name, source) if target_name is not None else None
     if tests_dir is not None:
-        if not tests_dir.is_dir():
-            _fail(f"test directory {tests_dir} does not exist")
-        target = Target(name=source.stem, sources=(source.resolve(),), tests=tests_dir.resolve())
+        target = tests_target(source, tests_dir)
     out_path = source.with_name(source.stem + ".opt.s")
     if write and out_path.exists() and not force:
         _fail(f"{out_path} exists: pass --force to replace it, or move it away")
-    # Only the transformers back-end needs a local file; vllm takes hub ids, openai names.
-    local_only = "transformers" in settings.effective_policies()
-    if model is not None and not Path(model).expanduser().exists() and local_only:
-        _fail(
-            f"model path {model} does not exist: the transformers policy loads a local "
-            "checkpoint directory or .gguf; for a Hugging Face id use --policy vllm, or serve it "
-            "(vllm serve, asmopt serve-model) and use --policy openai --endpoint URL"
-        )
+    _check_model_path(model, settings)
 
     request = OptimizeRequest(source, function, settings, target=target, workspace=root)
     outcome = _run_with_progress(run_optimize, request, _open_store(root), quiet=as_json)
@@ -193,6 +178,31 @@ def optimize(source: Path, function: str | None, tests_dir: Path | None,
     if outcome.winner is None and outcome.cancelled:
         sys.exit(EXIT_INTERRUPTED)
     sys.exit(EXIT_OK if outcome.winner is not None else EXIT_NO)
+
+
+def _named_target(config, name: str, source: Path):  # -> asmopt.model.settings.Target
+    """The asmopt.toml target called ``name``, which must list ``source``."""
+    from asmopt.model.settings import SettingsError
+
+    try:
+        target = config.target_named(name)
+    except SettingsError as err:
+        _fail(str(err))
+    if not target.owns(source):
+        _fail(f"target {name!r} does not list {source}: add it to its sources")
+    return target
+
+
+def _check_model_path(model: str | None, settings) -> None:
+    """Refuse a --model path that does not exist where a local file is needed."""
+    # Only the transformers back-end needs a local file; vllm takes hub ids, openai names.
+    local_only = "transformers" in settings.effective_policies()
+    if model is not None and not Path(model).expanduser().exists() and local_only:
+        _fail(
+            f"model path {model} does not exist: the transformers policy loads a local "
+            "checkpoint directory or .gguf; for a Hugging Face id use --policy vllm, or serve it "
+            "(vllm serve, asmopt serve-model) and use --policy openai --endpoint URL"
+        )
 
 
 def _run_with_progress(run, request, store, quiet: bool):

@@ -11,6 +11,7 @@ from asmopt.commands.common import (
     _console,
     _fail,
     sandbox_options,
+    tests_target,
     workspace_root,
 )
 
@@ -43,7 +44,7 @@ def profile(source: Path, tests_dir: Path | None, budget: float, all_tests: bool
     from rich.table import Table
 
     from asmopt.model.search.optimizer import OptimizeError, OptimizeRequest, profile_program
-    from asmopt.model.settings import SettingsError, Target, load_config
+    from asmopt.model.settings import SettingsError, load_config
 
     if not source.exists():
         _fail(f"{source} does not exist")
@@ -54,11 +55,7 @@ def profile(source: Path, tests_dir: Path | None, budget: float, all_tests: bool
         )
     except SettingsError as err:
         _fail(str(err))
-    target = None
-    if tests_dir is not None:
-        if not tests_dir.is_dir():
-            _fail(f"test directory {tests_dir} does not exist")
-        target = Target(name=source.stem, sources=(source.resolve(),), tests=tests_dir.resolve())
+    target = tests_target(source, tests_dir) if tests_dir is not None else None
     request = OptimizeRequest(source, None, settings, target=target, workspace=root)
     try:
         with _console(stderr=True).status("profiling (valgrind --tool=callgrind)"):

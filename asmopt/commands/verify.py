@@ -67,10 +67,9 @@ def verify(
     timeout: float,
 ) -> None:
     """Run CANDIDATE.s against the tests and benchmark it against the baseline."""
-    from asmopt.executor.benchmark import BenchmarkOptions
-    from asmopt.executor.sandbox import SandboxError, SandboxLimits
-    from asmopt.executor.testcases import Comparator, TestSetError, load_tests
-    from asmopt.executor.verify import BaselineError, VerifyOptions, prepare_baseline
+    from asmopt.executor.sandbox import SandboxError
+    from asmopt.executor.testcases import TestSetError, load_tests
+    from asmopt.executor.verify import BaselineError, prepare_baseline, verify_candidate
 
     if not candidate.exists():
         _fail(f"{candidate} does not exist")
@@ -78,12 +77,7 @@ def verify(
         tests = load_tests(tests_dir)
     except TestSetError as err:
         _fail(str(err))
-    options = VerifyOptions(
-        comparator=Comparator(mode=compare, rel_tol=tolerance),  # type: ignore[arg-type]
-        limits=SandboxLimits(wall_seconds=timeout, cpu_seconds=int(timeout) + 1),
-        bench=BenchmarkOptions(target_rel_ci=target_ci, budget_seconds=budget),
-        measure=not no_measure,
-    )
+    options = _verify_options(compare, tolerance, timeout, target_ci, budget, no_measure)
     sandbox = _make_sandbox(options.limits, no_sandbox)
     store = _workspace_store(candidate)
     err_console = _console(stderr=True)
@@ -102,8 +96,6 @@ def verify(
                 options=options,
                 progress=lambda m: status.update(m),
             )
-            from asmopt.executor.verify import verify_candidate
-
             result = verify_candidate(
                 candidate.read_text(errors="replace"),
                 base,
@@ -115,20 +107,51 @@ def verify(
             )
             counts = None
             if instructions and result.all_passed:
-                from asmopt.executor.callgrind import CallgrindError
-                from asmopt.executor.verify import instruction_counts
-
                 status.update("counting instructions (callgrind)")
-                try:
-                    counts = instruction_counts(
-                        candidate.read_text(errors="replace"), base, sandbox, options
-                    )
-                except CallgrindError as err:
-                    counts = {"error": str(err)}
+                counts = _instruction_counts(candidate, base, sandbox, options)
     except (BaselineError, SandboxError) as err:
         _fail(str(err))
     finally:
         sandbox.close()
+    _print_result(result, counts, candidate, as_json)
+    sys.exit(0 if result.all_passed else 1)
+
+
+def _verify_options(
+    compare: str,
+    tolerance: float,
+    timeout: float,
+    target_ci: float,
+    budget: float,
+    no_measure: bool,
+):  # -> asmopt.executor.verify.VerifyOptions
+    """How the candidate is judged: output comparison, sandbox limits, benchmark precision."""
+    from asmopt.executor.benchmark import BenchmarkOptions
+    from asmopt.executor.sandbox import SandboxLimits
+    from asmopt.executor.testcases import Comparator
+    from asmopt.executor.verify import VerifyOptions
+
+    return VerifyOptions(
+        comparator=Comparator(mode=compare, rel_tol=tolerance),  # type: ignore[arg-type]
+        limits=SandboxLimits(wall_seconds=timeout, cpu_seconds=int(timeout) + 1),
+        bench=BenchmarkOptions(target_rel_ci=target_ci, budget_seconds=budget),
+        measure=not no_measure,
+    )
+
+
+def _instruction_counts(candidate: Path, base, sandbox, options) -> dict:
+    """Executed instructions of the candidate and the baseline (callgrind), or the error."""
+    from asmopt.executor.callgrind import CallgrindError
+    from asmopt.executor.verify import instruction_counts
+
+    try:
+        return instruction_counts(candidate.read_text(errors="replace"), base, sandbox, options)
+    except CallgrindError as err:
+        return {"error": str(err)}
+
+
+def _print_result(result, counts: dict | None, candidate: Path, as_json: bool) -> None:
+    """The verdict as one JSON object, or as a report for people."""
     if as_json:
         data = result.to_dict()
         if counts is not None:
@@ -140,4 +163,3 @@ def verify(
         print_verification(_console(), result, candidate.name)
         if counts is not None:
             print_instructions(_console(), counts)
-    sys.exit(0 if result.all_passed else 1)
