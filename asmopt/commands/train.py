@@ -1,9 +1,21 @@
-"""`asmopt train`: PPO on a data set, locally or with verl; rewards from the sandbox."""
+"""`asmopt train`: PPO on a data set, locally or with verl; rewards from the sandbox.
+
+The PPO options are made from the fields of ``PPOConfig`` (asmopt.model.training.ppo): its
+names, types and defaults, so a new hyper-parameter is an option at once and no default is
+written twice. That module imports torch, which takes seconds: the options are made when
+``asmopt train`` parses its arguments or prints its help, never when ``asmopt`` starts
+(:class:`TrainCommand`).
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import sys
+import types
+import typing
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -12,8 +24,117 @@ from asmopt.commands.common import (
     _fail,
 )
 
+# Each PPOConfig field's help; a field missing here still gets an option, with no help.
+PPO_HELP: dict[str, str] = {
+    "batch_size": "Prompts per step.",
+    "max_prompt_tokens": "Longer prompts are left out.",
+    "max_new_tokens": "Tokens per response at most.",
+    "temperature": "Sampling temperature of the rollouts.",
+    "actor_lr": "The policy's learning rate.",
+    "critic_lr": "The value head's learning rate (verl: the critic's).",
+    "ppo_epochs": "local: passes over each batch.",
+    "mini_batch_size": "local: samples per optimizer step (default: --batch-size).",
+    "micro_batch_size": "Samples per forward/backward (local): gradient accumulation.",
+    "max_grad_norm": "local: gradients are clipped to this norm.",
+    "weight_decay": "local: AdamW's weight decay.",
+    "gamma": "local: discount factor of the returns.",
+    "lam": "local: GAE's lambda.",
+    "clip_coef": "local: clip ratio of the policy loss.",
+    "value_clip": "local: clip range of the value loss.",
+    "vf_coef": "local: weight of the value loss.",
+    "ent_coef": "local: weight of the entropy bonus.",
+    "kl_coef": "KL penalty to the starting model (local; the paper uses none).",
+    "normalize_advantages": "local: scale each batch's advantages to mean 0, deviation 1.",
+    "epochs": "Passes over DATA.",
+    "steps": "Stop after N steps (default: --epochs passes over DATA).",
+    "seed": "local: random seed.",
+    "save_every": "Steps between checkpoints (verl: trainer.save_freq).",
+    "device": "local: auto, cpu, cuda, cuda:N.",
+    "dtype": "local: auto is bf16-mixed on CUDA (float32 master weights, bf16 autocast), float32 "
+    "on the CPU; bfloat16 weights lose most updates at lr 1e-6. verl always trains mixed.",
+    "gradient_checkpointing": "Recompute activations in the backward pass (default: off "
+    "locally, on with verl, as in the paper). Needed for 7B models at 4k tokens.",
+}
+# Option names other than the field's own (--max-new-tokens for max_new_tokens).
+OPTION_NAMES: dict[str, str] = {"actor_lr": "--lr"}
+# Fields whose option is unset by default, and what decides the value then.
+UNSET_BY_DEFAULT: dict[str, str] = {
+    "mini_batch_size": "--batch-size: one optimizer step per batch",
+    "gradient_checkpointing": "the engine: PPOConfig's default locally, VerlSettings' with verl",
+}
+# The fields verl takes, by launch_verl's (VerlSettings') name; the others are local only.
+VERL_NAMES: dict[str, str] = {
+    "batch_size": "batch_size",
+    "max_prompt_tokens": "max_prompt_length",
+    "max_new_tokens": "max_response_length",
+    "temperature": "temperature",
+    "actor_lr": "actor_lr",
+    "critic_lr": "critic_lr",
+    "micro_batch_size": "micro_batch_size_per_gpu",
+    "kl_coef": "kl_coef",
+    "epochs": "epochs",
+    "steps": "steps",
+    "save_every": "save_freq",
+    "gradient_checkpointing": "gradient_checkpointing",
+}
+# The dtypes verl trains in anyway (it always keeps float32 master weights, bf16 compute).
+VERL_DTYPES = ("auto", "bf16-mixed")
 
-@click.command()
+
+@functools.cache
+def ppo_options() -> tuple[click.Option, ...]:
+    """One option per field of PPOConfig, in its order, with its type and default."""
+    from asmopt.model.training.ppo import DTYPES, PPOConfig
+
+    hints = typing.get_type_hints(PPOConfig)
+    choices = {"dtype": DTYPES}
+    options = []
+    for field in dataclasses.fields(PPOConfig):
+        name = field.name
+        flag = OPTION_NAMES.get(name, "--" + name.replace("_", "-"))
+        kind = _option_type(name, hints[name])
+        default = None if name in UNSET_BY_DEFAULT else field.default
+        if kind is bool:
+            flag = f"{flag}/--no-{flag.removeprefix('--')}"
+        options.append(
+            click.Option(
+                [flag, name],
+                type=click.Choice(choices[name]) if name in choices else kind,
+                default=default,
+                show_default=default is not None,
+                help=PPO_HELP.get(name),
+            )
+        )
+    return tuple(options)
+
+
+def _option_type(name: str, hint: Any) -> type:
+    """int, float, str or bool: the type of a field (``int | None``: int)."""
+    if isinstance(hint, types.UnionType):
+        hints = [h for h in typing.get_args(hint) if h is not type(None)]
+        hint = hints[0] if len(hints) == 1 else hint
+    if hint in (int, float, str, bool):
+        return hint
+    raise TypeError(
+        f"PPOConfig.{name}: type {hint} has no command-line form; give it one in "
+        "asmopt/commands/train.py"
+    )
+
+
+class TrainCommand(click.Command):
+    """``asmopt train``, with :func:`ppo_options` after --out, made on first use."""
+
+    def get_params(self, ctx: click.Context) -> list[click.Parameter]:
+        params = super().get_params(ctx)
+        try:
+            ppo = ppo_options()
+        except ImportError as err:
+            _fail(f"asmopt train needs torch ({err}): pip install 'asmopt[llm]'")
+        at = next((i + 1 for i, p in enumerate(params) if p.name == "out_dir"), len(params) - 1)
+        return [*params[:at], *ppo, *params[at:]]
+
+
+@click.command(cls=TrainCommand)
 @click.argument("data", type=click.Path(path_type=Path))
 @click.option(
     "--engine",
@@ -30,56 +151,12 @@ from asmopt.commands.common import (
     type=click.Path(file_okay=False, path_type=Path),
     help="Run directory: checkpoint, metrics.jsonl, metrics.png (resumed if present).",
 )
-@click.option("--steps", type=int, default=None, help="Stop after N steps (default: 1 epoch).")
 @click.option(
     "--reward",
     type=click.Choice(["asmopt", "design1", "design2"]),
     default="asmopt",
     show_default=True,
     help="asmopt's reward, or the paper's design 1 / design 2.",
-)
-@click.option("--batch-size", type=int, default=16, show_default=True)
-@click.option("--lr", "actor_lr", type=float, default=1e-6, show_default=True)
-@click.option("--critic-lr", type=float, default=1e-5, show_default=True)
-@click.option("--temperature", type=float, default=0.5, show_default=True)
-@click.option("--max-new-tokens", type=int, default=2000, show_default=True)
-@click.option("--max-prompt-tokens", type=int, default=2000, show_default=True)
-@click.option(
-    "--kl-coef",
-    type=float,
-    default=0.0,
-    show_default=True,
-    help="KL penalty to the starting model (local; the paper uses none).",
-)
-@click.option(
-    "--micro-batch-size",
-    type=int,
-    default=1,
-    show_default=True,
-    help="Samples per forward/backward (local): gradient accumulation.",
-)
-@click.option(
-    "--save-every",
-    type=int,
-    default=1,
-    show_default=True,
-    help="Steps between checkpoints (verl: trainer.save_freq).",
-)
-@click.option("--seed", type=int, default=0, show_default=True, help="local: random seed.")
-@click.option("--device", default="auto", show_default=True, help="local: auto, cpu, cuda, cuda:N.")
-@click.option(
-    "--dtype",
-    type=click.Choice(["auto", "float32", "bf16-mixed", "bfloat16"]),
-    default="auto",
-    show_default=True,
-    help="local: auto is bf16-mixed on CUDA (float32 master weights, bf16 autocast), float32 "
-    "on the CPU; bfloat16 weights lose most updates at lr 1e-6. verl always trains mixed.",
-)
-@click.option(
-    "--gradient-checkpointing/--no-gradient-checkpointing",
-    default=None,
-    help="Recompute activations in the backward pass (default: off locally, on with verl, "
-    "as in the paper). Needed for 7B models at 4k tokens.",
 )
 @click.option("--workers", type=int, default=None, help="Reward worker processes.")
 @click.option(
@@ -115,73 +192,69 @@ from asmopt.commands.common import (
 @click.option("--dry-run", is_flag=True, help="verl: write the data and print the command only.")
 @click.option("--no-sandbox", is_flag=True, help="Run generated code WITHOUT bubblewrap.")
 @click.pass_context
-def train(ctx: click.Context, data: Path, engine: str, model: str, out_dir: Path,
-          steps: int | None, reward: str, batch_size: int, actor_lr: float, critic_lr: float,
-          temperature: float, max_new_tokens: int, max_prompt_tokens: int, kl_coef: float,
-          micro_batch_size: int, save_every: int, seed: int, device: str, dtype: str,
-          gradient_checkpointing: bool | None, workers: int | None, bench_budget: float,
-          metric: str, extraction: str, val: Path | None, gpus: int, nnodes: int,
-          dry_run: bool, no_sandbox: bool) -> None:  # fmt: skip
+def train(ctx: click.Context, data: Path, engine: str, model: str, out_dir: Path, reward: str,
+          workers: int | None, bench_budget: float, metric: str, extraction: str,
+          val: Path | None, gpus: int, nnodes: int, dry_run: bool, no_sandbox: bool,
+          **ppo: Any) -> None:  # fmt: skip
     """Train a model with PPO on DATA (the paper's parquet/JSON lines, or a directory of
     targets), rewards from the sandboxed executor. Running it again resumes from --out."""
-    from click.core import ParameterSource
-
     from asmopt.model.training.ppo import PPOConfig, TrainError
     from asmopt.model.training.reward import RewardSettings
     from asmopt.model.training.train import launch_verl, train_local
 
-    def given(*names: str) -> list[str]:
-        return [
-            "--" + n.replace("_", "-")
-            for n in names
-            if ctx.get_parameter_source(n) not in (ParameterSource.DEFAULT, None)
-        ]
-
     if not data.exists():
         _fail(f"{data} does not exist: pass a .parquet, .jsonl or a directory of targets")
-    # No option is silently ignored: each engine refuses the other's.
-    if engine == "verl":
-        ignored = given("seed", "device")
-        if dtype not in ("auto", "bf16-mixed"):
-            ignored.append(f"--dtype {dtype}")
-        if ignored:
-            _fail(
-                f"{', '.join(ignored)} only apply to --engine local: verl seeds and places its "
-                "workers itself and always trains float32 master weights with bf16 compute; "
-                "drop them"
-            )
-    else:
-        ignored = given("val", "gpus", "nnodes", "dry_run")
-        if ignored:
-            _fail(f"{', '.join(ignored)} only apply to --engine verl; drop them")
+    _refuse_the_other_engines_options(ctx, engine, ppo["dtype"])
+    # Unset: the engine's own default decides (PPOConfig's or VerlSettings').
+    ppo = {name: value for name, value in ppo.items() if value is not None}
     try:
         settings = RewardSettings(bench_budget=bench_budget, sandbox=not no_sandbox,
                                   metric=metric, extraction=extraction)  # fmt: skip
         if engine == "verl":
             code = launch_verl(
                 data, model, out_dir, val=val, dry_run=dry_run, reward=reward,
-                reward_settings=settings, batch_size=batch_size, actor_lr=actor_lr,
-                critic_lr=critic_lr, temperature=temperature,
-                max_response_length=max_new_tokens, max_prompt_length=max_prompt_tokens,
-                steps=steps, n_gpus_per_node=gpus, nnodes=nnodes, kl_coef=kl_coef,
-                save_freq=save_every, micro_batch_size_per_gpu=micro_batch_size,
-                gradient_checkpointing=True if gradient_checkpointing is None
-                else gradient_checkpointing,
+                reward_settings=settings, n_gpus_per_node=gpus, nnodes=nnodes,
+                **{VERL_NAMES[name]: value for name, value in ppo.items() if name in VERL_NAMES},
                 **({"reward_workers": workers} if workers else {}),
                 log=lambda m: _console(stderr=True).print(m, soft_wrap=True),
             )  # fmt: skip
             sys.exit(code)
-        config = PPOConfig(
-            batch_size=batch_size, actor_lr=actor_lr, critic_lr=critic_lr,
-            temperature=temperature, max_new_tokens=max_new_tokens,
-            max_prompt_tokens=max_prompt_tokens, kl_coef=kl_coef,
-            mini_batch_size=batch_size, micro_batch_size=min(micro_batch_size, batch_size),
-            steps=steps, save_every=save_every, seed=seed, device=device, dtype=dtype,
-            gradient_checkpointing=bool(gradient_checkpointing),
-        )  # fmt: skip
+        ppo.setdefault("mini_batch_size", ppo["batch_size"])
+        ppo["micro_batch_size"] = min(ppo["micro_batch_size"], ppo["mini_batch_size"])
+        config = PPOConfig(**ppo)
         _train_with_progress(train_local, data, model, out_dir, config, reward, settings, workers)
     except (TrainError, ValueError) as err:  # ValueError: a bad combination of options
         _fail(str(err))
+
+
+def _refuse_the_other_engines_options(ctx: click.Context, engine: str, dtype: str) -> None:
+    """No option is silently ignored: each engine refuses the other's."""
+    from click.core import ParameterSource
+
+    flags = {p.name: p.opts[0] for p in ctx.command.get_params(ctx)}
+
+    def given(*names: str) -> list[str]:
+        return [
+            flags[n]
+            for n in names
+            if ctx.get_parameter_source(n) not in (ParameterSource.DEFAULT, None)
+        ]
+
+    if engine == "verl":
+        local_only = [o.name for o in ppo_options() if o.name and o.name not in VERL_NAMES]
+        ignored = given(*(n for n in local_only if n != "dtype"))
+        if dtype not in VERL_DTYPES:
+            ignored.append(f"--dtype {dtype}")
+        if ignored:
+            _fail(
+                f"{', '.join(ignored)} only apply to --engine local: verl seeds and places its "
+                "workers itself, always trains float32 master weights with bf16 compute and "
+                "keeps its own settings for the rest of PPO; drop them"
+            )
+    else:
+        ignored = given("val", "gpus", "nnodes", "dry_run")
+        if ignored:
+            _fail(f"{', '.join(ignored)} only apply to --engine verl; drop them")
 
 
 def _train_with_progress(train_local, data, model, out_dir, config, reward, settings, workers):
