@@ -1,5 +1,6 @@
 """`asmopt train`'s PPO options are PPOConfig's fields: each has an option with PPOConfig's
-default, and what is typed reaches PPOConfig (local) or verl's settings."""
+default, and what is typed reaches PPOConfig (local) or verl's settings. Likewise the reward
+options and RewardSettings."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ import pytest
 from click.testing import CliRunner
 
 from asmopt.cli import main
-from asmopt.commands.train import OPTION_NAMES, UNSET_BY_DEFAULT, VERL_NAMES, train
+from asmopt.commands.train import OPTION_NAMES, REWARD_HELP, UNSET_BY_DEFAULT, VERL_NAMES, train
+from asmopt.model.training.reward import RewardSettings
 from asmopt.model.training.verl_config import VerlSettings
 
 PPOConfig = pytest.importorskip("asmopt.model.training.ppo").PPOConfig  # needs torch
@@ -30,6 +32,14 @@ def test_every_ppoconfig_field_is_an_option_with_ppoconfigs_default() -> None:
         assert options[field.name].default == expected, (
             f"--{field.name}: default {options[field.name].default!r}, PPOConfig: {expected!r}"
         )
+
+
+def test_the_reward_options_have_rewardsettings_defaults() -> None:
+    options = _options()
+    fields = {f.name: f for f in dataclasses.fields(RewardSettings)}
+    assert set(REWARD_HELP) <= set(fields)
+    for name in REWARD_HELP:
+        assert options[name].default == fields[name].default, name
 
 
 def test_the_exceptions_name_real_fields() -> None:
@@ -92,6 +102,7 @@ def test_verl_gets_its_fields_and_refuses_local_ones(tmp_path, monkeypatch) -> N
     common = ["train", str(data), "--engine", "verl", "--model", "m", "--out", str(tmp_path)]
     result = CliRunner().invoke(main, [*common, "--max-new-tokens", "64", "--epochs", "2"])
     assert result.exit_code == 0, result.output
+    assert seen["reward_settings"] == RewardSettings()
     assert seen["max_response_length"] == 64 and seen["epochs"] == 2
     assert "gradient_checkpointing" not in seen  # unset: VerlSettings' default (on)
     refused = CliRunner().invoke(main, [*common, "--gamma", "0.9", "--mini-batch-size", "2"])

@@ -1,10 +1,10 @@
 """`asmopt train`: PPO on a data set, locally or with verl; rewards from the sandbox.
 
-The PPO options are made from the fields of ``PPOConfig`` (asmopt.model.training.ppo): its
-names, types and defaults, so a new hyper-parameter is an option at once and no default is
-written twice. That module imports torch, which takes seconds: the options are made when
-``asmopt train`` parses its arguments or prints its help, never when ``asmopt`` starts
-(:class:`TrainCommand`).
+The PPO options are made from the fields of ``PPOConfig`` (asmopt.model.training.ppo), and
+the reward options from those of ``RewardSettings``: their names, types and defaults, so a new
+hyper-parameter is an option at once and no default is written twice. PPOConfig's module
+imports torch, which takes seconds: the options are made when ``asmopt train`` parses its
+arguments or prints its help, never when ``asmopt`` starts (:class:`TrainCommand`).
 """
 
 from __future__ import annotations
@@ -55,6 +55,14 @@ PPO_HELP: dict[str, str] = {
     "gradient_checkpointing": "Recompute activations in the backward pass (default: off "
     "locally, on with verl, as in the paper). Needed for 7B models at 4k tokens.",
 }
+# The RewardSettings fields that are options, and their help (the others are not options).
+REWARD_HELP: dict[str, str] = {
+    "bench_budget": "Seconds of benchmarking per correct candidate.",
+    "metric": "asmopt reward's speed metric (instructions: callgrind).",
+    "extraction": "How the answer is read: the last ```assembly block (asmopt), or the paper's "
+    "whole response with the fences stripped (use with --reward design1/design2).",
+}
+METRICS = ("time", "instructions")  # RewardSettings.metric's values
 # Option names other than the field's own (--max-new-tokens for max_new_tokens).
 OPTION_NAMES: dict[str, str] = {"actor_lr": "--lr"}
 # Fields whose option is unset by default, and what decides the value then.
@@ -86,14 +94,31 @@ def ppo_options() -> tuple[click.Option, ...]:
     """One option per field of PPOConfig, in its order, with its type and default."""
     from asmopt.model.training.ppo import DTYPES, PPOConfig
 
-    hints = typing.get_type_hints(PPOConfig)
-    choices = {"dtype": DTYPES}
+    names = [f.name for f in dataclasses.fields(PPOConfig)]
+    return _field_options(PPOConfig, names, PPO_HELP, {"dtype": DTYPES})
+
+
+@functools.cache
+def reward_options() -> tuple[click.Option, ...]:
+    """The options of the RewardSettings fields in :data:`REWARD_HELP`, with their defaults."""
+    from asmopt.model.training.reward import EXTRACTIONS, RewardSettings
+
+    choices = {"metric": METRICS, "extraction": EXTRACTIONS}
+    return _field_options(RewardSettings, list(REWARD_HELP), REWARD_HELP, choices)
+
+
+def _field_options(
+    cls: type, names: list[str], helps: dict[str, str], choices: dict[str, tuple[str, ...]]
+) -> tuple[click.Option, ...]:
+    """An option for each named field of the dataclass ``cls``: --field-name, the field's
+    type and default (``--x/--no-x`` for a bool)."""
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
     options = []
-    for field in dataclasses.fields(PPOConfig):
-        name = field.name
+    for name in names:
         flag = OPTION_NAMES.get(name, "--" + name.replace("_", "-"))
-        kind = _option_type(name, hints[name])
-        default = None if name in UNSET_BY_DEFAULT else field.default
+        kind = _option_type(f"{cls.__name__}.{name}", hints[name])
+        default = None if name in UNSET_BY_DEFAULT else fields[name].default
         if kind is bool:
             flag = f"{flag}/--no-{flag.removeprefix('--')}"
         options.append(
@@ -102,13 +127,13 @@ def ppo_options() -> tuple[click.Option, ...]:
                 type=click.Choice(choices[name]) if name in choices else kind,
                 default=default,
                 show_default=default is not None,
-                help=PPO_HELP.get(name),
+                help=helps.get(name),
             )
         )
     return tuple(options)
 
 
-def _option_type(name: str, hint: Any) -> type:
+def _option_type(field: str, hint: Any) -> type:
     """int, float, str or bool: the type of a field (``int | None``: int)."""
     if isinstance(hint, types.UnionType):
         hints = [h for h in typing.get_args(hint) if h is not type(None)]
@@ -116,22 +141,24 @@ def _option_type(name: str, hint: Any) -> type:
     if hint in (int, float, str, bool):
         return hint
     raise TypeError(
-        f"PPOConfig.{name}: type {hint} has no command-line form; give it one in "
-        "asmopt/commands/train.py"
+        f"{field}: type {hint} has no command-line form; give it one in asmopt/commands/train.py"
     )
 
 
 class TrainCommand(click.Command):
-    """``asmopt train``, with :func:`ppo_options` after --out, made on first use."""
+    """``asmopt train``, with :func:`ppo_options` after --out and :func:`reward_options`
+    after --workers, made on first use."""
 
     def get_params(self, ctx: click.Context) -> list[click.Parameter]:
-        params = super().get_params(ctx)
+        params = list(super().get_params(ctx))
         try:
-            ppo = ppo_options()
+            generated = {"out_dir": ppo_options(), "workers": reward_options()}
         except ImportError as err:
             _fail(f"asmopt train needs torch ({err}): pip install 'asmopt[llm]'")
-        at = next((i + 1 for i, p in enumerate(params) if p.name == "out_dir"), len(params) - 1)
-        return [*params[:at], *ppo, *params[at:]]
+        for after, options in generated.items():
+            at = next((i + 1 for i, p in enumerate(params) if p.name == after), len(params) - 1)
+            params[at:at] = options
+        return params
 
 
 @click.command(cls=TrainCommand)
@@ -160,28 +187,6 @@ class TrainCommand(click.Command):
 )
 @click.option("--workers", type=int, default=None, help="Reward worker processes.")
 @click.option(
-    "--bench-budget",
-    type=float,
-    default=10.0,
-    show_default=True,
-    help="Seconds of benchmarking per correct candidate.",
-)
-@click.option(
-    "--metric",
-    type=click.Choice(["time", "instructions"]),
-    default="time",
-    show_default=True,
-    help="asmopt reward's speed metric (instructions: callgrind).",
-)
-@click.option(
-    "--extraction",
-    type=click.Choice(["asmopt", "paper"]),
-    default="asmopt",
-    show_default=True,
-    help="How the answer is read: the last ```assembly block (asmopt), or the paper's "
-    "whole response with the fences stripped (use with --reward design1/design2).",
-)
-@click.option(
     "--val",
     type=click.Path(path_type=Path),
     default=None,
@@ -193,9 +198,8 @@ class TrainCommand(click.Command):
 @click.option("--no-sandbox", is_flag=True, help="Run generated code WITHOUT bubblewrap.")
 @click.pass_context
 def train(ctx: click.Context, data: Path, engine: str, model: str, out_dir: Path, reward: str,
-          workers: int | None, bench_budget: float, metric: str, extraction: str,
-          val: Path | None, gpus: int, nnodes: int, dry_run: bool, no_sandbox: bool,
-          **ppo: Any) -> None:  # fmt: skip
+          workers: int | None, val: Path | None, gpus: int, nnodes: int, dry_run: bool,
+          no_sandbox: bool, **generated: Any) -> None:  # fmt: skip
     """Train a model with PPO on DATA (the paper's parquet/JSON lines, or a directory of
     targets), rewards from the sandboxed executor. Running it again resumes from --out."""
     from asmopt.model.training.ppo import PPOConfig, TrainError
@@ -204,12 +208,12 @@ def train(ctx: click.Context, data: Path, engine: str, model: str, out_dir: Path
 
     if not data.exists():
         _fail(f"{data} does not exist: pass a .parquet, .jsonl or a directory of targets")
-    _refuse_the_other_engines_options(ctx, engine, ppo["dtype"])
+    _refuse_the_other_engines_options(ctx, engine, generated["dtype"])
+    rewards = {name: generated.pop(name) for name in REWARD_HELP}
     # Unset: the engine's own default decides (PPOConfig's or VerlSettings').
-    ppo = {name: value for name, value in ppo.items() if value is not None}
+    ppo = {name: value for name, value in generated.items() if value is not None}
     try:
-        settings = RewardSettings(bench_budget=bench_budget, sandbox=not no_sandbox,
-                                  metric=metric, extraction=extraction)  # fmt: skip
+        settings = RewardSettings(**rewards, sandbox=not no_sandbox)
         if engine == "verl":
             code = launch_verl(
                 data, model, out_dir, val=val, dry_run=dry_run, reward=reward,
