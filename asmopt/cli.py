@@ -1,6 +1,7 @@
 """The one command line: the ``asmopt`` group, its global options, and where an exception
 becomes an exit status. The commands themselves live in :mod:`asmopt.commands`, one module
-each.
+each; the statuses are defined in :mod:`asmopt.commands.common` (every command needs them)
+and exported here too.
 
 Heavy modules are imported inside each command so that ``asmopt serve`` and ``--help`` start
 fast. Every command runs through :class:`_Commands`, the one place where an exception becomes
