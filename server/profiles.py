@@ -64,7 +64,7 @@ def profile_key(source: Path, target: Any, settings: Any, config_root: Path | No
         digest.update(raw)
 
     field(__version__)
-    field(str(source.resolve()))
+    # The program, not the file asked about: every file of a target shares its profile.
     sources = sorted({Path(s).resolve() for s in target.sources} | {source.resolve()})
     for path in sources:
         field(str(path))

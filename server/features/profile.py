@@ -61,14 +61,24 @@ class Profiler:
         self._pids: set[int] = set()
         self._sources: dict[str, tuple[Path, Path]] = {}  # source -> (path, workspace)
         self._stopped = False
+        self._asked: dict[str, int] = {}  # sources being looked for, with how many askers
 
     # ------------------------------------------------------------ asking
 
     async def ensure(self, path: Path) -> ProfileEntry | str:
         """The profile of ``path``'s target for its files as they are on disk: from memory,
         the store, or a new run; else why there is none."""
-        server = self.server
         source = source_key(path)
+        self._asked[source] = self._asked.get(source, 0) + 1
+        try:
+            return await self._ensure(path, source)
+        finally:
+            self._asked[source] -= 1
+            if not self._asked[source]:
+                del self._asked[source]
+
+    async def _ensure(self, path: Path, source: str) -> ProfileEntry | str:
+        server = self.server
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(server.settings_ready.wait(), timeout=10)
         workspace = server.workspace_root(path)
@@ -113,15 +123,20 @@ class Profiler:
             return
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.server.settings_ready.wait(), timeout=10)
-        if not self.server.options.settings.profile_on_open:
+        if not await self._on_open_wanted(path):
             # Still show a profile made earlier (the command's, or another session's).
-            source = self.server.source_of(uri)
-            if source is not None and self.server.profiles.get(source) is None:
+            source = source_key(path)
+            if self.server.profiles.get(source) is None:
                 await self._from_store(path, source)
             return
         found = await self.ensure(path)
         if isinstance(found, str):
             self.server.log(f"asmopt: no profile for {path.name}: {found}")
+
+    async def _on_open_wanted(self, path: Path) -> bool:
+        """The setting ``profileOnOpen`` for ``path`` (the editor's, else its asmopt.toml's)."""
+        config, _target, _problem = await self.server.in_thread(self.server.target_for, path)
+        return self.server.options.for_workspace(config).profile_on_open
 
     async def _from_store(self, path: Path, source: str) -> None:
         try:
@@ -132,10 +147,16 @@ class Profiler:
         if stored is not None:
             self._show(source, stored)
 
-    async def on_save(self) -> None:
+    async def on_save(self, uri: str) -> None:
         """A file was saved: drop the profiles whose files changed, and make them again for
-        the files that are open (when profiling on open)."""
+        the files that are open (when profiling on open); a saved file without a profile
+        gets one (its target may just have gained tests)."""
         server = self.server
+        path = server.path_of(uri)
+        if path is not None and path.suffix in SUFFIXES:
+            source = source_key(path)
+            if server.profiles.get(source) is None and not self._busy(source):
+                server.spawn(self.on_open(uri))
         for source in server.profiles.sources():
             entry = server.profiles.get(source)
             where = self._sources.get(source)
@@ -152,8 +173,12 @@ class Profiler:
                 server.profiles.drop(source)
                 server.refresh_views()
                 server.spawn(server.in_thread(forget_profile, workspace, entry.key))
-            if key and server.buffers_of_source(source) and server.options.settings.profile_on_open:
+            if key and server.buffers_of_source(source):
                 server.spawn(self.on_open(path.as_uri()))
+
+    def _busy(self, source: str) -> bool:
+        """Is a profile of ``source``'s files being looked for or made?"""
+        return source in self._asked
 
     # ------------------------------------------------------------ running
 
@@ -266,10 +291,11 @@ def on_open(server: AsmoptLanguageServer, uri: str) -> None:
         server.spawn(found.on_open(uri))
 
 
-def on_save(server: AsmoptLanguageServer) -> None:
+def on_save(server: AsmoptLanguageServer, uri: str) -> None:
+    """A file was saved: profiles whose files changed are dropped and made again."""
     found = profiler(server)
     if found is not None:
-        server.spawn(found.on_save())
+        server.spawn(found.on_save(uri))
 
 
 def register(server: AsmoptLanguageServer) -> None:

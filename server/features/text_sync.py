@@ -104,7 +104,7 @@ def register(server: AsmoptLanguageServer) -> None:
         buffer = ls.documents.get(params.text_document.uri)
         if buffer is not None and not buffer.too_large:
             schedule_diagnostics(ls, buffer.uri, delay=0.0)
-        profile.on_save(ls)
+        profile.on_save(ls, params.text_document.uri)
 
     @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
     def did_close(ls: AsmoptLanguageServer, params: types.DidCloseTextDocumentParams) -> None:

@@ -191,3 +191,18 @@ async def test_hottest_functions_says_why_there_is_no_profile(workspace, lsp):
         assert answer["error"].startswith("no tests for prog.c")
         assert (await s.command("asmopt.hottestFunctions"))["error"]
         assert not s.messages(), s.messages()
+
+
+async def test_a_save_profiles_a_file_that_had_no_profile(workspace, lsp):
+    """A target that could not be profiled when opened (here: the fake has no profile; in
+    life, no tests yet) is profiled again when a file is saved."""
+    async with lsp.session(workspace) as s:
+        uri = s.open("prog.c")
+        await asyncio.sleep(1.5)  # the failed profile on open is only logged
+        assert await s.lenses(uri) == ["Optimize", "Optimize"]
+        assert not s.messages(), s.messages()
+        _fake_profile(workspace, {"sum_to": 620, "main": 5}, total=2000)
+        s.client.text_document_did_save(
+            types.DidSaveTextDocumentParams(types.TextDocumentIdentifier(uri))
+        )
+        await s.wait_for_lens(uri, "31% of instructions")
