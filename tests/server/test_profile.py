@@ -206,3 +206,26 @@ async def test_a_save_profiles_a_file_that_had_no_profile(workspace, lsp):
             types.DidSaveTextDocumentParams(types.TextDocumentIdentifier(uri))
         )
         await s.wait_for_lens(uri, "31% of instructions")
+
+
+async def test_the_files_of_one_target_share_its_profile(workspace, lsp):
+    (workspace / "helper.c").write_text("long helper(long n)\n{\n    return n * 3;\n}\n")
+    (workspace / "asmopt.toml").write_text(
+        '[[target]]\nname = "prog"\nsources = ["prog.c", "helper.c"]\ntests = "tests"\n'
+    )
+    _fake_profile(workspace, {"sum_to": 620, "helper": 300, "main": 5}, total=2000)
+    async with lsp.session(workspace) as s:
+        prog = s.open("prog.c")
+        await s.wait_for_lens(prog, "31% of instructions")
+        helper = s.open("helper.c")
+        assert await s.wait_for_lens(helper, "15% of instructions") == [
+            "Optimize",
+            "15% of instructions",
+        ]
+        assert _made(workspace) == 1
+        answer = await s.command("asmopt.hottestFunctions", helper)
+        assert [(f["name"], f["uri"]) for f in answer["functions"]] == [
+            ("sum_to", None),  # defined in prog.c, not in the file asked about
+            ("helper", helper),
+            ("main", None),
+        ]
