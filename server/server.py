@@ -25,6 +25,7 @@ from asmopt.model.settings import config_root
 from asmopt.server.documents import Buffer, DocumentStore, FunctionInfo, Language
 from asmopt.server.jobs import JobManager
 from asmopt.server.options import ServerOptions, workspace_config
+from asmopt.server.profiles import ProfileIndex
 from asmopt.server.protocol import AsmoptProtocol, serve_stdio
 from asmopt.server.results import ResultIndex, source_key
 
@@ -51,6 +52,9 @@ class AsmoptLanguageServer(LanguageServer):
         self.documents = DocumentStore()
         self.options = ServerOptions()
         self.results = ResultIndex()
+        # Instruction profiles by source (features/profile.py makes them, lenses show them).
+        self.profiles = ProfileIndex()
+        self.profiler: Any = None
         self.jobs = JobManager(self._job_changed, self._job_done)
         # Features subscribe to job events (progress, lenses, diagnostics).
         self.job_listeners: list[Callable[[Any], None]] = []

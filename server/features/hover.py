@@ -1,7 +1,8 @@
 """Hover. On a function name: the measured result (speed-up with CI, tests, policy) and
-llvm-mca estimates, labelled as estimates, of the baseline and the candidate. On another line
-of a C buffer: the instructions ``gcc -O3`` generated for that line, read from a ``-g`` build
-of the buffer (made in a thread, once per buffer version) with
+llvm-mca estimates, labelled as estimates, of the baseline and the candidate, then the
+function's share of its program's instructions once the program has been profiled. On
+another line of a C buffer: the instructions ``gcc -O3`` generated for that line, read from
+a ``-g`` build of the buffer (made in a thread, once per buffer version) with
 :func:`asmopt.executor.elf.instructions_for_line`."""
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING
 from lsprotocol import types
 
 from asmopt.server.documents import Language
+from asmopt.server.profiles import hover_text as profile_hover
 
 if TYPE_CHECKING:
     from asmopt.server.documents import Buffer, FunctionInfo
@@ -222,6 +224,9 @@ async def _function_hover(server: AsmoptLanguageServer, buffer: Buffer, fn: Func
         estimates.append(f"candidate {await _estimate(server, result.asm, fn.name)}")
     if estimates:
         parts.append("*Estimate* (llvm-mca model, not a measurement): " + " · ".join(estimates))
+    profiled = server.profiles.get(source)
+    if profiled is not None:
+        parts.append(profile_hover(profiled, fn.name))
     return "\n\n".join(parts)
 
 

@@ -109,3 +109,26 @@ def optimize(request, *, store=None, progress=None, cancel=None, on_update=None,
         return OptimizeOutcome(None, (ranked,), baseline, request.function, "all failed")
     ranked = RankedCandidate(c, _result(Verdict.NOT_FASTER, 10, 10, 1.0))
     return OptimizeOutcome(None, (ranked,), baseline, request.function, "none faster")
+
+
+def profile_program(request, *, budget=8.0, every_test=False):
+    """A stand-in for ``profile_program``: the profile under ``"profile"`` in ``fake.json``
+    (``{"functions": {name: instructions}, "total": n}``), else none (an OptimizeError, so
+    the sessions of the other tests show no shares). Each call appends a line to
+    ``profiles-made.txt`` beside the source."""
+    from asmopt.executor.profile import FunctionShare, Profile
+
+    source = Path(request.source)
+    control = source.parent / "fake.json"
+    config = json.loads(control.read_text()) if control.exists() else {}
+    wanted = config.get("profile")
+    if not wanted:
+        raise OptimizeError("fake: no profile asked for in fake.json")
+    with open(source.parent / "profiles-made.txt", "a") as made:
+        made.write(f"{source.name}\n")
+    time.sleep(float(wanted.get("delay", 0.0)))
+    total = int(wanted["total"])
+    counts = sorted(wanted["functions"].items(), key=lambda kv: -kv[1])
+    functions = tuple(FunctionShare(n, v, v / total) for n, v in counts)
+    own = sum(v for _, v in counts)
+    return source.stem, Profile(total, own, functions, tests=("small",), seconds=0.1)
