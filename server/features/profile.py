@@ -47,6 +47,7 @@ if TYPE_CHECKING:
 COMMAND = "asmopt.hottestFunctions"
 SHOW_COMMAND = "asmopt.showHottestFunctions"  # the client's quick pick (the lens's command)
 TIMEOUT = 120.0  # seconds a profile may take before its worker is killed
+JOB_POLL = 0.5  # seconds between looks at whether the optimize jobs have ended
 SUFFIXES = (".c", ".s", ".S", ".asm")
 
 
@@ -186,6 +187,10 @@ class Profiler:
         self, path: Path, workspace: Path, key: str, settings: dict[str, Any]
     ) -> ProfileEntry | str:
         async with self._lane:
+            # An optimize job's timed runs come first: a profile (valgrind, a whole core) does
+            # not start beside them, it waits for the jobs to end.
+            while self.server.jobs.active() and not self._stopped:
+                await asyncio.sleep(JOB_POLL)
             if self._stopped:
                 return "the server is stopping"
             return await self._run_worker(path, workspace, key, settings)
