@@ -27,6 +27,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from asmopt.executor.results import BuildResult
 from asmopt.executor.sandbox import Sandbox, SandboxError, SandboxLimits
 from asmopt.executor.testcases import TestCase, TestSetError, load_tests
 from asmopt.executor.toolchain import build_binary, compile_to_asm, find_tool
@@ -292,17 +293,23 @@ class CompilerSearchPolicy:
             *_user_flags(request.cflags),
         )
 
+    def _compile(
+        self, variant: Variant, request: Request, source: Path, out: Path, *extra: str
+    ) -> BuildResult:
+        """``source`` to assembly in ``out`` with the variant's compiler and flags (+ ``extra``)."""
+        return compile_to_asm(
+            source,
+            out,
+            compiler=variant.compiler,
+            flags=self._flags(variant, request, *extra),
+            timeout=self.timeout,
+        )
+
     def _build_plain(
         self, variant: Variant, source: Path, request: Request, vdir: Path
     ) -> _Built | str:
         out = vdir / "variant.s"
-        build = compile_to_asm(
-            source,
-            out,
-            compiler=variant.compiler,
-            flags=self._flags(variant, request),
-            timeout=self.timeout,
-        )
+        build = self._compile(variant, request, source, out)
         if not build.ok:
             return _first_error(build.stderr, build.diagnostics)
         return _Built(_read_asm(out, variant), variant.label)
@@ -318,12 +325,71 @@ class CompilerSearchPolicy:
     ) -> _Built | str:
         if variant.compiler == "clang" and find_tool("llvm-profdata") is None:
             return "llvm-profdata not found (apt-get install llvm) to merge clang's profile"
-        lent = sandbox.make_output_dir()
-        seen_as = sandbox.output_path(lent)
         # One path for the instrumented and the final compile: gcc names the .gcda file after
         # the output file (-o), and -fprofile-use looks for the same name.
         out = vdir / "variant.s"
-        instrumented = vdir / "instrumented"
+        profile = self._record_profile(variant, source, request, training, sandbox, out)
+        if isinstance(profile, str):
+            return profile
+        copied, trained = profile
+        use_flags = _profile_use_flags(variant.compiler, copied, vdir, self.timeout)
+        if isinstance(use_flags, str):
+            return use_flags
+        build = self._compile(variant, request, source, out, *use_flags)
+        if not build.ok:
+            return "profile-guided build failed: " + _first_error(build.stderr, build.diagnostics)
+        if _MISSING_PROFILE in build.stderr or "no profile data available" in build.stderr:
+            # Without data, -fprofile-use quietly builds with guessed counts: not a PGO build.
+            return "the compiler did not find the profile data it was given: " + (
+                build.stderr.strip().splitlines()[0] if build.stderr.strip() else "no message"
+            )
+        label = f"{variant.label} ({trained} training input{'s' if trained != 1 else ''})"
+        return _Built(_read_asm(out, variant), label)
+
+    def _record_profile(
+        self,
+        variant: Variant,
+        source: Path,
+        request: Request,
+        training: list[TestCase],
+        sandbox: Sandbox,
+        out: Path,
+    ) -> tuple[list[Path], int] | str:
+        """Build an instrumented program and run it on ``training`` inside ``sandbox``.
+
+        Returns the profile files (copied next to ``out``, under ``profile/``) and how many
+        runs left data, or why there is no profile.
+        """
+        lent = sandbox.make_output_dir()
+        instrumented = self._build_instrumented(
+            variant, source, request, sandbox, out, sandbox.output_path(lent)
+        )
+        if isinstance(instrumented, str):
+            return instrumented
+        trained = self._run_training(instrumented, training, sandbox, lent)
+        if isinstance(trained, str):
+            return trained
+        copied = _collect_profile(lent, out.parent / "profile", (".gcda", ".profraw"))
+        shutil.rmtree(lent, ignore_errors=True)
+        if trained == 0 or not copied:
+            return (
+                f"the instrumented build left no profile data after {len(training)} training "
+                "runs (every run crashed or timed out?)"
+            )
+        return copied, trained
+
+    def _build_instrumented(
+        self,
+        variant: Variant,
+        source: Path,
+        request: Request,
+        sandbox: Sandbox,
+        out: Path,
+        seen_as: Path,
+    ) -> Path | str:
+        """Compile and link a program that writes its profile under ``seen_as`` (the lent
+        directory as the sandboxed program sees it); returns its path or why it failed."""
+        instrumented = out.parent / "instrumented"
         if variant.compiler == "gcc":
             gen_flags: tuple[str, ...] = (
                 f"-fprofile-generate={seen_as}",
@@ -333,13 +399,7 @@ class CompilerSearchPolicy:
         else:
             gen_flags = (f"-fprofile-instr-generate={seen_as}/prof-%p.profraw",)
             link_flags = ("-fprofile-instr-generate",)
-        build = compile_to_asm(
-            source,
-            out,
-            compiler=variant.compiler,
-            flags=self._flags(variant, request, *gen_flags),
-            timeout=self.timeout,
-        )
+        build = self._compile(variant, request, source, out, *gen_flags)
         if not build.ok:
             return "instrumented build failed: " + _first_error(build.stderr, build.diagnostics)
         # The instrumented program is linked by its own compiler: it needs that compiler's
@@ -355,6 +415,12 @@ class CompilerSearchPolicy:
         )
         if not link.ok:
             return "instrumented link failed: " + _first_error(link.stderr, link.diagnostics)
+        return instrumented
+
+    def _run_training(
+        self, instrumented: Path, training: list[TestCase], sandbox: Sandbox, lent: Path
+    ) -> int | str:
+        """Run ``instrumented`` on each training input; how many runs left a profile."""
         trained = 0
         for test in training:
             try:
@@ -371,42 +437,7 @@ class CompilerSearchPolicy:
             # that timed out or crashed leaves none, and its input is simply not counted.
             if run.exit_code is not None and not run.timed_out:
                 trained += 1
-        profile_dir = vdir / "profile"
-        copied = _collect_profile(lent, profile_dir, (".gcda", ".profraw"))
-        shutil.rmtree(lent, ignore_errors=True)
-        if trained == 0 or not copied:
-            return (
-                f"the instrumented build left no profile data after {len(training)} training "
-                "runs (every run crashed or timed out?)"
-            )
-        label = f"{variant.label} ({trained} training input{'s' if trained != 1 else ''})"
-        if variant.compiler == "gcc":
-            use_flags: tuple[str, ...] = (
-                f"-fprofile-use={profile_dir}",
-                "-fprofile-partial-training",
-                "-Wmissing-profile",
-            )
-        else:
-            merged = vdir / "merged.profdata"
-            error = _merge_clang_profiles(copied, merged, self.timeout)
-            if error:
-                return error
-            use_flags = (f"-fprofile-instr-use={merged}", "-Wprofile-instr-missing")
-        build = compile_to_asm(
-            source,
-            out,
-            compiler=variant.compiler,
-            flags=self._flags(variant, request, *use_flags),
-            timeout=self.timeout,
-        )
-        if not build.ok:
-            return "profile-guided build failed: " + _first_error(build.stderr, build.diagnostics)
-        if _MISSING_PROFILE in build.stderr or "no profile data available" in build.stderr:
-            # Without data, -fprofile-use quietly builds with guessed counts: not a PGO build.
-            return "the compiler did not find the profile data it was given: " + (
-                build.stderr.strip().splitlines()[0] if build.stderr.strip() else "no message"
-            )
-        return _Built(_read_asm(out, variant), label)
+        return trained
 
     # -- the candidate ----------------------------------------------------------------------
     def _candidate(self, request: Request, variant: Variant, built: _Built) -> Proposal:
@@ -495,6 +526,23 @@ def _collect_profile(lent: Path, into: Path, suffixes: tuple[str, ...]) -> list[
             target.write_bytes(data)
             copied.append(target)
     return copied
+
+
+def _profile_use_flags(
+    compiler: str, copied: list[Path], vdir: Path, timeout: float
+) -> tuple[str, ...] | str:
+    """The flags that build from the profile in ``vdir/profile`` (clang's merged first)."""
+    if compiler == "gcc":
+        return (
+            f"-fprofile-use={vdir / 'profile'}",
+            "-fprofile-partial-training",
+            "-Wmissing-profile",
+        )
+    merged = vdir / "merged.profdata"
+    error = _merge_clang_profiles(copied, merged, timeout)
+    if error:
+        return error
+    return (f"-fprofile-instr-use={merged}", "-Wprofile-instr-missing")
 
 
 def _merge_clang_profiles(raw: list[Path], merged: Path, timeout: float) -> str:
