@@ -1,7 +1,8 @@
 """asmopt.model.search: candidates, and the search for the fastest verified one.
 
 - :mod:`.policy`: the one interface every source of candidates implements.
-- :mod:`.compiler_search`: the embedded default: other compilers, flags, PGO.
+- :mod:`.compiler_search`: the embedded default: other compilers, flags, PGO (the variants
+  it tries, and what a CPU needs to run them: :mod:`.compiler_variants`).
 - :mod:`.llm_policy`, :mod:`.prompts`, :mod:`.backends`: a language model as a policy (the
   paper's prompt, transformers / OpenAI-compatible / vLLM back-ends); :mod:`.openai_server` is
   ``asmopt serve-model``, the small server the ``openai`` back-end can talk to.
