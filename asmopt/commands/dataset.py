@@ -66,12 +66,8 @@ def dataset_build(
     timeout: float,
 ) -> None:
     """Build train/val parquet from SRC_DIR (C programs with tests, or an asmopt.toml)."""
-    from asmopt.model.evaluation.dataset import (
-        BuildOptions,
-        DatasetError,
-        build_dataset,
-        load_tokenizer,
-    )
+    from asmopt.model.evaluation.dataset import DatasetError
+    from asmopt.model.evaluation.dataset_build import BuildOptions, build_dataset, load_tokenizer
 
     if max_tokens is not None and tokenizer is None:
         _fail("--max-tokens needs --tokenizer PATH")
