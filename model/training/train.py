@@ -29,7 +29,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from asmopt.model.training.ppo import PPOConfig, TrainError
+from asmopt.model.training.ppo_config import PPOConfig, TrainError
 from asmopt.model.training.reward import RewardSettings
 from asmopt.model.training.verl_config import VerlSettings, verl_overrides
 
@@ -79,7 +79,7 @@ def train_local(
 ) -> list[dict[str, Any]]:
     """Run (or resume) PPO with the compact trainer; returns this run's per-step metrics."""
     from asmopt.model.training.ppo import PPOTrainer
-    from asmopt.model.training.reward import RewardPool
+    from asmopt.model.training.reward_pool import RewardPool
 
     problems = load_problems(data, (reward_settings or RewardSettings()).max_tests)
     pool = RewardPool(reward, reward_settings, workers)
