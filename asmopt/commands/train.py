@@ -92,7 +92,7 @@ VERL_DTYPES = ("auto", "bf16-mixed")
 @functools.cache
 def ppo_options() -> tuple[click.Option, ...]:
     """One option per field of PPOConfig, in its order, with its type and default."""
-    from asmopt.model.training.ppo import DTYPES, PPOConfig
+    from asmopt.model.training.ppo_config import DTYPES, PPOConfig
 
     names = [f.name for f in dataclasses.fields(PPOConfig)]
     return _field_options(PPOConfig, names, PPO_HELP, {"dtype": DTYPES})
@@ -151,10 +151,8 @@ class TrainCommand(click.Command):
 
     def get_params(self, ctx: click.Context) -> list[click.Parameter]:
         params = list(super().get_params(ctx))
-        try:
-            generated = {"out_dir": ppo_options(), "workers": reward_options()}
-        except ImportError as err:
-            _fail(f"asmopt train needs torch ({err}): pip install 'asmopt[llm]'")
+        # Neither PPOConfig's module nor the reward's imports torch: --help stays fast.
+        generated = {"out_dir": ppo_options(), "workers": reward_options()}
         for after, options in generated.items():
             at = next((i + 1 for i, p in enumerate(params) if p.name == after), len(params) - 1)
             params[at:at] = options
@@ -202,7 +200,7 @@ def train(ctx: click.Context, data: Path, engine: str, model: str, out_dir: Path
           no_sandbox: bool, **generated: Any) -> None:  # fmt: skip
     """Train a model with PPO on DATA (the paper's parquet/JSON lines, or a directory of
     targets), rewards from the sandboxed executor. Running it again resumes from --out."""
-    from asmopt.model.training.ppo import PPOConfig, TrainError
+    from asmopt.model.training.ppo_config import PPOConfig, TrainError
     from asmopt.model.training.reward import RewardSettings
     from asmopt.model.training.train import launch_verl, train_local
 
