@@ -162,7 +162,7 @@ class RunSession:
         if sb.enabled:
             inside = self._inside_paths()
             files = (self.files, self.hidden) if self.files is not None else None
-            cmd = sb._bwrap.command(
+            cmd: list[str] = sb._bwrap.command(
                 self._tmp_bytes,
                 list(zip(self._programs, inside, strict=True)),
                 bpf_r,

@@ -117,6 +117,7 @@ class AsmoptLanguageServer(LanguageServer):
 
         self.protocol.set_writer(StdoutWriter(stdout or sys.stdout.buffer))
         try:
+            assert isinstance(self.protocol, AsmoptProtocol)  # protocol_cls, given above
             asyncio.run(serve_stdio(self.protocol, stdin.fileno() if stdin else None))
         except BrokenPipeError:
             logger.error("the client went away")

@@ -1,10 +1,10 @@
 """`asmopt train`: PPO on a data set, locally or with verl; rewards from the sandbox.
 
-The PPO options are made from the fields of ``PPOConfig`` (asmopt.model.training.ppo), and
-the reward options from those of ``RewardSettings``: their names, types and defaults, so a new
-hyper-parameter is an option at once and no default is written twice. PPOConfig's module
-imports torch, which takes seconds: the options are made when ``asmopt train`` parses its
-arguments or prints its help, never when ``asmopt`` starts (:class:`TrainCommand`).
+The PPO options are made from the fields of ``PPOConfig`` (asmopt.model.training.ppo_config),
+and the reward options from those of ``RewardSettings``: their names, types and defaults, so a
+new hyper-parameter is an option at once and no default is written twice. Neither module
+imports torch; the options are still made only when ``asmopt train`` parses its arguments or
+prints its help, never when ``asmopt`` starts (:class:`TrainCommand`).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import functools
 import sys
 import types
 import typing
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -108,7 +109,7 @@ def reward_options() -> tuple[click.Option, ...]:
 
 
 def _field_options(
-    cls: type, names: list[str], helps: dict[str, str], choices: dict[str, tuple[str, ...]]
+    cls: type, names: list[str], helps: dict[str, str], choices: Mapping[str, tuple[str, ...]]
 ) -> tuple[click.Option, ...]:
     """An option for each named field of the dataclass ``cls``: --field-name, the field's
     type and default (``--x/--no-x`` for a bool)."""
@@ -213,11 +214,12 @@ def train(ctx: click.Context, data: Path, engine: str, model: str, out_dir: Path
     try:
         settings = RewardSettings(**rewards, sandbox=not no_sandbox)
         if engine == "verl":
+            pool: dict[str, Any] = {"reward_workers": workers} if workers else {}
             code = launch_verl(
                 data, model, out_dir, val=val, dry_run=dry_run, reward=reward,
                 reward_settings=settings, n_gpus_per_node=gpus, nnodes=nnodes,
                 **{VERL_NAMES[name]: value for name, value in ppo.items() if name in VERL_NAMES},
-                **({"reward_workers": workers} if workers else {}),
+                **pool,
                 log=lambda m: _console(stderr=True).print(m, soft_wrap=True),
             )  # fmt: skip
             sys.exit(code)

@@ -498,9 +498,9 @@ def find_targets(directory: Path) -> list[tuple[str, Path, Path | None]]:
             continue
         if not has_main(text):
             continue
-        target = default_target(source)
-        assert target is not None
-        found.append((source.stem, source, target.tests))
+        guessed = default_target(source)
+        assert guessed is not None
+        found.append((source.stem, source, guessed.tests))
     return found
 
 

@@ -300,7 +300,7 @@ class CompilerSearchPolicy:
         compile_with: Callable[..., BuildResult],
         sandbox: Sandbox,
         out: Path,
-        seen_as: Path,
+        seen_as: str,
     ) -> Path | str:
         """Compile and link a program that writes its profile under ``seen_as`` (the lent
         directory as the sandboxed program sees it); returns its path or why it failed."""

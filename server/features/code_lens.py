@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from lsprotocol import types
 
 from asmopt.server.features.profile import profile_lenses
-from asmopt.server.protocol import encoded
+from asmopt.server.protocol import EncodedResult, encoded
 
 if TYPE_CHECKING:
     from asmopt.server.documents import FunctionInfo
@@ -57,7 +57,7 @@ def register(server: AsmoptLanguageServer) -> None:
     @server.feature(types.TEXT_DOCUMENT_CODE_LENS)
     async def code_lens(
         ls: AsmoptLanguageServer, params: types.CodeLensParams
-    ) -> list[types.CodeLens]:
+    ) -> list[types.CodeLens] | EncodedResult:  # encoded once, then served from a cache
         buffer = ls.documents.get(params.text_document.uri)
         if buffer is None or buffer.too_large:
             return []
