@@ -118,13 +118,14 @@ def _workspace_store(anchor: Path):
 def _open_store(root: Path):
     """The result store under ``root``, best effort: a store that cannot be used (corrupt
     and moved aside, a read-only workspace, a symbolic link) costs a warning, never the
-    result."""
-    from asmopt.executor.store import ResultStore
+    result. The editor opens the same one (``model.settings.Workspace``)."""
+    from asmopt.model.settings import open_store
 
-    return ResultStore(root, best_effort=True, warn=_warn)
+    return open_store(root, warn=_warn)
 
 
 def workspace_root(anchor: Path) -> Path:
+    """The folder of the nearest ``asmopt.toml`` upwards (``model.settings.Workspace``)."""
     from asmopt.model.settings import config_root
 
     return config_root(anchor)

@@ -153,7 +153,9 @@ def optimize(source: Path, function: str | None, tests_dir: Path | None,
         _fail(f"{out_path} exists: pass --force to replace it, or move it away")
     _check_model_path(model, settings)
 
-    request = OptimizeRequest(source, function, settings, target=target, workspace=root)
+    request = OptimizeRequest(
+        source, function, settings, target=target, workspace=root, config=config
+    )
     outcome = _run_with_progress(run_optimize, request, _open_store(root), quiet=as_json)
     if isinstance(outcome, OptimizeError):
         _fail(str(outcome))
@@ -287,45 +289,8 @@ def _run_with_progress(run, request, store, quiet: bool):
 
 
 def _outcome_json(outcome) -> dict:
-    """The winner in `asmopt verify --json`'s schema plus its policy; `not-faster` without."""
-    if outcome.winner is not None:
-        data = outcome.winner.result.to_dict()
-        data.update(policy=outcome.winner.candidate.policy, label=outcome.winner.candidate.label)
-    else:
-        passing = [c for c in outcome.candidates if c.result.all_passed]
-        best = passing[0] if passing else (outcome.candidates[0] if outcome.candidates else None)
-        data = (
-            best.result.to_dict()
-            if best
-            else {"tests": {"passed": 0, "total": 0, "verdicts": []}, "speedup": None}
-        )
-        data.update(
-            policy=best.candidate.policy if best else None,
-            label=best.candidate.label if best else None,
-        )
-        data["verdict"] = "not-faster"
-    data["message"] = outcome.message
-    data["unusable"] = list(outcome.unusable)
-    data["notes"] = list(outcome.notes)
-    data["answers"] = [a.to_dict() for a in outcome.answers]
-    data["target"] = outcome.target
-    data["target_notes"] = list(outcome.target_notes)
-    if outcome.startup_bound:
-        data["startup_bound"] = outcome.startup_bound
-        data["profile"] = outcome.profile
-    data["candidates"] = [
-        {
-            "policy": c.candidate.policy,
-            "label": c.candidate.label,
-            "kind": c.kind,
-            "verdict": c.result.verdict.value,
-            "tests_passed": c.result.tests_passed,
-            "tests_total": len(c.result.tests),
-            "speedup": c.result.speedup.to_dict() if c.result.speedup else None,
-        }
-        for c in outcome.candidates
-    ]
-    return data
+    """The job's run record (``RunRecord``), the one the editor shows and the store keeps."""
+    return outcome.record().to_dict()
 
 
 def _print_answers(outcome) -> None:

@@ -10,5 +10,8 @@
 - :mod:`.portfolio`: ask every policy, judge every candidate, race, keep the fastest, mix.
 - :mod:`.refine`: the model revises its answer after seeing the verifier's findings.
 - :mod:`.compile_db`: a project's own flags from ``compile_commands.json``.
-- :mod:`.optimizer`: the "Optimize function" job as one call (CLI and language server).
+- :mod:`.optimizer`: the "Optimize function" job as one call (CLI and language server);
+  :mod:`.preparation` checks its request and builds the baseline; :mod:`.stages` names the
+  stages its progress reports; :mod:`.outcome` holds what it returns and the one
+  ``RunRecord`` that the CLI's ``--json``, the editor and the store share.
 """

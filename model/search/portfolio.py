@@ -51,6 +51,7 @@ from asmopt.executor.verify import (
     store_key,
 )
 from asmopt.model.search.policy import Candidate, NoCandidate, Policy, PolicyError, Request
+from asmopt.model.search.stages import Progress, Stage, quiet
 
 __all__ = [
     "PortfolioResult",
@@ -62,7 +63,6 @@ __all__ = [
     "rank_key",
 ]
 
-Progress = Callable[[str], None]
 TrialKind = Literal["candidate", "function", "mix"]
 
 # The racing rule of a job unless the caller says otherwise (see executor.benchmark).
@@ -366,7 +366,7 @@ def _ask(policy: Policy, request: Request, n: int) -> Iterator[Candidate | NoCan
         stream = getattr(policy, "propose_iter", None)
         yield from (stream(request, n) if stream is not None else policy.propose(request, n))
     except PolicyError as err:
-        yield NoCandidate(name, f"policy {name} cannot run: {err}")
+        yield NoCandidate(name, f"policy {name} cannot run: {err}", unavailable=True)
     except Exception as err:  # a broken policy must not sink the others
         yield NoCandidate(name, f"policy {name} failed: {type(err).__name__}: {err}")
 
@@ -427,7 +427,7 @@ def optimize(
     """
     opts = options or VerifyOptions()
     workers = max(1, workers or os.cpu_count() or 1)
-    say = progress or (lambda _msg: None)
+    say = progress or quiet
     unusable: list[NoCandidate] = []
     notes: list[str] = []
 
@@ -456,7 +456,7 @@ def optimize(
         for policy in policies:
             if cancel is not None and cancel.is_set():
                 return
-            say(f"asking {policy.name}")
+            say(Stage.GENERATE, f"asking {policy.name}")
             for proposal in _ask(policy, request, proposals_per_policy):
                 if isinstance(proposal, NoCandidate):
                     unusable.append(proposal)
@@ -531,7 +531,9 @@ def _confirm(
             t for t in ordered[1:] if t.result.speedup and t.result.speedup.median > top.ci_high
         ]
         promising = promising[:count]
+    pool.stage = Stage.BENCHMARK
     if not promising:
+        say(Stage.BENCHMARK, "no candidate looks faster: nothing to measure again")
         return trials
     bench = replace(
         opts.bench,
@@ -540,7 +542,7 @@ def _confirm(
         target_rel_ci=opts.bench.target_rel_ci / 2,  # also a new result-store key
         seed=opts.bench.seed + 1,
     )
-    say(f"measuring the best {len(promising)} again")
+    say(Stage.BENCHMARK, f"measuring the best {len(promising)} again")
     # A race of their own: the screening figures do not count against the fresh ones.
     again = pool.verify(
         [(t.candidate, t.kind, t.sources) for t in promising],
@@ -627,6 +629,7 @@ class _Verifier:
         self.options = options
         self.store = store
         self.say = say
+        self.stage = Stage.VERIFY  # what its progress lines report
         self.cancel = cancel
         self.cancelled = False
         self.record: dict[str, str] = {}  # fields every stored record carries (target, ...)
@@ -779,7 +782,8 @@ class _Verifier:
                 except CancelledError:
                     continue
                 done.append(trial)
-                self.say(f"[{len(done)}/{len(futures)}] {trial.label}: {trial.result.message}")
+                line = f"[{len(done)}/{len(futures)}] {trial.label}: {trial.result.message}"
+                self.say(self.stage, line)
 
         for c, kind, sources in jobs:
             if self.cancelled or (self.cancel is not None and self.cancel.is_set()):
@@ -851,7 +855,7 @@ def _mix(
                     {name: donor.label},
                 )
             )
-    say(f"mixing: {len(jobs)} function candidates")
+    say(Stage.VERIFY, f"mixing: {len(jobs)} function candidates")
     per_function = pool.resolve(pool.verify(jobs, contenders=len(jobs)), pool.options)
 
     # The best source of each function, from the function trials.
@@ -910,7 +914,7 @@ def _mix(
         portable=portable,
         meta={"kind": "mix"},
     )
-    say(f"verifying the {label}")
+    say(Stage.VERIFY, f"verifying the {label}")
     mixed = pool.verify([(candidate, "mix", dict(choice))], contenders=1)
     mixed = pool.resolve(mixed, pool.options)
     return per_function + mixed, (mixed[0] if mixed else None)

@@ -23,14 +23,15 @@ async def load_stored_results(server: AsmoptLanguageServer, uri: str) -> None:
     path = server.path_of(uri)
     if path is None:
         return
-    _, target, problem = await server.in_thread(server.target_for, path)
+    config, target, problem = await server.in_thread(server.target_for, path)
     if problem:
         server.warn_once(f"config:{problem}", f"{problem}; using the defaults")
     if target is None:
         return
-    root = server.workspace_root(path)
     source = server.source_of(uri)
-    found = await server.in_thread(load_results, root, target.name, source)
+    # The workspace's store (beside the nearest asmopt.toml), where the worker and the CLI
+    # keep their records.
+    found = await server.in_thread(load_results, config.root, target.name, source)
     if found and server.results.merge(found):
         server.refresh_views()
         from asmopt.server.features.diagnostics import schedule_diagnostics
