@@ -69,15 +69,15 @@ def _watch_stdin() -> None:
     os._exit(3)
 
 
-def _key(source: Path, workspace: Path | None, settings: Any) -> tuple[str, str]:
+def _key(source: Path, top: Path | None, settings: Any) -> tuple[str, str]:
     """(key, target name) of ``source``'s target as the files are now."""
-    from asmopt.model.settings import config_root, load_config
+    from asmopt.model.settings import Workspace
     from asmopt.server.profiles import profile_key
 
-    root = config_root(source, workspace)
-    config = load_config(root)
+    config = Workspace.of(source, top).config
     target = config.target_for(source)
-    return profile_key(source, target, settings, root), target.name if target else source.stem
+    key = profile_key(source, target, settings, config.root)
+    return key, target.name if target else source.stem
 
 
 def run(request: dict[str, Any]) -> dict[str, Any]:
@@ -114,13 +114,10 @@ def run(request: dict[str, Any]) -> dict[str, Any]:
     stored = False
     if after == key:  # no file changed while it ran: the profile is the key's
         with contextlib.suppress(Exception):
-            from asmopt.executor.store import ResultStore
+            from asmopt.model.settings import Workspace
 
-            with ResultStore(
-                workspace or source.parent,
-                best_effort=True,
-                warn=lambda m: print(m, file=sys.stderr),
-            ) as store:
+            warn = lambda m: print(m, file=sys.stderr)  # noqa: E731
+            with Workspace.of(source, workspace).open_store(warn) as store:
                 store.put(key, record)
                 stored = store.problem is None
     return {"type": "result", "key": key, "target": name, "record": record, "stored": stored}

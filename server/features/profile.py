@@ -82,9 +82,8 @@ class Profiler:
         server = self.server
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(server.settings_ready.wait(), timeout=10)
-        workspace = server.workspace_root(path)
         try:
-            key, settings = await server.in_thread(self._key, path)
+            key, settings, workspace = await server.in_thread(self._key, path)
         except ProfileUnavailable as err:
             return str(err)
         except OSError as err:
@@ -107,10 +106,12 @@ class Profiler:
             self._show(source, found)
         return found
 
-    def _key(self, path: Path) -> tuple[str, dict[str, Any]]:
+    def _key(self, path: Path) -> tuple[str, dict[str, Any], Path]:
+        """(key, settings, workspace root): the root is the one the CLI finds (the nearest
+        ``asmopt.toml``), where the store lives."""
         config, target, _problem = self.server.target_for(path)
         settings = self.server.options.for_workspace(config)
-        return profile_key(path, target, settings, config.root), settings.to_dict()
+        return profile_key(path, target, settings, config.root), settings.to_dict(), config.root
 
     def _show(self, source: str, entry: ProfileEntry) -> None:
         before = self.server.profiles.generation
@@ -141,10 +142,10 @@ class Profiler:
 
     async def _from_store(self, path: Path, source: str) -> None:
         try:
-            key, _ = await self.server.in_thread(self._key, path)
+            key, _, root = await self.server.in_thread(self._key, path)
         except (ProfileUnavailable, OSError):
             return
-        stored = await self.server.in_thread(load_profile, self.server.workspace_root(path), key)
+        stored = await self.server.in_thread(load_profile, root, key)
         if stored is not None:
             self._show(source, stored)
 
@@ -165,7 +166,7 @@ class Profiler:
                 continue
             path, workspace = where
             try:
-                key, _ = await server.in_thread(self._key, path)
+                key, _, _root = await server.in_thread(self._key, path)
             except (ProfileUnavailable, OSError):
                 key = ""
             if key == entry.key:

@@ -75,6 +75,12 @@ async def test_the_cli_and_the_editor_give_one_result(tmp_path: Path, lsp) -> No
         assert not s.messages(), s.messages()
         titles = await s.lenses(uri)
 
+        async def profiled() -> bool:
+            return any(t.endswith("% of instructions") for t in await s.lenses(uri))
+
+        # The profile (made once the job has ended) goes into the same store.
+        await s.wait_for(profiled, timeout=120, what="the profile's lens")
+
     # One store, beside the asmopt.toml: the editor did not make one at its own root.
     assert (sub / ".asmopt").is_dir() and not (workspace / ".asmopt").exists()
     stored = load_results(sub, "summer", str((sub / "prog.c").resolve()))
