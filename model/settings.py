@@ -10,6 +10,10 @@ A target can also name its sources by glob (``src/*.c``) and give its tests and 
 commands (``test_command``, ``bench_command``) that run the built program, whose path is
 written ``{bin}``; a library file without ``main`` is optimized through the target whose
 program calls it (:meth:`Config.targets_containing`, :func:`starter_target`).
+
+:class:`Workspace` decides, for the CLI and the editor alike, which ``asmopt.toml`` applies
+and where the result store is. (Over 500 lines because settings, targets and the workspace
+are one configuration, read together: split, each part would import the others.)
 """
 
 from __future__ import annotations
