@@ -108,27 +108,22 @@ def _make_sandbox(limits, no_sandbox: bool):
         _fail(str(err))
 
 
-def _workspace_store(anchor: Path):
-    """The result store of the workspace that holds ``anchor``: the nearest folder upwards
-    with an ``asmopt.toml``, else with a ``compile_commands.json`` or ``.git``, else the
-    file's own folder."""
-    return _open_store(workspace_root(anchor))
+def workspace_of(anchor: Path, *, strict: bool = True):  # -> model.settings.Workspace
+    """The workspace of ``anchor``, found as the editor finds it (``model.settings.Workspace``):
+    the nearest ``asmopt.toml`` upwards, read once, and the result store beside it. A broken
+    ``asmopt.toml`` stops the command (exit 2) unless ``strict`` is off (then it is ignored)."""
+    from asmopt.model.settings import SettingsError, Workspace
+
+    try:
+        return Workspace.of(anchor, strict=strict)
+    except SettingsError as err:
+        _fail(str(err))
 
 
-def _open_store(root: Path):
-    """The result store under ``root``, best effort: a store that cannot be used (corrupt
-    and moved aside, a read-only workspace, a symbolic link) costs a warning, never the
-    result. The editor opens the same one (``model.settings.Workspace``)."""
-    from asmopt.model.settings import open_store
-
-    return open_store(root, warn=_warn)
-
-
-def workspace_root(anchor: Path) -> Path:
-    """The folder of the nearest ``asmopt.toml`` upwards (``model.settings.Workspace``)."""
-    from asmopt.model.settings import config_root
-
-    return config_root(anchor)
+def open_store(workspace):  # -> executor.store.ResultStore
+    """The workspace's result store, best effort: one that cannot be used (corrupt and moved
+    aside, a read-only workspace, a symbolic link) costs a warning, never the result."""
+    return workspace.open_store(warn=_warn)
 
 
 def tests_target(source: Path, tests_dir: Path):  # -> asmopt.model.settings.Target

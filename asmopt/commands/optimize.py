@@ -15,11 +15,11 @@ from asmopt.commands.common import (
     EXIT_OK,
     _console,
     _fail,
-    _open_store,
     _stderr_console,
+    open_store,
     sandbox_options,
     tests_target,
-    workspace_root,
+    workspace_of,
 )
 
 
@@ -127,13 +127,13 @@ def optimize(source: Path, function: str | None, tests_dir: Path | None,
     """
     from asmopt.model.search.optimizer import OptimizeError, OptimizeRequest
     from asmopt.model.search.optimizer import optimize as run_optimize
-    from asmopt.model.settings import SettingsError, load_config
+    from asmopt.model.settings import SettingsError
 
     if not source.exists():
         _fail(f"{source} does not exist")
-    root = workspace_root(source)
+    workspace = workspace_of(source)
+    config = workspace.config
     try:
-        config = load_config(root)
         settings = config.settings.replace(
             policies=list(policies) or None, model=model, endpoint=endpoint, samples=samples,
             temperature=temperature, allow_native=allow_native or None, bench_budget=budget,
@@ -154,9 +154,9 @@ def optimize(source: Path, function: str | None, tests_dir: Path | None,
     _check_model_path(model, settings)
 
     request = OptimizeRequest(
-        source, function, settings, target=target, workspace=root, config=config
+        source, function, settings, target=target, workspace=workspace.root, config=config
     )
-    outcome = _run_with_progress(run_optimize, request, _open_store(root), quiet=as_json)
+    outcome = _run_with_progress(run_optimize, request, open_store(workspace), quiet=as_json)
     if isinstance(outcome, OptimizeError):
         _fail(str(outcome))
     if outcome is None:

@@ -12,7 +12,7 @@ from asmopt.commands.common import (
     _fail,
     sandbox_options,
     tests_target,
-    workspace_root,
+    workspace_of,
 )
 
 
@@ -44,19 +44,21 @@ def profile(source: Path, tests_dir: Path | None, budget: float, all_tests: bool
     from rich.table import Table
 
     from asmopt.model.search.optimizer import OptimizeError, OptimizeRequest, profile_program
-    from asmopt.model.settings import SettingsError, load_config
+    from asmopt.model.settings import SettingsError
 
     if not source.exists():
         _fail(f"{source} does not exist")
-    root = workspace_root(source)
+    workspace = workspace_of(source)
     try:
-        settings = load_config(root).settings.replace(
+        settings = workspace.config.settings.replace(
             sandbox=False if no_sandbox else None, test_timeout=timeout
         )
     except SettingsError as err:
         _fail(str(err))
     target = tests_target(source, tests_dir) if tests_dir is not None else None
-    request = OptimizeRequest(source, None, settings, target=target, workspace=root)
+    request = OptimizeRequest(
+        source, None, settings, target=target, workspace=workspace.root, config=workspace.config
+    )
     try:
         with _console(stderr=True).status("profiling (valgrind --tool=callgrind)"):
             name, prof = profile_program(request, budget=budget, every_test=all_tests)

@@ -13,10 +13,11 @@ from asmopt.commands.common import (
     _console,
     _fail,
     _make_sandbox,
-    _workspace_store,
     ci_option,
     comparator_option,
+    open_store,
     sandbox_options,
+    workspace_of,
 )
 
 
@@ -80,7 +81,7 @@ def verify(
         _fail(str(err))
     options = _verify_options(compare, tolerance, timeout, target_ci, budget, no_measure)
     sandbox = _make_sandbox(options.limits, no_sandbox)
-    store = _workspace_store(candidate)
+    store = open_store(workspace_of(candidate, strict=False))
     err_console = _console(stderr=True)
     try:
         with (
