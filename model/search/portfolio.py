@@ -28,6 +28,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
 from asmopt.executor.benchmark import RacingRule
@@ -193,14 +194,12 @@ def optimize(
         pool.same_code = SameCode(baseline)
     planned = sum(_planned(p, request, proposals_per_policy) for p in policies)
     asked = _proposals(policies, request, proposals_per_policy, seen, unusable, notes, say, cancel)
-    mixed: Trial | None = None
     try:
         trials = pool.resolve(pool.verify(asked, contenders=planned), screen)
-        if mix and request.function is None and not pool.cancelled:
-            extra, mixed = _mix(baseline, trials, pool, seen, notes, mix_sources, say)
-            trials += extra
-        if confirm > 0 and not pool.cancelled:
-            trials = _confirm(trials, pool, opts, confirm, say)
+        trials, mixed = _after_screening(
+            baseline, trials, pool, opts, mix=mix and request.function is None,
+            mix_sources=mix_sources, confirm=confirm, seen=seen, notes=notes, say=say,
+        )  # fmt: skip
     finally:
         pool.close()
     ordered = _ordered(pool.resolve(trials), confirm > 0, notes)
@@ -270,6 +269,46 @@ def _proposals(
             yield proposal, "candidate", {}
 
 
+def _after_screening(
+    baseline: Baseline,
+    trials: list[Trial],
+    pool: Verifier,
+    opts: VerifyOptions,
+    *,
+    mix: bool,
+    mix_sources: int,
+    confirm: int,
+    seen: dict[str, str],
+    notes: list[str],
+    say: Progress,
+) -> tuple[list[Trial], Trial | None]:
+    """Steps 3 and 4: the mix (when ``mix``) and the second measurement (``confirm``). A
+    racing job measures its best whole-file candidate again *while* the mix's function trials
+    are timed (both keep the workers busy), then measures again any function or mix trial
+    whose median lies above that one's fresh CI (it may be better; a tie is not measured
+    again: it is a winner within the best's CI). Without racing, the mix comes first and the
+    best of everything is measured again after it (:func:`_confirm`)."""
+    mixed: Trial | None = None
+    if pool.rule is None or confirm == 0 or not mix:
+        if mix and not pool.cancelled:
+            extra, mixed = _mix(baseline, trials, pool, seen, notes, mix_sources, say)
+            trials = trials + extra
+        if confirm > 0 and not pool.cancelled:
+            trials = _confirm(trials, pool, opts, confirm, say)
+        return trials, mixed
+    chosen = _promising(trials, True, confirm)
+    with ThreadPoolExecutor(1, thread_name_prefix="asmopt-confirm") as background:
+        again = background.submit(_measure_again, trials, chosen, pool, opts, say)
+        extra, mixed = _mix(baseline, trials, pool, seen, notes, mix_sources, say)
+        trials = again.result()
+    confirmed = rank(t for t in trials if t.confirmed)
+    top = confirmed[0].result.speedup if confirmed else None
+    if not pool.cancelled:
+        more = _promising(extra, True, confirm, above=top.ci_high if top else 0.0)
+        extra = _measure_again(extra, more, pool, opts, say)
+    return trials + extra, mixed
+
+
 def _confirm(
     trials: list[Trial], pool: Verifier, opts: VerifyOptions, count: int, say: Progress
 ) -> list[Trial]:
@@ -282,17 +321,28 @@ def _confirm(
     within its CI are ties, reported with their screening figures, and measuring the best
     again is what keeps the winner's figure free of the selection. Trials that share
     another's machine code are not measured again (their twin is)."""
+    chosen = _promising(trials, pool.rule is not None, count)
+    return _measure_again(trials, chosen, pool, opts, say)
+
+
+def _promising(trials: list[Trial], racing: bool, count: int, above: float = 0.0) -> list[Trial]:
+    """The trials :func:`_confirm` measures again, of those whose median is above ``above``
+    (and 1) and that were not measured again already."""
     faster = [
         t
         for t in trials
-        if t.passed and t.result.speedup and t.result.speedup.median > 1.0 and not t.same_code_as
+        if t.passed
+        and t.result.speedup
+        and t.result.speedup.median > max(1.0, above)
+        and not t.same_code_as
+        and not t.confirmed
     ]
     by_median = sorted(faster, key=lambda t: rank_key(t.result)[2], reverse=True)
     promising: list[Trial] = []
     for t in rank(faster)[:count] + by_median[:count]:
         if all(t is not p for p in promising):
             promising.append(t)
-    if pool.rule is not None and promising:
+    if racing and promising:
         # Racing: the best by CI lower bound, and others only when their median is above
         # its whole CI (they may well be better); near-ties are not measured again, since
         # any of them is a winner within the best one's CI.
@@ -303,7 +353,15 @@ def _confirm(
             t for t in ordered[1:] if t.result.speedup and t.result.speedup.median > top.ci_high
         ]
         promising = promising[:count]
-    if not promising:
+    return promising
+
+
+def _measure_again(
+    trials: list[Trial], chosen: list[Trial], pool: Verifier, opts: VerifyOptions, say: Progress
+) -> list[Trial]:
+    """``trials`` with each of ``chosen`` measured afresh (its screening result kept): at the
+    job's precision when it races, else with twice the budget and half the CI target."""
+    if not chosen:
         return trials
     bench = replace(opts.bench, seed=opts.bench.seed + 1)  # the seed: a new store key
     if pool.rule is None:
@@ -313,15 +371,15 @@ def _confirm(
             min_rounds=2 * opts.bench.min_rounds,
             target_rel_ci=opts.bench.target_rel_ci / 2,
         )
-    say(f"measuring the best {len(promising)} again")
+    say(f"measuring the best {len(chosen)} again")
     # A race of their own: the screening figures do not count against the fresh ones.
     again = pool.verify(
-        [(t.candidate, t.kind, t.sources) for t in promising],
+        [(t.candidate, t.kind, t.sources) for t in chosen],
         replace(opts, bench=bench),
-        contenders=len(promising),
+        contenders=len(chosen),
         fresh_race=True,
     )
-    by_hash = {t.result.candidate_hash: t for t in promising}
+    by_hash = {t.result.candidate_hash: t for t in chosen}
     fresh = {
         t.result.candidate_hash: replace(
             by_hash[t.result.candidate_hash],

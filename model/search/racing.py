@@ -107,7 +107,6 @@ class Verifier:
         self.cancelled = False
         self.record: dict[str, str] = {}  # fields every stored record carries (target, ...)
         self.rule: RacingRule | None = None
-        self.race: Race | None = None
         self.same_code: SameCode | None = None
         self.on_update: OnUpdate | None = None
         self.judged: dict[str, Trial] = {}  # candidate hash -> its latest own trial
@@ -127,9 +126,8 @@ class Verifier:
             self._best_so_far = max(self._best_so_far, update.ci_low)
         self.on_update(update)
 
-    def _lane(self, chash: str, label: str) -> RaceLane:
+    def _lane(self, chash: str, label: str, race: Race | None) -> RaceLane:
         """The benchmark's per-round callback: race, and stream a provisional verdict."""
-        race = self.race
         floor = 1.0 + self.options.min_gain
         told = {"done": False}
 
@@ -150,6 +148,7 @@ class Verifier:
         kind: TrialKind,
         sources: dict[str, str],
         options: VerifyOptions,
+        race: Race | None,
     ) -> Trial:
         meta = {
             "policy": candidate.policy,
@@ -169,11 +168,11 @@ class Verifier:
             store=self.store,
             meta=meta,
             cancel=self.cancel,
-            race=self._lane(chash, label),
+            race=self._lane(chash, label, race),
             same_code=self.same_code.hook(chash, label) if self.same_code else None,
         )
-        if self.race is not None and result.speedup is not None and result.speedup.samples:
-            self.race.record(chash, label, result.speedup.samples)
+        if race is not None and result.speedup is not None and result.speedup.samples:
+            race.record(chash, label, result.speedup.samples)
         trial = Trial(candidate, result, kind, dict(sources))
         if not result.meta.get("same_code_as"):
             self.judged[chash] = trial
@@ -220,22 +219,15 @@ class Verifier:
     ) -> list[Trial]:
         """Verify ``jobs`` (taken one by one as they are made) ``workers`` at a time.
         ``contenders`` is how many more candidates this call may time (the racing rule's
-        union bound counts them and every candidate raced before, unless ``fresh_race``)."""
+        union bound counts them and every candidate raced before, unless ``fresh_race``).
+        Each call races in a race of its own, so two calls may run at once (in two threads),
+        sharing the workers."""
         if self.cancel is not None and self.cancel.is_set():
             self.cancelled = True
         if self.cancelled:
             return []
         opts = options or self.options
-        if self.rule is not None:
-            old = self.race
-            known = 0 if fresh_race or old is None else len(self.judged)
-            rule = replace(self.rule, contenders=max(2, contenders + known))
-            self.race = Race(rule)
-            if not fresh_race:
-                for chash, trial in self.judged.items():
-                    speedup = trial.result.speedup
-                    if speedup is not None and speedup.samples:
-                        self.race.record(chash, trial.label, speedup.samples)
+        race = self._race(contenders, fresh_race)
         futures: dict[Future[Trial], Candidate] = {}
         done: list[Trial] = []
         pending: set[Future[Trial]] = set()
@@ -265,10 +257,23 @@ class Verifier:
             if self.cancelled or (self.cancel is not None and self.cancel.is_set()):
                 self.cancelled = True
                 break
-            fut = self.pool.submit(self._one, c, kind, sources, opts)
+            fut = self.pool.submit(self._one, c, kind, sources, opts, race)
             futures[fut] = c
             pending.add(fut)
             collect(0)
         while pending:
             collect(0.2)
         return done
+
+    def _race(self, contenders: int, fresh: bool) -> Race | None:
+        """The race of one :meth:`verify` call: ``contenders`` new candidates, and unless
+        ``fresh`` every candidate judged before (with its rounds)."""
+        if self.rule is None:
+            return None
+        known = {} if fresh else dict(self.judged)
+        race = Race(replace(self.rule, contenders=max(2, contenders + len(known))))
+        for chash, trial in known.items():
+            speedup = trial.result.speedup
+            if speedup is not None and speedup.samples:
+                race.record(chash, trial.label, speedup.samples)
+        return race

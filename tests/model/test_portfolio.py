@@ -343,6 +343,7 @@ class _Pool:
         self.figures = figures or {}
         self.options = OPTIONS
         self.rule = None
+        self.cancelled = False
         self.asked: list[tuple[list[str], object]] = []
 
     def verify(self, jobs, options=None, **_):
@@ -433,3 +434,29 @@ def test_a_racing_job_measures_the_best_again_at_its_own_precision():
     assert labels == ["best", "tie"]
     assert options.bench.min_rounds == 2 * OPTIONS.bench.min_rounds
     assert options.bench.target_rel_ci == OPTIONS.bench.target_rel_ci / 2
+
+
+def test_a_racing_job_confirms_while_it_mixes_and_then_what_may_beat_the_best():
+    from types import SimpleNamespace
+
+    from asmopt.executor.benchmark import RacingRule
+    from asmopt.model.search.portfolio import _after_screening
+
+    whole = _whole("W", _variant(f=True, g=True), 1.50, 1.49, 1.51)
+    # W's f alone measures above W's fresh CI: it may be better, so it is measured again;
+    # W's g alone ties with W: it is not.
+    pool = _Pool({"W": 1.50, "W: function f": 1.60, "W: function g": 1.50})
+    pool.rule = RacingRule()
+    baseline = SimpleNamespace(asm=_variant())
+    trials, mixed = _after_screening(
+        baseline, [whole], pool, OPTIONS, mix=True, mix_sources=6, confirm=3,  # type: ignore[arg-type]
+        seen={}, notes=[], say=lambda _m: None,
+    )  # fmt: skip
+    confirmed = sorted(t.label for t in trials if t.confirmed)
+    assert confirmed == ["W", "W: function f"]
+    assert sorted(labels[0] for labels, _ in pool.asked) == [
+        "W",
+        "W: function f",
+        "W: function f",
+    ]  # screening of f and g, W again (at once), then f again
+    assert mixed is None  # f and g both from W, and W changed nothing else: W again
