@@ -12,7 +12,7 @@ Not every splice is worth timing; each one skipped is a judgement, stated here:
 - a donor whose whole-file speed-up *ties with the baseline's* (its 95% CI contains 1.0) lends
   nothing: as a whole it changed nothing measurable, and a function of it that is faster
   would need another that is slower by as much;
-- a donor that *ties with a faster-ranked donor* (each one's median inside the other's CI)
+- a donor that *ties with a better-ranked donor* (one's median inside the other's CI)
   lends only the functions that donor left as the baseline had them: where both changed a
   function, the better-ranked one's version stands for both, since as wholes they are
   interchangeable within the CI. Two donors that each improve a different function still
@@ -255,11 +255,11 @@ def mix(
 
 
 def ties(a: Trial, b: Trial) -> bool:
-    """Whether two trials' speed-ups tie: each one's median lies inside the other's CI."""
+    """Whether two trials' speed-ups tie: one's median lies inside the other's CI."""
     sa, sb = a.result.speedup, b.result.speedup
     if sa is None or sb is None:
         return False
-    return sb.ci_low <= sa.median <= sb.ci_high and sa.ci_low <= sb.median <= sa.ci_high
+    return sb.ci_low <= sa.median <= sb.ci_high or sa.ci_low <= sb.median <= sa.ci_high
 
 
 def _donors(trials: list[Trial], mix_sources: int, notes: list[str]) -> list[Trial]:
