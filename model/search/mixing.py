@@ -236,9 +236,12 @@ def mix(
     donors = _donors(trials, mix_sources, notes)
     if not donors:
         return [], None
-    jobs = list(_function_jobs(baseline, donors, functions, seen, notes))
-    say(f"mixing: {len(jobs)} function candidates")
-    per_function = pool.resolve(pool.verify(jobs, contenders=len(jobs)), pool.options)
+    # Spliced one by one while the first ones are timed; the racing rule counts every
+    # (donor, function) pair as a contender, at least as many as are timed.
+    jobs = _function_jobs(baseline, donors, functions, seen, notes)
+    say(f"mixing: the functions of {len(donors)} donor{'s' if len(donors) != 1 else ''}")
+    upper = len(donors) * len(functions)
+    per_function = pool.resolve(pool.verify(jobs, contenders=upper), pool.options)
     best = _best_sources(per_function)
     if len(best) < 2:
         return per_function, None  # a one-function mix is a function trial already
