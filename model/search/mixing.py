@@ -9,9 +9,10 @@ that the race did not stop, the fastest first.
 Not every splice is worth timing; each one skipped is a judgement, stated here:
 
 - a function whose text is the donor's and the baseline's alike is the same code;
-- a donor whose whole-file speed-up *ties with the baseline's* (its 95% CI contains 1.0) lends
-  nothing: as a whole it changed nothing measurable, and a function of it that is faster
-  would need another that is slower by as much;
+- a donor whose whole-file speed-up *ties with the baseline's* (its 95% CI contains 1.0, or
+  its median is within ``MIN_FUNCTION_GAIN`` of it) lends nothing: as a whole it changed
+  nothing measurable, and a function of it that is faster would need another that is slower
+  by as much;
 - a donor that *ties with a better-ranked donor* (one's median inside the other's CI)
   lends only the functions that donor left as the baseline had them: where both changed a
   function, the better-ranked one's version stands for both, since as wholes they are
@@ -267,7 +268,8 @@ def ties(a: Trial, b: Trial) -> bool:
 
 def _donors(trials: list[Trial], mix_sources: int, notes: list[str]) -> list[Trial]:
     """The passing whole-file trials that may lend functions, the best first: not stopped by
-    the race (surely slower than another, or than 1.01x) and not tied with the baseline."""
+    the race (surely slower than another, or than 1.01x) and not tied with the baseline (its
+    CI contains 1, or its median is within 1% of it)."""
     donors = []
     for t in rank(trials):
         speedup = t.result.speedup
@@ -275,11 +277,17 @@ def _donors(trials: list[Trial], mix_sources: int, notes: list[str]) -> list[Tri
             continue
         if speedup.stopped_early:
             continue
-        if speedup.ci_low <= 1.0 <= speedup.ci_high:
+        if speedup.ci_low <= 1.0 <= speedup.ci_high or _within_noise(speedup.median):
             notes.append(f"{t.label}: not mixed (as a whole, the same speed as the baseline)")
             continue
         donors.append(t)
     return donors[:mix_sources]
+
+
+def _within_noise(median: float) -> bool:
+    """Whether a speed-up is within ``MIN_FUNCTION_GAIN`` of 1 either way: what a mix would
+    not take from a single function either."""
+    return 1.0 / MIN_FUNCTION_GAIN < median < MIN_FUNCTION_GAIN
 
 
 def _function_jobs(

@@ -374,6 +374,7 @@ def test_the_mix_skips_splices_that_ties_make_redundant():
         _whole("A", _variant(f=True), 1.64, 1.63, 1.65),
         _whole("B ties A", _variant(f=True, g=True), 1.64, 1.62, 1.66),
         _whole("C as fast as the baseline", _variant(h=True), 1.00, 0.99, 1.01),
+        _whole("C2 within 1% of it", _variant(g=True, h=True), 0.995, 0.992, 0.996),
         _whole("D stopped", _variant(h=True), 0.8, 0.7, 0.9, stopped="slower than A"),
         _whole("E slower, does not tie", _variant(f=True, h=True), 1.30, 1.29, 1.31),
     ]
