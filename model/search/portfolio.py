@@ -296,6 +296,8 @@ def _after_screening(
         if confirm > 0 and not pool.cancelled:
             trials = _confirm(trials, pool, opts, confirm, say)
         return trials, mixed
+    if pool.cancelled:
+        return trials, None
     chosen = _promising(trials, True, confirm)
     with ThreadPoolExecutor(1, thread_name_prefix="asmopt-confirm") as background:
         again = background.submit(_measure_again, trials, chosen, pool, opts, say)
