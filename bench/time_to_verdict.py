@@ -118,6 +118,13 @@ def run_optimize(pythonpath: Path | None, source: Path, extra: list[str]) -> dic
         "ci": (speedup.get("ci_low"), speedup.get("ci_high")),
         "message": data.get("message", ""),
         "candidates": len(data.get("candidates", ())),
+        # What was judged, and how many rounds each was timed (0: not timed).
+        "trials": [
+            (c.get("kind"), c.get("label"), (c.get("speedup") or {}).get("runs", 0))
+            for c in data.get("candidates", ())
+        ],
+        "rounds": sum((c.get("speedup") or {}).get("runs", 0) for c in data.get("candidates", ())),
+        "notes": data.get("notes", []),
     }
 
 
