@@ -26,7 +26,8 @@ try:
     from asmopt.executor.benchmark import BenchmarkOptions
     from asmopt.executor.sandbox import SandboxLimits
     from asmopt.executor.verify import VerifyOptions
-    from asmopt.model.evaluation.dataset import BuildOptions, build_dataset, read_dataset
+    from asmopt.model.evaluation.dataset import read_dataset
+    from asmopt.model.evaluation.dataset_build import BuildOptions, build_dataset
     from asmopt.model.evaluation.evaluate import BenchOptions, PolicySpec, describe, run_bench
     from asmopt.model.evaluation.report import build_report
 except ImportError as err:  # run with the system Python instead of the project's venv

@@ -1,3 +1,4 @@
+# Over 500 lines: one parser; the function scan and the symbol queries share its lexer.
 """The structure of a GAS assembly file: which lines make up which function.
 
 Used by the executor (the body of one function for llvm-mca), by the model (splicing a

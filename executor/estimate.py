@@ -17,8 +17,9 @@ import subprocess
 from dataclasses import dataclass
 from typing import Any
 
+from asmopt.executor.diagnostics import parse_diagnostics
 from asmopt.executor.results import Estimate, Severity
-from asmopt.executor.toolchain import ToolNotFoundError, find_tool, parse_diagnostics
+from asmopt.executor.toolchain import ToolNotFoundError, find_tool
 
 __all__ = [
     "EstimateError",

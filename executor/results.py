@@ -225,3 +225,103 @@ class InstructionCount:
             "exit_code": self.exit_code,
             "signal": self.signal,
         }
+
+
+@dataclass(frozen=True)
+class VerificationResult:
+    """The verdict on one candidate, in the shape ``asmopt verify --json`` prints."""
+
+    verdict: Verdict
+    candidate_hash: str
+    build: BuildResult | None
+    tests: tuple[TestVerdict, ...] = ()
+    speedup: SpeedupEstimate | None = None
+    identical_to_baseline: bool = False
+    message: str = ""
+    cached: bool = False
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def tests_passed(self) -> int:
+        return sum(1 for t in self.tests if t.passed)
+
+    @property
+    def all_passed(self) -> bool:
+        return bool(self.tests) and self.tests_passed == len(self.tests)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "verdict": self.verdict.value,
+            "candidate": self.candidate_hash,
+            "message": self.message,
+            "identical_to_baseline": self.identical_to_baseline,
+            "build": self.build.to_dict() if self.build else None,
+            "tests": {
+                "passed": self.tests_passed,
+                "total": len(self.tests),
+                "verdicts": [t.to_dict() for t in self.tests],
+            },
+            "speedup": self.speedup.to_dict() if self.speedup else None,
+            "cached": self.cached,
+            **({"meta": self.meta} if self.meta else {}),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> VerificationResult:
+        build = None
+        if data.get("build"):
+            b = data["build"]
+            build = BuildResult(
+                ok=b["ok"],
+                output=b.get("output"),
+                command=tuple(b.get("command", ())),
+                diagnostics=tuple(
+                    Diagnostic(
+                        d.get("file"),
+                        d.get("line"),
+                        d.get("column"),
+                        Severity(d.get("severity", "error")),
+                        d.get("message", ""),
+                    )
+                    for d in b.get("diagnostics", ())
+                ),
+                stderr=b.get("stderr", ""),
+                seconds=b.get("seconds", 0.0),
+            )
+        tests = tuple(
+            TestVerdict(
+                t["name"], TestStatus(t["status"]), t.get("detail", ""), t.get("cpu_seconds", 0.0)
+            )
+            for t in data.get("tests", {}).get("verdicts", ())
+        )
+        speedup = None
+        if data.get("speedup"):
+            s = data["speedup"]
+            speedup = SpeedupEstimate(
+                median=s["median"],
+                ci_low=s["ci_low"],
+                ci_high=s["ci_high"],
+                runs=s["runs"],
+                baseline_cpu_seconds=s.get("baseline_cpu_seconds", 0.0),
+                candidate_cpu_seconds=s.get("candidate_cpu_seconds", 0.0),
+                per_test=dict(s.get("per_test", {})),
+                note=s.get("note", ""),
+                converged=s.get("converged", True),
+                wall_median=s.get("wall_median"),
+                wall_ci_low=s.get("wall_ci_low"),
+                wall_ci_high=s.get("wall_ci_high"),
+                cpu_source=s.get("cpu_source", "rusage"),
+                samples=tuple(s.get("samples", ())),
+                stopped_early=s.get("stopped_early", ""),
+            )
+        return cls(
+            verdict=Verdict(data["verdict"]),
+            candidate_hash=data.get("candidate", ""),
+            build=build,
+            tests=tests,
+            speedup=speedup,
+            identical_to_baseline=data.get("identical_to_baseline", False),
+            message=data.get("message", ""),
+            cached=True,
+            meta=dict(data.get("meta", {})),
+        )

@@ -1,3 +1,4 @@
+# Over 500 lines: one class; recovering from a busy or broken database needs all its state.
 """The workspace result store: every verified candidate, keyed by what determines its result.
 
 One SQLite file, ``<workspace>/.asmopt/results.sqlite``, in WAL mode. A key

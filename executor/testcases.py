@@ -1,3 +1,4 @@
+# Over 500 lines: comparing outputs and judging a run share the difference reports.
 """Test cases of a target: loading them from a directory, comparing output, judging runs.
 
 A test directory holds ``NAME.in`` (stdin), ``NAME.out`` (expected stdout) and optionally

@@ -1,3 +1,4 @@
+# Over 500 lines: the steps of one verdict, in the order they run, read top to bottom.
 """The whole verdict on one candidate: build, run every test in the sandbox, benchmark.
 
 ``prepare_baseline`` builds the ``gcc -O3`` reference once (assembly, binary, expected
@@ -33,6 +34,7 @@ from asmopt.executor.results import (
     TestStatus,
     TestVerdict,
     Verdict,
+    VerificationResult,
 )
 from asmopt.executor.sandbox import Sandbox, SandboxLimits
 from asmopt.executor.store import ResultStore, candidate_key
@@ -125,108 +127,6 @@ class Baseline:
         return hashlib.sha256(self.asm.encode()).hexdigest()
 
 
-@dataclass(frozen=True)
-class VerificationResult:
-    """The verdict on one candidate, in the shape ``asmopt verify --json`` prints."""
-
-    verdict: Verdict
-    candidate_hash: str
-    build: BuildResult | None
-    tests: tuple[TestVerdict, ...] = ()
-    speedup: SpeedupEstimate | None = None
-    identical_to_baseline: bool = False
-    message: str = ""
-    cached: bool = False
-    meta: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def tests_passed(self) -> int:
-        return sum(1 for t in self.tests if t.passed)
-
-    @property
-    def all_passed(self) -> bool:
-        return bool(self.tests) and self.tests_passed == len(self.tests)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "verdict": self.verdict.value,
-            "candidate": self.candidate_hash,
-            "message": self.message,
-            "identical_to_baseline": self.identical_to_baseline,
-            "build": self.build.to_dict() if self.build else None,
-            "tests": {
-                "passed": self.tests_passed,
-                "total": len(self.tests),
-                "verdicts": [t.to_dict() for t in self.tests],
-            },
-            "speedup": self.speedup.to_dict() if self.speedup else None,
-            "cached": self.cached,
-            **({"meta": self.meta} if self.meta else {}),
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> VerificationResult:
-        from asmopt.executor.results import Diagnostic, Severity
-
-        build = None
-        if data.get("build"):
-            b = data["build"]
-            build = BuildResult(
-                ok=b["ok"],
-                output=b.get("output"),
-                command=tuple(b.get("command", ())),
-                diagnostics=tuple(
-                    Diagnostic(
-                        d.get("file"),
-                        d.get("line"),
-                        d.get("column"),
-                        Severity(d.get("severity", "error")),
-                        d.get("message", ""),
-                    )
-                    for d in b.get("diagnostics", ())
-                ),
-                stderr=b.get("stderr", ""),
-                seconds=b.get("seconds", 0.0),
-            )
-        tests = tuple(
-            TestVerdict(
-                t["name"], TestStatus(t["status"]), t.get("detail", ""), t.get("cpu_seconds", 0.0)
-            )
-            for t in data.get("tests", {}).get("verdicts", ())
-        )
-        speedup = None
-        if data.get("speedup"):
-            s = data["speedup"]
-            speedup = SpeedupEstimate(
-                median=s["median"],
-                ci_low=s["ci_low"],
-                ci_high=s["ci_high"],
-                runs=s["runs"],
-                baseline_cpu_seconds=s.get("baseline_cpu_seconds", 0.0),
-                candidate_cpu_seconds=s.get("candidate_cpu_seconds", 0.0),
-                per_test=dict(s.get("per_test", {})),
-                note=s.get("note", ""),
-                converged=s.get("converged", True),
-                wall_median=s.get("wall_median"),
-                wall_ci_low=s.get("wall_ci_low"),
-                wall_ci_high=s.get("wall_ci_high"),
-                cpu_source=s.get("cpu_source", "rusage"),
-                samples=tuple(s.get("samples", ())),
-                stopped_early=s.get("stopped_early", ""),
-            )
-        return cls(
-            verdict=Verdict(data["verdict"]),
-            candidate_hash=data.get("candidate", ""),
-            build=build,
-            tests=tests,
-            speedup=speedup,
-            identical_to_baseline=data.get("identical_to_baseline", False),
-            message=data.get("message", ""),
-            cached=True,
-            meta=dict(data.get("meta", {})),
-        )
-
-
 def _run_limits(baseline: Baseline, tests: Sequence[TestCase], options: VerifyOptions):
     """The limits of every run of a candidate, test run or timed run alike (a program can
     read its limits, so they must not differ): the wall limit is ``timeout_factor`` times the
@@ -264,38 +164,63 @@ def prepare_baseline(
         raise BaselineError("no tests: a candidate can't be verified without any")
     workdir.mkdir(parents=True, exist_ok=True)
     asm_path = workdir / "baseline.s"
-    if source.suffix in (".s", ".S", ".asm"):
-        shutil.copyfile(source, asm_path)
-        build = BuildResult(ok=True, output=str(asm_path), command=())
-    else:
-        if progress:
-            progress(f"baseline: {compiler} {' '.join(cflags)} -S {source.name}")
-        build = compile_to_asm(
-            source,
-            asm_path,
-            compiler=compiler,
-            flags=tuple(cflags),
-            sandbox=None if trusted_source else sandbox,
-        )
-        if not build.ok:
-            first = build.diagnostics[0].message if build.diagnostics else build.stderr[:300]
-            raise BaselineError(f"{source.name} does not compile: {first}", stage="compile")
-    binary = workdir / "baseline.bin"
-    link = build_binary(
-        [asm_path, *opts.extra_inputs],
-        binary,
-        linker=opts.linker,
-        ldflags=opts.ldflags,
-        sandbox=sandbox,
+    build = _baseline_assembly(
+        source, asm_path, compiler, cflags, None if trusted_source else sandbox, progress
     )
+    binary = workdir / "baseline.bin"
+    link = _link(asm_path, binary, opts, sandbox)
     if not link.ok:
         raise BaselineError(
             f"the baseline does not link: {link.stderr.strip()[:500]}", stage="link"
         )
-    expected: dict[str, bytes] = {}
-    walls: dict[str, float] = {}
     if progress:
         progress(f"baseline: running {len(tests)} tests")
+    expected, walls = _expected_outputs(binary, tests, sandbox, opts)
+    return Baseline(
+        source=source,
+        asm=asm_path.read_text(errors="replace"),
+        binary=binary,
+        tests=tuple(tests),
+        expected=expected,
+        wall_seconds=walls,
+        build=build,
+        compiler=compiler,
+        cflags=tuple(cflags),
+    )
+
+
+def _baseline_assembly(
+    source: Path,
+    asm_path: Path,
+    compiler: str,
+    cflags: Sequence[str],
+    sandbox: Sandbox | None,
+    progress: Progress | None,
+) -> BuildResult:
+    """The baseline's assembly at ``asm_path``: ``source`` itself when it is assembly, else
+    compiled with ``compiler -S cflags`` (in ``sandbox`` when one is given)."""
+    if source.suffix in (".s", ".S", ".asm"):
+        shutil.copyfile(source, asm_path)
+        return BuildResult(ok=True, output=str(asm_path), command=())
+    if progress:
+        progress(f"baseline: {compiler} {' '.join(cflags)} -S {source.name}")
+    build = compile_to_asm(
+        source, asm_path, compiler=compiler, flags=tuple(cflags), sandbox=sandbox
+    )
+    if not build.ok:
+        raise BaselineError(
+            f"{source.name} does not compile: {_first_error(build)}", stage="compile"
+        )
+    return build
+
+
+def _expected_outputs(
+    binary: Path, tests: Sequence[TestCase], sandbox: Sandbox, opts: VerifyOptions
+) -> tuple[dict[str, bytes], dict[str, float]]:
+    """Run the baseline on every test: each test's expected stdout and the baseline's wall
+    time; raises ``BaselineError`` when the baseline fails a test of its own."""
+    expected: dict[str, bytes] = {}
+    walls: dict[str, float] = {}
     with sandbox.session([binary], limits=opts.limits, **opts.session_options()) as session:
         for test in tests:
             run = run_test(session, test, opts.limits)
@@ -309,17 +234,30 @@ def prepare_baseline(
                 )
             expected[test.name] = reference
             walls[test.name] = run.wall_seconds
-    return Baseline(
-        source=source,
-        asm=asm_path.read_text(errors="replace"),
-        binary=binary,
-        tests=tuple(tests),
-        expected=expected,
-        wall_seconds=walls,
-        build=build,
-        compiler=compiler,
-        cflags=tuple(cflags),
+    return expected, walls
+
+
+def _link(
+    asm_path: Path,
+    binary: Path,
+    opts: VerifyOptions,
+    sandbox: Sandbox,
+    cancel: threading.Event | None = None,
+) -> BuildResult:
+    """Assemble and link ``asm_path`` with the other inputs into ``binary``, in the sandbox,
+    as every baseline and candidate is linked."""
+    return build_binary(
+        [asm_path, *opts.extra_inputs],
+        binary,
+        linker=opts.linker,
+        ldflags=opts.ldflags,
+        sandbox=sandbox,
+        cancel=cancel,
     )
+
+
+def _first_error(build: BuildResult) -> str:
+    return build.diagnostics[0].message if build.diagnostics else build.stderr[:300]
 
 
 def candidate_hash(asm: str) -> str:
@@ -411,23 +349,15 @@ def _verify_uncached(
             progress("build")
         # Candidate text is hostile: assembled and linked in the sandbox, which sees the
         # candidate and the other inputs of the link, never the workspace or the tests.
-        build = build_binary(
-            [src, *opts.extra_inputs],
-            binary,
-            linker=opts.linker,
-            ldflags=opts.ldflags,
-            sandbox=sandbox,
-            cancel=cancel,
-        )
+        build = _link(src, binary, opts, sandbox, cancel)
         if not build.ok:
             build = _relative_to_candidate(build, src)
-            first = build.diagnostics[0].message if build.diagnostics else build.stderr[:300]
             return VerificationResult(
                 Verdict.BUILD_FAILED,
                 chash,
                 build,
                 identical_to_baseline=identical,
-                message=f"does not assemble or link: {first}",
+                message=f"does not assemble or link: {_first_error(build)}",
             )
         if same_code is not None:
             answer = same_code(binary)
@@ -436,70 +366,107 @@ def _verify_uncached(
         # Text that differs only in comments, labels or blank lines is the same program: it
         # must not be measured as a new one (a policy could draw the A/A noise again).
         identical = identical or same_machine_code(binary, baseline.binary)
-        limits = _run_limits(baseline, baseline.tests, opts)
-        with (
-            sandbox.session([binary], limits=limits, **opts.session_options()) as cand_session,
-            sandbox.session(
-                [baseline.binary], limits=limits, **opts.session_options()
-            ) as base_session,
-        ):
+        tested = _Tested(chash, build, identical)
+        return _test_and_time(binary, baseline, sandbox, opts, tested, progress, cancel, race)
 
-            def check(test: TestCase, run: RunResult) -> TestVerdict:
-                return judge(test, run, opts.comparator, expected=baseline.expected[test.name])
 
-            verdicts: list[TestVerdict] = []
-            for i, test in enumerate(baseline.tests):
-                if progress:
-                    progress(f"test {i + 1}/{len(baseline.tests)}")
-                verdicts.append(check(test, run_test(cand_session, test, limits, cancel)))
+@dataclass(frozen=True)
+class _Tested:
+    """What every verdict after the build says of the candidate: its hash, its build, and
+    whether it is the baseline's code."""
 
-            def tested(verdict: Verdict, message: str, tests: Sequence[TestVerdict] = verdicts):
-                return VerificationResult(
-                    verdict, chash, build, tuple(tests), identical_to_baseline=identical,
-                    message=message,
-                )  # fmt: skip
+    chash: str
+    build: BuildResult
+    identical: bool
 
-            passed = sum(1 for v in verdicts if v.passed)
-            if passed < len(verdicts):
-                failed = next(v for v in verdicts if not v.passed)
-                return tested(
-                    Verdict.TESTS_FAILED,
-                    f"{len(verdicts) - passed} of {len(verdicts)} tests failed "
-                    f"(first: {failed.name}, {failed.status.value})",
-                )
-            if not opts.measure:
-                return tested(Verdict.NOT_FASTER, "all tests pass (not measured)")
-            timed = [
-                t for t in baseline.tests if opts.timed_tests is None or t.name in opts.timed_tests
-            ]
+    def verdict(
+        self, verdict: Verdict, message: str, tests: Sequence[TestVerdict]
+    ) -> VerificationResult:
+        return VerificationResult(
+            verdict, self.chash, self.build, tuple(tests), identical_to_baseline=self.identical,
+            message=message,
+        )  # fmt: skip
+
+
+def _test_and_time(
+    binary: Path,
+    baseline: Baseline,
+    sandbox: Sandbox,
+    opts: VerifyOptions,
+    tested: _Tested,
+    progress: Progress | None,
+    cancel: threading.Event | None,
+    race: RaceLane | None,
+) -> VerificationResult:
+    """Run every test on the built candidate, then time it against the baseline in the very
+    sessions the tests ran in, when every test passed."""
+    limits = _run_limits(baseline, baseline.tests, opts)
+    with (
+        sandbox.session([binary], limits=limits, **opts.session_options()) as cand_session,
+        sandbox.session([baseline.binary], limits=limits, **opts.session_options()) as base_session,
+    ):
+
+        def check(test: TestCase, run: RunResult) -> TestVerdict:
+            return judge(test, run, opts.comparator, expected=baseline.expected[test.name])
+
+        verdicts: list[TestVerdict] = []
+        for i, test in enumerate(baseline.tests):
             if progress:
-                progress("benchmark")
-            try:
-                # Timed through the sessions the tests ran through (their runs were the
-                # warm-up), every run in a sandbox of its own, every run checked as a test is.
-                speedup = benchmark(
-                    sandbox,
-                    baseline.binary,
-                    binary,
-                    timed,
-                    replace(opts.bench, warmup_rounds=0),
-                    limits=limits,
-                    cancel=cancel,
-                    check=check,
-                    sessions=(base_session, cand_session),
-                    race=race,
+                progress(f"test {i + 1}/{len(baseline.tests)}")
+            verdicts.append(check(test, run_test(cand_session, test, limits, cancel)))
+        passed = sum(1 for v in verdicts if v.passed)
+        if passed < len(verdicts):
+            failed = next(v for v in verdicts if not v.passed)
+            return tested.verdict(
+                Verdict.TESTS_FAILED,
+                f"{len(verdicts) - passed} of {len(verdicts)} tests failed "
+                f"(first: {failed.name}, {failed.status.value})",
+                verdicts,
+            )
+        if not opts.measure:
+            return tested.verdict(Verdict.NOT_FASTER, "all tests pass (not measured)", verdicts)
+        timed = [
+            t for t in baseline.tests if opts.timed_tests is None or t.name in opts.timed_tests
+        ]
+        if progress:
+            progress("benchmark")
+        try:
+            # Timed through the sessions the tests ran through (their runs were the
+            # warm-up), every run in a sandbox of its own, every run checked as a test is.
+            speedup = benchmark(
+                sandbox,
+                baseline.binary,
+                binary,
+                timed,
+                replace(opts.bench, warmup_rounds=0),
+                limits=limits,
+                cancel=cancel,
+                check=check,
+                sessions=(base_session, cand_session),
+                race=race,
+            )
+        except InconsistentRun as err:
+            if err.side == "baseline":
+                return tested.verdict(
+                    Verdict.NOT_FASTER,
+                    f"cannot be timed: {err} (the baseline's output is not deterministic)",
+                    verdicts,
                 )
-            except InconsistentRun as err:
-                if err.side == "baseline":
-                    return tested(
-                        Verdict.NOT_FASTER,
-                        f"cannot be timed: {err} (the baseline's output is not deterministic)",
-                    )
-                # The test that differed is marked, so it counts as failed wherever tests
-                # are counted.
-                return tested(Verdict.INCONSISTENT, f"inconsistent: {err}", _marked(verdicts, err))
-            except BenchmarkError as err:
-                return tested(Verdict.TESTS_FAILED, str(err))
+            # The test that differed is marked, so it counts as failed wherever tests
+            # are counted.
+            return tested.verdict(
+                Verdict.INCONSISTENT, f"inconsistent: {err}", _marked(verdicts, err)
+            )
+        except BenchmarkError as err:
+            return tested.verdict(Verdict.TESTS_FAILED, str(err), verdicts)
+    return _timed_verdict(speedup, opts, tested, verdicts)
+
+
+def _timed_verdict(
+    speedup: SpeedupEstimate, opts: VerifyOptions, tested: _Tested, verdicts: list[TestVerdict]
+) -> VerificationResult:
+    """FASTER or NOT_FASTER from the timing, with the message that says why."""
+    identical = tested.identical
     wall_disagrees = speedup.wall_ci_high is not None and speedup.wall_ci_high <= 1.0
     faster = speedup.ci_low > 1.0 + opts.min_gain and not identical and not wall_disagrees
     if faster:
@@ -520,8 +487,8 @@ def _verify_uncached(
         message += f" (timing stopped after {speedup.runs} rounds: {speedup.stopped_early})"
     return VerificationResult(
         Verdict.FASTER if faster else Verdict.NOT_FASTER,
-        chash,
-        build,
+        tested.chash,
+        tested.build,
         tuple(verdicts),
         speedup,
         identical_to_baseline=identical,
@@ -566,13 +533,7 @@ def instruction_counts(
         src = Path(tmp) / "candidate.s"
         src.write_text(asm)
         binary = Path(tmp) / "candidate.bin"
-        build = build_binary(
-            [src, *opts.extra_inputs],
-            binary,
-            linker=opts.linker,
-            ldflags=opts.ldflags,
-            sandbox=sandbox,
-        )
+        build = _link(src, binary, opts, sandbox)
         if not build.ok:
             raise BaselineError(f"the candidate does not build: {build.stderr.strip()[:300]}")
         per_test = {}

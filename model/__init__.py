@@ -3,8 +3,9 @@
 One sub-package per job, each importing only the executor, :mod:`settings` and the packages
 listed before it:
 
-- :mod:`asmopt.model.settings`: the one settings type (``asmopt.toml``, CLI flags, the editor)
-  and the targets a workspace declares.
+- :mod:`asmopt.model.settings`: the one settings type (``asmopt.toml``, CLI flags, the editor),
+  the targets a workspace declares, and ``Workspace``: which ``asmopt.toml`` governs a file
+  and where its result store is, for the CLI and the editor alike.
 - :mod:`asmopt.model.search`: where candidates come from and how the best is found: the policy
   interface, compiler search, the LLM policy and its back-ends, prompts, splicing, the portfolio
   that verifies and mixes, refinement, and :func:`~asmopt.model.search.optimizer.optimize`, the

@@ -19,11 +19,15 @@ import glob
 import re
 import shlex
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from asmopt.executor.sandbox import MiB, SandboxLimits
+
+if TYPE_CHECKING:
+    from asmopt.executor.store import ResultStore
 
 POLICY_NAMES = ("compiler", "transformers", "openai", "vllm")
 COMPARE_MODES = ("tokens", "exact", "floats")
@@ -74,6 +78,10 @@ class Settings:
     # Optimize even a program whose run is mostly process start-up and libc (by its
     # instruction profile); without it the job says so and stops.
     go_on: bool = False
+    # The editor profiles a file's target (callgrind instructions per function, in the
+    # sandbox) when the file is opened, to show each function's share in its lens; off: only
+    # when asked (the "hottest functions" command).
+    profile_on_open: bool = True
     # compile_commands.json (or the folder that holds it) relative to the workspace; unset:
     # the workspace root, then build/ (see compile_db.py)
     compile_commands: str | None = None
@@ -463,3 +471,46 @@ def _coerce(key: str, value: Any, annotation: Any) -> Any:
             f"setting {key!r} has the wrong type: {value!r} (expected {kind})"
         ) from err
     return value
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """Where a file's job lives, decided once for the CLI and the editor alike: ``root`` is
+    the folder of the nearest ``asmopt.toml`` upwards from the file (see :func:`config_root`),
+    ``config`` what that file says (read once), and the result store is ``root/.asmopt/``.
+
+    ``problem`` says why the ``asmopt.toml`` could not be used when it was read leniently (the
+    editor goes on with the defaults); strictly read, the error is raised instead."""
+
+    root: Path
+    config: Config
+    problem: str | None = None
+
+    @classmethod
+    def of(cls, source: Path, top: Path | None = None, *, strict: bool = True) -> Workspace:
+        """The workspace of ``source``; ``top`` (the editor's folder) bounds the search.
+        Strict: a broken ``asmopt.toml`` raises :class:`SettingsError`."""
+        root = config_root(source, top)
+        try:
+            return cls(root, load_config(root))
+        except SettingsError as err:
+            if strict:
+                raise
+            return cls(root, Config(root=root), str(err))
+        except OSError as err:
+            if strict:
+                raise SettingsError(f"{root / CONFIG_FILE} cannot be read: {err}") from err
+            return cls(root, Config(root=root), f"{root / CONFIG_FILE} cannot be read: {err}")
+
+    def open_store(self, warn: Callable[[str], None] | None = None) -> ResultStore:
+        """The result store under ``root``, best effort: one that cannot be used (corrupt and
+        moved aside, a read-only workspace, a symbolic link) costs a warning (``warn``),
+        never the result."""
+        return open_store(self.root, warn)
+
+
+def open_store(root: Path, warn: Callable[[str], None] | None = None) -> ResultStore:
+    """The best-effort result store of the workspace whose root is ``root``."""
+    from asmopt.executor.store import ResultStore
+
+    return ResultStore(root, best_effort=True, warn=warn)

@@ -24,7 +24,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from asmopt.model.search.stages import Stage
 from asmopt.server import proctree
+from asmopt.server.messages import (
+    CancelJob,
+    ErrorMessage,
+    JobEnd,
+    MessageError,
+    ProgressMessage,
+    ResultMessage,
+    RunJob,
+    decode,
+    encode,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +59,7 @@ class Job:
     scratch: Path | None = None  # the server's scratch folder: the job's TMPDIR goes there
     tmpdir: Path | None = None
     state: str = "queued"  # queued | running | done
-    stage: str = "queued"
+    stage: Stage = Stage.QUEUED
     message: str = ""
     so_far: str = ""  # "1.65x so far, still measuring", once a speed-up is verified
     cancelled: bool = False
@@ -65,18 +77,10 @@ class Job:
         return f"`{self.function}`" if self.function else self.source.name
 
 
-@dataclass(frozen=True)
-class JobResult:
-    """How a job ended: ``record`` (a run record) on success, else ``error``."""
-
-    record: dict[str, Any] | None
-    message: str
-    cancelled: bool = False
-    error: str | None = None
-
+CANCELLED = ResultMessage(None, "cancelled", cancelled=True)
 
 Listener = Callable[[Job], None]
-DoneListener = Callable[[Job, JobResult], None]
+DoneListener = Callable[[Job, JobEnd], None]
 
 
 def worker_command() -> list[str]:
@@ -142,17 +146,17 @@ class JobManager:
     # ---------------------------------------------------------------- running
 
     async def _run(self, job: Job) -> None:
-        result: JobResult
+        result: JobEnd
         try:
             result = await self._run_worker(job)
         except Exception as err:  # never leave a job (and its progress) hanging
             logger.exception("job %s failed", job.id)
-            result = JobResult(None, "", error=f"asmopt could not run the job: {err}")
+            result = ErrorMessage(f"asmopt could not run the job: {err}")
         finally:
             await self._kill_if_alive(job)
             await asyncio.to_thread(_remove_tmpdir, job)
-        if job.cancelled and result.error is None:
-            result = JobResult(None, "cancelled", cancelled=True)
+        if job.cancelled and isinstance(result, ResultMessage):
+            result = CANCELLED
         job.state = "done"
         self._jobs.pop(job.id, None)
         job.finished.set()
@@ -161,7 +165,7 @@ class JobManager:
         finally:
             self._spawn(self._pump())
 
-    async def _run_worker(self, job: Job) -> JobResult:
+    async def _run_worker(self, job: Job) -> JobEnd:
         # Everything the optimizer writes to the temporary folder (candidates, binaries,
         # sandboxes) goes into one folder per job, removed when the job ends however it
         # ends: a killed worker cannot clean up after itself.
@@ -179,52 +183,45 @@ class JobManager:
         )
         job.process = process
         job.pid = process.pid
-        request = {
-            "type": "run",
-            "source": str(job.source),
-            "function": job.function,
-            "settings": job.settings,
-            "workspace": str(job.workspace),
-            "target": job.target,
-        }
+        request = RunJob(
+            source=str(job.source),
+            function=job.function,
+            settings=job.settings,
+            workspace=str(job.workspace),
+            target=job.target,
+        )
         assert process.stdin is not None and process.stdout is not None
         stderr_tail: list[str] = []
         stderr_task = asyncio.ensure_future(_drain(process.stderr, stderr_tail))
         try:
-            process.stdin.write((json.dumps(request) + "\n").encode())
+            process.stdin.write((json.dumps(encode(request)) + "\n").encode())
             await process.stdin.drain()
         except (BrokenPipeError, ConnectionResetError):
             pass
         if job.cancelled:  # cancelled while the process started
             await self._send_cancel(job)
-        result: JobResult | None = None
+        result: JobEnd | None = None
         while True:
             try:
                 line = await process.stdout.readline()
             except (ValueError, asyncio.LimitOverrunError):
-                result = JobResult(None, "", error="the worker sent a malformed message")
+                result = ErrorMessage("the worker sent a malformed message")
                 break
             if not line:
                 break
             try:
-                message = json.loads(line)
-            except ValueError:
+                message = decode(json.loads(line))
+            except (ValueError, MessageError) as err:
+                logger.warning("job %s: %s", job.id, err)
                 continue
-            kind = message.get("type")
-            if kind == "progress" and not job.cancelled:
-                job.stage = str(message.get("stage") or job.stage)
-                job.message = str(message.get("message") or "")
-                job.so_far = str(message.get("so_far") or job.so_far)
-                self._on_change(job)
-            elif kind == "result":
-                result = JobResult(
-                    message.get("record"),
-                    str(message.get("message") or ""),
-                    bool(message.get("cancelled")),
-                )
-                break
-            elif kind == "error":
-                result = JobResult(None, "", error=str(message.get("message") or "failed"))
+            if isinstance(message, ProgressMessage):
+                if not job.cancelled:
+                    job.stage = message.stage
+                    job.message = message.message
+                    job.so_far = message.so_far or job.so_far
+                    self._on_change(job)
+            elif isinstance(message, ResultMessage | ErrorMessage):
+                result = message
                 break
         with contextlib.suppress(Exception):
             await asyncio.wait_for(process.wait(), timeout=KILL_AFTER + 1)
@@ -232,12 +229,10 @@ class JobManager:
             await asyncio.wait_for(stderr_task, timeout=0.5)
         if result is None:
             if job.cancelled:
-                return JobResult(None, "cancelled", cancelled=True)
+                return CANCELLED
             code = process.returncode
             tail = " ".join(stderr_tail[-3:]).strip()
-            return JobResult(
-                None, "", error=f"the optimizer process ended unexpectedly (exit {code}) {tail}"
-            )
+            return ErrorMessage(f"the optimizer process ended unexpectedly (exit {code}) {tail}")
         return result
 
     # ---------------------------------------------------------------- cancelling
@@ -247,14 +242,14 @@ class JobManager:
         if job.cancelled or job.state == "done":
             return
         job.cancelled = True
-        job.stage = "cancelling"
+        job.stage = Stage.CANCELLING
         if job.state == "queued":
             with contextlib.suppress(ValueError):
                 self._queue.remove(job)
             job.state = "done"
             self._jobs.pop(job.id, None)
             job.finished.set()
-            self._on_done(job, JobResult(None, "cancelled", cancelled=True))
+            self._on_done(job, CANCELLED)
             return
         self._on_change(job)
         if job.process is not None:
@@ -266,7 +261,7 @@ class JobManager:
             return
         if process.stdin is not None:
             with contextlib.suppress(Exception):
-                process.stdin.write(b'{"type": "cancel"}\n')
+                process.stdin.write((json.dumps(encode(CancelJob())) + "\n").encode())
                 await process.stdin.drain()
         self._spawn(self._kill_later(job))
 

@@ -4,10 +4,9 @@ section (camelCase keys of :class:`asmopt.model.settings.Settings`)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from asmopt.model.settings import Config, Settings, SettingsError, load_config
+from asmopt.model.settings import Config, Settings, SettingsError
 
 # Settings the VS Code client reads itself (docs/protocol.md); the server ignores them.
 CLIENT_ONLY_KEYS = frozenset({"interpreter", "serverArgs", "server_args", "trace", "trace.server"})
@@ -47,13 +46,3 @@ class ServerOptions:
             return Settings.from_mapping(self.editor, base=base)
         except SettingsError:
             return self.settings
-
-
-def workspace_config(root: Path) -> tuple[Config, str | None]:
-    """``root``'s config and, when its ``asmopt.toml`` is unusable, why (defaults are used)."""
-    try:
-        return load_config(root), None
-    except SettingsError as err:
-        return Config(root=root), str(err)
-    except OSError as err:
-        return Config(root=root), f"{root}/asmopt.toml cannot be read: {err}"

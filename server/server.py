@@ -21,10 +21,11 @@ from pygls.lsp.server import LanguageServer
 from pygls.uris import to_fs_path
 
 from asmopt import __version__
-from asmopt.model.settings import config_root
+from asmopt.model.settings import CONFIG_FILE, Workspace, config_root
 from asmopt.server.documents import Buffer, DocumentStore, FunctionInfo, Language
 from asmopt.server.jobs import JobManager
-from asmopt.server.options import ServerOptions, workspace_config
+from asmopt.server.options import ServerOptions
+from asmopt.server.profiles import ProfileIndex
 from asmopt.server.protocol import AsmoptProtocol, serve_stdio
 from asmopt.server.results import ResultIndex, source_key
 
@@ -51,6 +52,9 @@ class AsmoptLanguageServer(LanguageServer):
         self.documents = DocumentStore()
         self.options = ServerOptions()
         self.results = ResultIndex()
+        # Instruction profiles by source (features/profile.py makes them, lenses show them).
+        self.profiles = ProfileIndex()
+        self.profiler: Any = None
         self.jobs = JobManager(self._job_changed, self._job_done)
         # Features subscribe to job events (progress, lenses, diagnostics).
         self.job_listeners: list[Callable[[Any], None]] = []
@@ -58,7 +62,7 @@ class AsmoptLanguageServer(LanguageServer):
         self._debounced: dict[tuple[str, str], asyncio.Task[Any]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._refresh_pending = False
-        self._config_cache: dict[Path, tuple[float, Any, str | None]] = {}
+        self._workspaces: dict[Path, tuple[float, Workspace]] = {}
         self._warned: set[str] = set()
         # Set once the editor's settings have been pulled after `initialized`: a run asked
         # for before that must not start with the defaults.
@@ -113,6 +117,7 @@ class AsmoptLanguageServer(LanguageServer):
 
         self.protocol.set_writer(StdoutWriter(stdout or sys.stdout.buffer))
         try:
+            assert isinstance(self.protocol, AsmoptProtocol)  # protocol_cls, given above
             asyncio.run(serve_stdio(self.protocol, stdin.fileno() if stdin else None))
         except BrokenPipeError:
             logger.error("the client went away")
@@ -234,7 +239,8 @@ class AsmoptLanguageServer(LanguageServer):
         return source_key(path) if path is not None else None
 
     def workspace_root(self, path: Path) -> Path:
-        """The workspace folder holding ``path`` (the deepest), else the file's folder."""
+        """The editor's workspace folder holding ``path`` (the deepest), else the file's
+        folder: the search for ``asmopt.toml`` stops there (see :meth:`workspace_for`)."""
         best: Path | None = None
         folders = [self.path_of(f.uri) for f in self.workspace.folders.values()]
         root_path = getattr(self.workspace, "root_path", None)
@@ -251,22 +257,28 @@ class AsmoptLanguageServer(LanguageServer):
                 best = folder
         return best or resolved.parent
 
-    def target_for(self, path: Path) -> tuple[Any, Any, str | None]:
-        """(config, target, config problem) for a file; blocking (reads asmopt.toml, the
-        nearest one upwards from the file within its workspace folder)."""
-        root = config_root(path, self.workspace_root(path))
-        toml = root / "asmopt.toml"
+    def workspace_for(self, path: Path) -> Workspace:
+        """The file's workspace as the CLI finds it (:class:`Workspace`: the nearest
+        ``asmopt.toml`` upwards, within the editor's folder, and the store beside it), read
+        leniently (a broken ``asmopt.toml`` is its ``problem``) and cached until the file
+        changes; blocking."""
+        top = self.workspace_root(path)
+        root = config_root(path, top)
         try:
-            mtime = toml.stat().st_mtime
+            mtime = (root / CONFIG_FILE).stat().st_mtime
         except OSError:
             mtime = -1.0
-        cached = self._config_cache.get(root)
+        cached = self._workspaces.get(root)
         if cached is None or cached[0] != mtime:
-            config, problem = workspace_config(root)
-            cached = (mtime, config, problem)
-            self._config_cache[root] = cached
-        _, config, problem = cached
-        return config, config.target_for(path), problem
+            cached = (mtime, Workspace.of(path, top, strict=False))
+            self._workspaces[root] = cached
+        return cached[1]
+
+    def target_for(self, path: Path) -> tuple[Any, Any, str | None]:
+        """(config, target, config problem) for a file; blocking (see :meth:`workspace_for`).
+        ``config.root`` is the workspace's root, where its result store lives."""
+        workspace = self.workspace_for(path)
+        return workspace.config, workspace.config.target_for(path), workspace.problem
 
     # ---------------------------------------------------------------- views
 

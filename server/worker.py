@@ -1,15 +1,10 @@
 """One optimization job in a process of its own: ``python -m asmopt.server.worker``.
 
 The language server starts one worker per job, so its event loop never waits on the optimizer
-and a cancel can end with a hard kill. They speak JSON lines:
-
-server -> worker (stdin)
-    ``{"type": "run", "source", "function", "settings", "workspace", "target"}`` first, then
-    optionally ``{"type": "cancel"}``. End of input (the server went away) also cancels.
-worker -> server (stdout)
-    ``{"type": "progress", "stage", "message"}`` any number of times, then exactly one of
-    ``{"type": "result", "record", "message", "cancelled"}`` (``record``: a run record, see
-    :mod:`asmopt.server.results`) or ``{"type": "error", "message"}``.
+and a cancel can end with a hard kill. They speak the JSON lines of :mod:`asmopt.server.messages`:
+a run request, then perhaps a cancel, one way; progress, then one result or error, the other.
+The worker finds the file's workspace as the CLI does (``Workspace.of``: the nearest
+``asmopt.toml``, read once) and keeps the job's run record in that workspace's store.
 
 On a cancel the worker sets the optimizer's cancel event (the sandbox then kills its runs)
 and, if the optimizer has not returned within :data:`CANCEL_GRACE` seconds, kills its own
@@ -97,7 +92,9 @@ def _watch_stdin(cancel: threading.Event, out: _Output) -> None:
 
     def hard_stop() -> None:
         _kill_children()
-        out.send({"type": "result", "record": None, "message": "cancelled", "cancelled": True})
+        from asmopt.server.messages import ResultMessage, encode
+
+        out.send(encode(ResultMessage(None, "cancelled", cancelled=True)))
         os._exit(3)
 
     timer = threading.Timer(CANCEL_GRACE, hard_stop)
@@ -106,100 +103,73 @@ def _watch_stdin(cancel: threading.Event, out: _Output) -> None:
 
 
 def run(request: dict[str, Any], out: _Output, cancel: threading.Event) -> None:
-    """Run one job and send its result (or error)."""
-    from asmopt.model.settings import Settings, SettingsError
-    from asmopt.server.results import record_key, run_record
-
+    """Run one job (a :class:`~asmopt.server.messages.RunJob`, as a dict) and send its result
+    (or error)."""
     try:
         from asmopt.model.search.optimizer import OptimizeError, OptimizeRequest
+        from asmopt.model.settings import Settings, SettingsError, Workspace
+        from asmopt.server import messages as m
     except Exception as err:  # the model layer itself is broken: say so, don't crash
         out.send({"type": "error", "message": f"the optimizer cannot be loaded: {err}"})
         return
+
+    def send(message: m.Message) -> None:
+        out.send(m.encode(message))
+
     try:
-        settings = Settings.from_mapping(request.get("settings") or {})
-    except SettingsError as err:
-        out.send({"type": "error", "message": str(err)})
+        job = m.decode({**request, "type": "run"})
+        assert isinstance(job, m.RunJob)
+        settings = Settings.from_mapping(job.settings)
+        # The same workspace as the CLI's: the nearest asmopt.toml (read once, here) and the
+        # store beside it.
+        source = Path(job.source)
+        workspace = Workspace.of(source, Path(job.workspace) if job.workspace else None)
+    except (m.MessageError, SettingsError) as err:
+        send(m.ErrorMessage(str(err)))
         return
-    source = Path(request["source"])
-    workspace = Path(request["workspace"]) if request.get("workspace") else None
-    function = request.get("function")
-    target = str(request.get("target") or source.stem)
-    store = None
-    store_root = workspace or source.parent
-    try:
-        from asmopt.executor.store import ResultStore
+    # Best effort: a corrupt store is moved aside, an unusable one (read-only, a link) costs
+    # a warning, never the result.
+    store = workspace.open_store(warn=lambda text: print(text, file=sys.stderr))
+    last = m.ProgressMessage(m.Stage.BASELINE)
+    best_low = 0.0
 
-        # Best effort: a corrupt store is moved aside, an unusable one (read-only, a link)
-        # costs a warning, never the result.
-        store = ResultStore(store_root, best_effort=True, warn=lambda m: print(m, file=sys.stderr))
-    except Exception:
-        store = None
-
-    so_far: dict[str, Any] = {"text": "", "low": 0.0, "stage": "baseline"}
-
-    def progress(stage: str, message: str) -> None:
+    def progress(stage: m.Stage | None, message: str) -> None:
         # The stage stays a stage; once a speed-up is verified it travels beside it, and the
         # lens says "running… (verify · 1.65x so far, still measuring)".
-        so_far["stage"] = stage or so_far["stage"]
-        out.send(
-            {
-                "type": "progress",
-                "stage": str(so_far["stage"]),
-                "message": str(message),
-                "so_far": so_far["text"],
-            }
-        )
+        nonlocal last
+        last = m.ProgressMessage(stage or last.stage, str(message), last.so_far)
+        send(last)
 
-    def on_update(update: Any) -> None:  # model.portfolio.SoFar
-        if update.ci_low <= so_far["low"]:
+    def on_update(update: Any) -> None:  # model.search.portfolio.SoFar
+        nonlocal last, best_low
+        if update.ci_low <= best_low:
             return  # the lens shows the best verified so far
-        so_far["low"] = update.ci_low
-        so_far["text"] = f"{update.median:.2f}x so far, still measuring"
-        progress("", update.label)
+        best_low = update.ci_low
+        last = m.ProgressMessage(last.stage, "", f"{update.median:.2f}x so far, still measuring")
+        progress(None, update.label)
 
+    request_ = OptimizeRequest(
+        source=source, function=job.function, settings=settings, workspace=workspace.root,
+        config=workspace.config,
+    )  # fmt: skip
     try:
-        optimize = _load_optimize()
-        outcome = optimize(
-            OptimizeRequest(
-                source=source, function=function, settings=settings, workspace=workspace
-            ),
-            store=store,
-            progress=progress,
-            cancel=cancel,
-            on_update=on_update,
+        outcome = _load_optimize()(
+            request_, store=store, progress=progress, cancel=cancel, on_update=on_update
         )
     except OptimizeError as err:
-        out.send({"type": "error", "message": str(err)})
+        send(m.ErrorMessage(str(err), err.stage, err.unavailable))
         return
     except Exception as err:
-        detail = traceback.format_exc(limit=3)
-        print(detail, file=sys.stderr)
-        out.send({"type": "error", "message": f"the optimizer failed: {type(err).__name__}: {err}"})
+        print(traceback.format_exc(limit=3), file=sys.stderr)
+        send(m.ErrorMessage(f"the optimizer failed: {type(err).__name__}: {err}"))
         return
-    data = outcome.to_dict()
-    cancelled = bool(data.get("cancelled")) or cancel.is_set()
-    record = run_record(data, target=target, function=function, source=str(source.resolve()))
-    warning = ""
-    if store is not None and not cancelled:
-        key = record_key(
-            target, function, record["source"], record["candidate"] if record.get("asm") else ""
-        )
-        try:
-            store.put(key, record)
-            if store.problem is not None:
-                warning = f" (not saved: {store.problem})"
-        except Exception as err:  # a read-only workspace still gets its result shown
-            warning = f" (not saved: {err})"
-        finally:
-            store.close()
-    out.send(
-        {
-            "type": "result",
-            "record": record,
-            "message": str(data.get("message") or "") + warning,
-            "cancelled": cancelled,
-        }
-    )
+    # The optimizer kept the record in the store (as it does for the CLI), if it could.
+    record = outcome.record()
+    cancelled = record.cancelled or cancel.is_set()
+    problem = store.problem
+    store.close()
+    warning = f" (not saved: {problem})" if problem and not cancelled else ""
+    send(m.ResultMessage(record, record.message + warning, cancelled))
 
 
 def main() -> int:

@@ -275,7 +275,7 @@ def test_a_test_folder_with_a_bench_command_runs_both_and_hides_the_answers(
     assert [t.name for t in result.tests] == ["tiny", "bench_command"]
     assert result.all_passed
     # The runs see the project, but neither the folder of answers nor earlier verdicts.
-    from asmopt.model.search.optimizer import _command_tests, verify_options
+    from asmopt.model.search.preparation import _command_tests, verify_options
 
     config = load_config(project)
     (target,) = config.targets

@@ -1,9 +1,10 @@
 // The asmopt extension in a real VS Code: code-server (VS Code's web build) driven through
 // Debian's chromium by playwright-core, headless, on loopback only. What a user would do:
-// open a C file and a .s file (a lens on every function), Optimize with progress to the end
-// (its summary, the result lens), the diff and Apply then Undo, the command palette, and the
-// failure cases (no Python, asmopt not installed, bad server arguments), each one message
-// with its cause. A screenshot of each step goes to e2e/screenshots/.
+// open a C file and a .s file (a lens on every function), the command palette, the profile
+// lens ("% of instructions") and the hottest functions, Optimize with progress to the end
+// (its summary, the result lens), the diff and Apply then Undo, and the failure cases (no
+// Python, asmopt not installed, bad server arguments), each one message with its cause. A
+// screenshot of each step goes to e2e/screenshots/.
 //
 //   node e2e/run.mjs [--python /path/to/python]    (after e2e/setup.sh and the extension build)
 import { spawn, execFileSync } from 'node:child_process';
@@ -262,9 +263,30 @@ async function mainSession(browser, extensions) {
             const items = await page.$$eval('.quick-input-list .monaco-list-row', (els) => els.map((e) => e.textContent));
             await shot(page, 'palette');
             await page.keyboard.press('Escape');
-            for (const want of ['Optimize function', 'Optimize file', 'Restart server']) {
+            for (const want of ['Optimize function', 'Optimize file', 'Restart server', 'Show hottest functions']) {
                 if (!items.some((t) => t.includes(want))) throw new Error(`no "${want}" in ${JSON.stringify(items)}`);
             }
+        });
+        await step(page, 'the profile lens ("% of instructions") and Show hottest functions', async () => {
+            // Opening align.c profiled it (callgrind on its quickest test, in the sandbox).
+            await openFile(page, 'align.c');
+            const share = await waitFor(page, 'the profile lens', async () => (await lenses(page)).find((t) => /% of instructions$/.test(t)), 180_000);
+            log(`  profile lens: ${share}`);
+            await page.locator('.codelens-decoration a', { hasText: '% of instructions' }).first().click();
+            // In list order (the DOM's order is not the list's: rows are reused and positioned).
+            const rows = await waitFor(page, 'the hottest functions', async () => {
+                const r = await page.$$eval('.quick-input-list .monaco-list-row', (els) =>
+                    els.map((e) => [Number(e.getAttribute('data-index')), e.textContent]).sort((a, b) => a[0] - b[0]).map((x) => x[1]));
+                return r.length >= 2 && r.every((t) => t.includes('of instructions')) ? r : null;
+            }, 30_000);
+            log(`  hottest: ${JSON.stringify(rows.slice(0, 3))}`);
+            await shot(page, 'hottest-functions');
+            if (!rows[0].startsWith('align')) throw new Error(`align() is not the hottest: ${JSON.stringify(rows)}`);
+            await page.keyboard.press('Enter');
+            await page.waitForTimeout(800);
+            const line = await page.$eval('.editor-status-selection, [id="status.editor.selection"]', (e) => e.textContent).catch(() => '');
+            log(`  after the jump: ${line}`);
+            if (line && !/Ln 15\b/.test(line)) throw new Error(`the cursor is not on align() (line 15): ${line}`);
         });
         await step(page, 'Optimize: progress through the stages, then the summary and the result lens', async () => {
             await openFile(page, 'align.c');

@@ -71,7 +71,7 @@ if (manifest) {
     const c = pkg.contributes ?? {};
     check(pkg.main === './dist/extension.js', `main is ${pkg.main}, not ./dist/extension.js`);
     const commands = (c.commands ?? []).map((x) => x.command);
-    for (const cmd of ['asmopt.optimizeFunction', 'asmopt.optimizeFile', 'asmopt.applyCandidate', 'asmopt.showCandidateDiff', 'asmopt.restartServer', 'asmopt.showOutput']) {
+    for (const cmd of ['asmopt.optimizeFunction', 'asmopt.optimizeFile', 'asmopt.applyCandidate', 'asmopt.showCandidateDiff', 'asmopt.restartServer', 'asmopt.showOutput', 'asmopt.showHottestFunctions']) {
         check(commands.includes(cmd), `command ${cmd} is not contributed`);
     }
     const props = Object.keys(c.configuration?.properties ?? {});

@@ -9,6 +9,7 @@ import type * as vscode from 'vscode';
 import { CANDIDATE_SCHEME, CandidateViews } from './candidates';
 import { cancelProgress, clientFactory, CurrentClient } from './client';
 import { CommandRouter } from './commands';
+import { HottestFunctions } from './hottest';
 import { ProgressNotifications } from './progress';
 import { Commands } from './protocol';
 import { runProcess } from './pythonCheck';
@@ -23,6 +24,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     const current = new CurrentClient();
     const views = new CandidateViews(host, current);
     const router = new CommandRouter(host, current, views);
+    const hottest = new HottestFunctions(host, current);
 
     controller = new ServerController(
         host,
@@ -54,6 +56,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     registerCommand(context, Commands.showCandidateDiff, guarded('Show candidate diff', (...args) => router.showCandidateDiff(args)));
     registerCommand(context, Commands.restartServer, guarded('Restart server', () => server.restart()));
     registerCommand(context, Commands.showOutput, async () => host.showOutput());
+    registerCommand(context, Commands.showHottestFunctions, guarded('Show hottest functions', (...args) => hottest.show(args)));
     // asmopt.optimizeFunction, optimizeFile and applyCandidate are registered by the language
     // client once the server announces them; CommandRouter fills in their arguments.
 

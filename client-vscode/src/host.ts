@@ -43,6 +43,13 @@ export interface StatusBarView {
     severity?: 'error' | 'warning';
 }
 
+/** An item of a quick pick with a description (right of the label) and a detail line. */
+export interface PickItem {
+    label: string;
+    description?: string;
+    detail?: string;
+}
+
 export interface ProgressReport {
     message?: string;
     increment?: number;
@@ -75,6 +82,8 @@ export interface Host {
     showWarning(message: string, ...actions: string[]): Promise<string | undefined>;
     showInfo(message: string, ...actions: string[]): Promise<string | undefined>;
     showQuickPick(items: string[], placeholder: string): Promise<string | undefined>;
+    /** A quick pick of `items`; resolves to the index chosen, or undefined when dismissed. */
+    pickItem(items: PickItem[], placeholder: string): Promise<number | undefined>;
     copyToClipboard(text: string): Promise<void>;
     showOutput(): void;
 
@@ -82,6 +91,8 @@ export interface Host {
     activeEditor(): ActiveEditor | undefined;
     /** The text of an open document, else the file on disk, else undefined. */
     documentText(uri: string): Promise<string | undefined>;
+    /** Opens the document (a URI string) with the cursor on zero-based `line`. */
+    revealLine(uri: string, line: number): Promise<void>;
     /** Opens VS Code's diff view; `left` and `right` are URI strings. */
     showDiff(left: string, right: string, title: string): Promise<void>;
     /** Tells VS Code that a virtual document's content changed. */

@@ -12,10 +12,12 @@ export const Commands = {
     optimizeFile: 'asmopt.optimizeFile',
     applyCandidate: 'asmopt.applyCandidate',
     cancel: 'asmopt.cancel',
+    hottestFunctions: 'asmopt.hottestFunctions',
     // Client only.
     showCandidateDiff: 'asmopt.showCandidateDiff',
     restartServer: 'asmopt.restartServer',
     showOutput: 'asmopt.showOutput',
+    showHottestFunctions: 'asmopt.showHottestFunctions',
 } as const;
 
 export const SERVER_COMMANDS: readonly string[] = [
@@ -23,6 +25,7 @@ export const SERVER_COMMANDS: readonly string[] = [
     Commands.optimizeFile,
     Commands.applyCandidate,
     Commands.cancel,
+    Commands.hottestFunctions,
 ];
 
 /** Language ids the server handles (protocol.md: any id ending in `asm`, plus `c`). */
@@ -68,3 +71,27 @@ export interface StatusParams {
     state: ServerState;
     jobs: StatusJob[];
 }
+
+/** One function of `asmopt.hottestFunctions`: where it is defined, when that file was asked. */
+export interface HotFunction {
+    name: string;
+    instructions: number;
+    share: number;
+    uri: string | null;
+    line: number | null;
+}
+
+/** The answer of `asmopt.hottestFunctions` (instructions from callgrind, not time). */
+export interface HottestAnswer {
+    target: string;
+    metric: string;
+    total: number;
+    ownShare: number;
+    startupBound: string;
+    tests: string[];
+    skippedTests: string[];
+    functions: HotFunction[];
+    elsewhere: { name: string; instructions: number; share: number }[];
+}
+
+export type HottestResult = HottestAnswer | { error: string };

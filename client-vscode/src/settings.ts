@@ -45,6 +45,7 @@ export const SERVER_SETTINGS: Readonly<Record<string, Kind>> = {
     marchLevel: { type: 'string', oneOf: MARCH_LEVELS },
     racing: { type: 'boolean' },
     goOn: { type: 'boolean' },
+    profileOnOpen: { type: 'boolean' },
     ciTarget: { type: 'number', positive: true },
     benchBudget: { type: 'number', positive: true },
     compare: { type: 'string', oneOf: COMPARE_MODES },

@@ -85,6 +85,13 @@ export function createHost(parts: HostParts): Host {
         showWarning: async (m, ...actions) => vscode.window.showWarningMessage(m, ...actions),
         showInfo: async (m, ...actions) => vscode.window.showInformationMessage(m, ...actions),
         showQuickPick: async (items, placeholder) => vscode.window.showQuickPick(items, { placeHolder: placeholder }),
+        pickItem: async (items, placeholder) => {
+            const picked = await vscode.window.showQuickPick(
+                items.map((item, index) => ({ ...item, index })),
+                { placeHolder: placeholder, matchOnDescription: true },
+            );
+            return picked?.index;
+        },
         copyToClipboard: async (text) => vscode.env.clipboard.writeText(text),
         showOutput: () => output.show(true),
 
@@ -103,6 +110,10 @@ export function createHost(parts: HostParts): Host {
             } catch {
                 return undefined;
             }
+        },
+        revealLine: async (uri, line) => {
+            const position = new vscode.Position(line, 0);
+            await vscode.window.showTextDocument(toUri(uri), { selection: new vscode.Range(position, position) });
         },
         showDiff: async (left, right, title) => {
             await vscode.commands.executeCommand('vscode.diff', toUri(left), toUri(right), title, { preview: true });

@@ -1,4 +1,7 @@
-"""Data sets in the paper's format: read them, check them, and build new ones from C programs.
+"""Data sets in the paper's format: read them, check them, write them.
+
+(~680 lines, more than most modules: the row format is read, checked and written in one
+place so that the schema and its readers cannot drift apart.)
 
 A data set is a list of :class:`Problem` values, one per program. They come from
 
@@ -7,11 +10,9 @@ A data set is a list of :class:`Problem` values, one per program. They come from
 - a directory of targets (DESIGN.md, "Formats"): ``[[target]]`` tables of an ``asmopt.toml``,
   or, without one, every C file with ``main`` and a ``tests/`` directory beside it.
 
-:func:`build_dataset` turns a directory of targets into parquet the paper's way: the
-``gcc -O3`` assembly is the baseline (``unoptimized_assembly``, the paper's name for it),
-programs whose ``-O3`` build fails their own tests are dropped, optionally so are those whose
-``-O0``→``-O3`` speed-up is below a threshold (the paper used 3x) and those longer than a
-token budget, and the rest is split into train and val with a seed.
+:func:`asmopt.model.evaluation.dataset_build.build_dataset` turns a directory of targets into
+parquet the paper's way (the ``gcc -O3`` assembly is the baseline, ``unoptimized_assembly``
+in the paper's name for it); this module reads, checks and writes rows.
 
 Schema facts, from the paper's code (``src/create_data/convert_to_hf_raw.py``,
 ``precompile.py``, the verl reward functions) and checked against what HF ``datasets``
@@ -28,15 +29,14 @@ import base64
 import binascii
 import json
 import os
-import random
 import re
 import tempfile
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from asmopt.executor.testcases import Comparator, TestCase, TestSetError, load_tests
+from asmopt.executor.testcases import TestCase, TestSetError, load_tests
 from asmopt.model.search.policy import Request
 from asmopt.model.search.prompts import build_prompt, build_prompt_c_only, chat_messages
 
@@ -44,15 +44,10 @@ __all__ = [
     "EXTRA_INFO_FIELDS",
     "PAPER_MAX_TESTS",
     "PAPER_MIN_SPEEDUP",
-    "BuildOptions",
-    "BuildSummary",
     "DataSet",
     "DatasetError",
-    "Dropped",
     "Problem",
-    "build_dataset",
     "find_targets",
-    "load_tokenizer",
     "make_row",
     "parquet_schema",
     "problem_from_row",
@@ -257,63 +252,17 @@ def problem_from_row(
     no ``extra_info``, no tests, ``inputs`` and ``outputs`` of different lengths, empty
     baseline assembly.
     """
-    if not isinstance(row, dict):
-        raise DatasetError(f"{origin}: row {number} is not an object ({type(row).__name__})")
-    extra = row.get("extra_info")
-    if extra is None:
-        raise DatasetError(
-            f"{_where(origin, number, 'extra_info')} is missing: the paper's rows keep the "
-            f"tests and the baseline there ({', '.join(_REQUIRED_EXTRA)})"
-        )
-    if not isinstance(extra, dict):
-        raise DatasetError(f"{_where(origin, number, 'extra_info')} must be a struct/object")
-    for key in _REQUIRED_EXTRA:
-        if key not in extra or extra[key] is None:
-            raise DatasetError(f"{_where(origin, number, 'extra_info.' + key)} is missing")
-    inputs = _as_text_list(extra["inputs"], origin, number, "extra_info.inputs")
-    outputs = _as_text_list(extra["outputs"], origin, number, "extra_info.outputs")
-    if not inputs:
-        raise DatasetError(
-            f"{_where(origin, number, 'extra_info.inputs')} is empty: the row has no tests, "
-            "so no candidate can be verified; drop the row or add tests"
-        )
-    if len(inputs) != len(outputs):
-        raise DatasetError(
-            f"{_where(origin, number, 'extra_info.outputs')} has {len(outputs)} entries but "
-            f"inputs has {len(inputs)}: every input needs its expected output"
-        )
+    extra = _extra_info(row, number, origin)
+    tests = _row_tests(extra, number, origin, max_tests)
     asm = extra["unoptimized_assembly"]
     if not isinstance(asm, str) or not _strip_fence(asm).strip():
         raise DatasetError(
             f"{_where(origin, number, 'extra_info.unoptimized_assembly')} is empty or not text"
         )
-    prompt = row.get("prompt")
-    messages: list[dict[str, str]] = []
-    if prompt is not None:
-        if isinstance(prompt, str | bytes) or not isinstance(prompt, Iterable):
-            raise DatasetError(f"{_where(origin, number, 'prompt')} must be a list of messages")
-        for i, message in enumerate(prompt):
-            if (
-                not isinstance(message, dict)
-                or not isinstance(message.get("role"), str)
-                or not isinstance(message.get("content"), str)
-            ):
-                raise DatasetError(
-                    f"{_where(origin, number, 'prompt')}[{i}] must have string role and content"
-                )
-            messages.append({"role": message["role"], "content": message["content"]})
+    messages = _row_messages(row, number, origin)
     c_source = extra.get("c_code")
     if not isinstance(c_source, str):
-        c_source = None
-        for text in [extra.get("question"), *(m["content"] for m in messages)]:
-            if isinstance(text, str) and (found := _c_from_prompt(text)) is not None:
-                c_source = found
-                break
-    keep = len(inputs) if max_tests is None else max(0, max_tests)
-    tests = tuple(
-        TestCase(name=f"t{i}", stdin=i_text.encode(), expected=o_text.encode())
-        for i, (i_text, o_text) in enumerate(zip(inputs[:keep], outputs[:keep], strict=True))
-    )
+        c_source = _c_from_texts([extra.get("question"), *(m["content"] for m in messages)])
     split = extra.get("split") if isinstance(extra.get("split"), str) else ""
     if not split and isinstance(row.get("data_source"), str):
         split = row["data_source"]
@@ -336,6 +285,76 @@ def problem_from_row(
         baseline_binary=_as_bytes(extra.get("unoptimized_compiled")),
         origin=origin,
     )
+
+
+def _extra_info(row: Any, number: int, origin: str) -> dict[str, Any]:
+    """The row's ``extra_info``, checked to hold every key a row needs."""
+    if not isinstance(row, dict):
+        raise DatasetError(f"{origin}: row {number} is not an object ({type(row).__name__})")
+    extra = row.get("extra_info")
+    if extra is None:
+        raise DatasetError(
+            f"{_where(origin, number, 'extra_info')} is missing: the paper's rows keep the "
+            f"tests and the baseline there ({', '.join(_REQUIRED_EXTRA)})"
+        )
+    if not isinstance(extra, dict):
+        raise DatasetError(f"{_where(origin, number, 'extra_info')} must be a struct/object")
+    for key in _REQUIRED_EXTRA:
+        if key not in extra or extra[key] is None:
+            raise DatasetError(f"{_where(origin, number, 'extra_info.' + key)} is missing")
+    return extra
+
+
+def _row_tests(
+    extra: dict[str, Any], number: int, origin: str, max_tests: int | None
+) -> tuple[TestCase, ...]:
+    """The row's first ``max_tests`` tests, from ``inputs`` and ``outputs`` (checked to pair)."""
+    inputs = _as_text_list(extra["inputs"], origin, number, "extra_info.inputs")
+    outputs = _as_text_list(extra["outputs"], origin, number, "extra_info.outputs")
+    if not inputs:
+        raise DatasetError(
+            f"{_where(origin, number, 'extra_info.inputs')} is empty: the row has no tests, "
+            "so no candidate can be verified; drop the row or add tests"
+        )
+    if len(inputs) != len(outputs):
+        raise DatasetError(
+            f"{_where(origin, number, 'extra_info.outputs')} has {len(outputs)} entries but "
+            f"inputs has {len(inputs)}: every input needs its expected output"
+        )
+    keep = len(inputs) if max_tests is None else max(0, max_tests)
+    return tuple(
+        TestCase(name=f"t{i}", stdin=i_text.encode(), expected=o_text.encode())
+        for i, (i_text, o_text) in enumerate(zip(inputs[:keep], outputs[:keep], strict=True))
+    )
+
+
+def _row_messages(row: dict[str, Any], number: int, origin: str) -> list[dict[str, str]]:
+    """The row's ``prompt`` as chat messages (none when the column is absent)."""
+    prompt = row.get("prompt")
+    messages: list[dict[str, str]] = []
+    if prompt is None:
+        return messages
+    if isinstance(prompt, str | bytes) or not isinstance(prompt, Iterable):
+        raise DatasetError(f"{_where(origin, number, 'prompt')} must be a list of messages")
+    for i, message in enumerate(prompt):
+        if (
+            not isinstance(message, dict)
+            or not isinstance(message.get("role"), str)
+            or not isinstance(message.get("content"), str)
+        ):
+            raise DatasetError(
+                f"{_where(origin, number, 'prompt')}[{i}] must have string role and content"
+            )
+        messages.append({"role": message["role"], "content": message["content"]})
+    return messages
+
+
+def _c_from_texts(texts: Iterable[object]) -> str | None:
+    """The C program quoted in the first of ``texts`` (question, prompt turns) that has one."""
+    for text in texts:
+        if isinstance(text, str) and (found := _c_from_prompt(text)) is not None:
+            return found
+    return None
 
 
 # --------------------------------------------------------------------------- reading
@@ -384,7 +403,7 @@ def read_dataset(
 
 
 def _manifest_names(path: Path) -> dict[tuple[str, int | None], str]:
-    """Program names by (split, index) from the build.json that :func:`build_dataset` writes
+    """Program names by (split, index) from the build.json that ``build_dataset`` writes
     beside its parquet files; empty when there is none (rows are then named split-index)."""
     try:
         manifest = json.loads(path.read_text())
@@ -479,9 +498,9 @@ def find_targets(directory: Path) -> list[tuple[str, Path, Path | None]]:
             continue
         if not has_main(text):
             continue
-        target = default_target(source)
-        assert target is not None
-        found.append((source.stem, source, target.tests))
+        guessed = default_target(source)
+        assert guessed is not None
+        found.append((source.stem, source, guessed.tests))
     return found
 
 
@@ -607,310 +626,6 @@ def write_jsonl(rows: Sequence[dict[str, Any]], path: Path) -> Path:
     finally:
         tmp.unlink(missing_ok=True)
     return Path(path)
-
-
-# --------------------------------------------------------------------------- building
-
-TokenCounter = Callable[[str], int]
-
-
-def load_tokenizer(spec: str | Path | Callable[[str], Any]) -> TokenCounter:
-    """A token counter from a callable (returning a count or a sequence of tokens), a
-    ``tokenizer.json`` file (``tokenizers``), or a Hugging Face tokenizer directory
-    (``transformers``, local files only: nothing is downloaded)."""
-    if callable(spec):
-        func = spec
-
-        def count(text: str) -> int:
-            out = func(text)
-            return out if isinstance(out, int) else len(out)
-
-        return count
-    path = Path(spec)
-    if not path.exists():
-        raise DatasetError(
-            f"tokenizer {spec} not found: pass a tokenizer.json file or a model directory "
-            "holding one (nothing is downloaded)"
-        )
-    if path.is_file():
-        try:
-            from tokenizers import Tokenizer
-        except ImportError as err:
-            raise DatasetError(f"reading {path} needs the tokenizers package ({err})") from err
-        tokenizer = Tokenizer.from_file(str(path))
-        return lambda text: len(tokenizer.encode(text, add_special_tokens=False).ids)
-    try:
-        from transformers import AutoTokenizer
-    except ImportError as err:
-        raise DatasetError(
-            f"reading the tokenizer in {path} needs transformers: pip install 'asmopt[llm]'"
-        ) from err
-    try:
-        hf = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-    except Exception as err:  # transformers raises OSError/ValueError/...
-        raise DatasetError(f"cannot load a tokenizer from {path}: {err}") from err
-    return lambda text: len(hf.encode(text, add_special_tokens=False))
-
-
-@dataclass(frozen=True)
-class BuildOptions:
-    """How :func:`build_dataset` filters and splits."""
-
-    min_speedup: float | None = None  # O0 -> O3 speed-up a program needs (paper: 3.0)
-    val_fraction: float = 0.1
-    seed: int = 0
-    tokenizer: TokenCounter | None = None
-    max_tokens: int | None = None  # question + answer tokens at most (paper: 4000)
-    max_tests: int | None = PAPER_MAX_TESTS
-    compare: str = "tokens"  # how given .out files are checked against the -O3 build
-    timeout: float = 10.0  # seconds a test may run
-    bench_budget: float = 10.0  # seconds to measure one O0 -> O3 speed-up
-    sandbox: bool = True
-    jsonl: bool = False  # also write the rows as JSON lines
-
-
-@dataclass(frozen=True)
-class Dropped:
-    name: str
-    reason: str  # "fails-own-tests", "too-slow-to-matter", "too-long", ...
-    detail: str
-
-
-def _dropped_dict(d: Dropped) -> dict[str, str]:
-    return {"name": d.name, "reason": d.reason, "detail": d.detail}
-
-
-@dataclass(frozen=True)
-class BuildSummary:
-    out_dir: Path
-    files: tuple[Path, ...]
-    train: int
-    val: int
-    dropped: tuple[Dropped, ...]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "out_dir": str(self.out_dir),
-            "files": [str(p) for p in self.files],
-            "train": self.train,
-            "val": self.val,
-            "dropped": [_dropped_dict(d) for d in self.dropped],
-        }
-
-
-def _decode(data: bytes, what: str) -> str:
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise _Drop("not-text", f"{what} is not UTF-8 (byte {err.start})") from err
-
-
-class _Drop(Exception):
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(detail)
-        self.reason = reason
-        self.detail = detail
-
-
-def _prepare_program(
-    name: str,
-    source: Path,
-    tests_dir: Path | None,
-    work: Path,
-    sandbox: Any,
-    options: BuildOptions,
-) -> dict[str, Any]:
-    """Everything one row needs: -O3 assembly, binary, tests with their expected outputs."""
-    from asmopt.executor.benchmark import BenchmarkError, BenchmarkOptions, benchmark
-    from asmopt.executor.sandbox import SandboxLimits
-    from asmopt.executor.toolchain import build_binary, compile_to_asm
-    from asmopt.executor.verify import BaselineError, VerifyOptions, prepare_baseline
-
-    if tests_dir is None:
-        raise _Drop("no-tests", f"{source}: no tests directory found")
-    try:
-        given = load_tests(tests_dir)
-    except TestSetError as err:
-        raise _Drop("no-tests", str(err)) from err
-    if options.max_tests is not None:
-        given = given[: options.max_tests]
-    if any(t.args for t in given):
-        raise _Drop("has-args", "tests with command-line arguments don't fit the paper's rows")
-    limits = SandboxLimits(wall_seconds=options.timeout, cpu_seconds=int(options.timeout) + 1)
-    verify_options = VerifyOptions(limits=limits, comparator=Comparator(mode="exact"))
-    # Expected outputs are the -O3 build's own stdout (the paper compares outputs exactly);
-    # a given .out must agree with it under ``options.compare``, or the program is dropped.
-    unpinned = [TestCase(t.name, t.stdin, None, t.args) for t in given]
-    try:
-        baseline = prepare_baseline(source, unpinned, work / "o3", sandbox, options=verify_options)
-    except BaselineError as err:
-        reason = "does-not-build" if err.stage in ("compile", "link") else "fails-own-tests"
-        raise _Drop(reason, str(err)) from err
-    comparator = Comparator(mode=options.compare)  # type: ignore[arg-type]
-    for test in given:
-        if test.expected is None:
-            continue
-        ok, detail = comparator.compare(baseline.expected[test.name], test.expected)
-        if not ok:
-            raise _Drop(
-                "fails-own-tests",
-                f"the gcc -O3 build fails its own test {test.name}: {detail}",
-            )
-    inputs = [_decode(t.stdin, f"input {t.name}") for t in given]
-    outputs = [_decode(baseline.expected[t.name], f"output of {t.name}") for t in given]
-    speedup = None
-    if options.min_speedup is not None:
-        o0_asm = work / "o0.s"
-        o0_bin = work / "o0.bin"
-        build = compile_to_asm(source, o0_asm, flags=("-O0",))
-        link = build_binary([o0_asm], o0_bin, sandbox=sandbox) if build.ok else build
-        if not link.ok:
-            raise _Drop("does-not-build", f"the -O0 build fails: {link.stderr.strip()[:300]}")
-        try:
-            estimate = benchmark(
-                sandbox,
-                o0_bin,
-                baseline.binary,
-                list(given),
-                BenchmarkOptions(budget_seconds=options.bench_budget, target_rel_ci=0.05),
-                limits=limits,
-            )
-        except BenchmarkError as err:
-            raise _Drop("flaky", str(err)) from err
-        speedup = estimate.median
-        if speedup < options.min_speedup:
-            raise _Drop(
-                "below-min-speedup",
-                f"-O0 -> -O3 speed-up {speedup:.2f}x < {options.min_speedup:g}x",
-            )
-    return {
-        "name": name,
-        "source": str(source),
-        "c_source": source.read_text(errors="replace"),
-        "o3_asm": baseline.asm,
-        "binary": baseline.binary.read_bytes(),
-        "inputs": inputs,
-        "outputs": outputs,
-        "o0_o3_speedup": speedup,
-    }
-
-
-def build_dataset(
-    src_dir: Path,
-    out_dir: Path,
-    options: BuildOptions | None = None,
-    *,
-    progress: Callable[[str, int, int], None] | None = None,
-) -> BuildSummary:
-    """Build ``train.parquet`` and ``val.parquet`` (and ``build.json``, which says what was
-    dropped and why, and which program each row came from) from a directory of targets.
-
-    The paper's filters, in its order: programs whose ``gcc -O3`` build fails its own tests
-    are dropped; with ``min_speedup``, programs whose ``-O0`` build is not that many times
-    slower than ``-O3`` (measured here by the interleaved CPU-time benchmark, not hyperfine);
-    with ``max_tokens``, rows whose question plus answer exceed that many tokens. The rest are
-    shuffled with ``seed`` and ``val_fraction`` of them (rounded, at least one when there are
-    two or more programs and the fraction is positive) go to val.
-    """
-    from asmopt.executor.sandbox import Sandbox, SandboxLimits
-
-    opts = options or BuildOptions()
-    if not 0.0 <= opts.val_fraction < 1.0:
-        raise DatasetError(f"val fraction must be in [0, 1), got {opts.val_fraction}")
-    if opts.max_tokens is not None and opts.tokenizer is None:
-        raise DatasetError("max_tokens needs a tokenizer (--tokenizer PATH)")
-    src_dir, out_dir = Path(src_dir), Path(out_dir)
-    if not src_dir.is_dir():
-        raise DatasetError(f"{src_dir} is not a directory of C programs with tests")
-    targets = find_targets(src_dir)
-    if not targets:
-        raise DatasetError(
-            f"no targets in {src_dir}: expected C files with main and a tests/ directory "
-            "beside each, or an asmopt.toml with [[target]] tables"
-        )
-    kept: list[dict[str, Any]] = []
-    dropped: list[Dropped] = []
-    limits = SandboxLimits(wall_seconds=opts.timeout, cpu_seconds=int(opts.timeout) + 1)
-    with (
-        Sandbox(limits, enabled=opts.sandbox) as sandbox,
-        tempfile.TemporaryDirectory(prefix="asmopt-dataset-") as tmp,
-    ):
-        for number, (name, source, tests_dir) in enumerate(targets):
-            if progress:
-                progress(name, number, len(targets))
-            work = Path(tmp) / str(number)
-            work.mkdir()
-            try:
-                program = _prepare_program(name, source, tests_dir, work, sandbox, opts)
-                if opts.max_tokens is not None:
-                    assert opts.tokenizer is not None
-                    question = build_prompt(program["c_source"], program["o3_asm"])
-                    answer = f"```assembly\n{program['o3_asm']}```"
-                    tokens = opts.tokenizer(question) + opts.tokenizer(answer)
-                    if tokens > opts.max_tokens:
-                        raise _Drop(
-                            "too-long", f"{tokens} tokens (question + answer) > {opts.max_tokens}"
-                        )
-                kept.append(program)
-            except _Drop as drop:
-                dropped.append(Dropped(name, drop.reason, drop.detail))
-        if progress:
-            progress("", len(targets), len(targets))
-    order = list(range(len(kept)))
-    random.Random(opts.seed).shuffle(order)
-    n_val = round(len(kept) * opts.val_fraction)
-    if opts.val_fraction > 0 and len(kept) >= 2:
-        n_val = max(1, n_val)
-    n_val = min(n_val, len(kept) - 1) if kept else 0
-    val_ids, train_ids = sorted(order[:n_val]), sorted(order[n_val:])
-    files: list[Path] = []
-    manifest: dict[str, Any] = {"splits": {}, "dropped": [], "options": _options_dict(opts)}
-    for split, ids in (("train", train_ids), ("val", val_ids)):
-        rows = []
-        names = []
-        for index, k in enumerate(ids):
-            program = kept[k]
-            rows.append(
-                make_row(
-                    c_source=program["c_source"],
-                    o3_asm=program["o3_asm"],
-                    inputs=program["inputs"],
-                    outputs=program["outputs"],
-                    split=split,
-                    index=index,
-                    baseline_binary=program["binary"],
-                )
-            )
-            names.append(
-                {
-                    "index": index,
-                    "name": program["name"],
-                    "source": program["source"],
-                    "o0_o3_speedup": program["o0_o3_speedup"],
-                }
-            )
-        files.append(write_parquet(rows, out_dir / f"{split}.parquet"))
-        if opts.jsonl:
-            files.append(write_jsonl(rows, out_dir / f"{split}.jsonl"))
-        manifest["splits"][split] = names
-    manifest["dropped"] = [_dropped_dict(d) for d in dropped]
-    manifest_path = out_dir / "build.json"
-    tmp_manifest = _atomic_target(manifest_path)
-    tmp_manifest.write_text(json.dumps(manifest, indent=2) + "\n")
-    os.replace(tmp_manifest, manifest_path)
-    files.append(manifest_path)
-    return BuildSummary(out_dir, tuple(files), len(train_ids), len(val_ids), tuple(dropped))
-
-
-def _options_dict(opts: BuildOptions) -> dict[str, Any]:
-    return {
-        "min_speedup": opts.min_speedup,
-        "val_fraction": opts.val_fraction,
-        "seed": opts.seed,
-        "max_tokens": opts.max_tokens,
-        "max_tests": opts.max_tests,
-        "compare": opts.compare,
-    }
 
 
 # --------------------------------------------------------------------------- summaries

@@ -26,7 +26,7 @@ from asmopt.model.evaluation.metrics import (
 )
 
 if TYPE_CHECKING:
-    from asmopt.model.evaluation.evaluate import BenchResult, RowResult
+    from asmopt.model.evaluation.records import BenchResult, RowResult
 
 __all__ = ["PLOTS", "build_report", "render_markdown", "write_report"]
 

@@ -23,13 +23,23 @@ import shutil
 import stat
 import subprocess
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from asmopt.executor.results import BuildResult
 from asmopt.executor.sandbox import Sandbox, SandboxError, SandboxLimits
 from asmopt.executor.testcases import TestCase, TestSetError, load_tests
 from asmopt.executor.toolchain import build_binary, compile_to_asm, find_tool
+from asmopt.model.search.compiler_variants import (
+    DEFAULT_VARIANTS,
+    LEVEL_FEATURES,
+    LEVEL_SUMMARY,
+    NATIVE_VARIANTS,
+    Variant,
+    level_variants,
+    missing_cpu_features,
+)
 from asmopt.model.search.policy import Candidate, NoCandidate, PolicyError, Proposal, Request
 
 __all__ = [
@@ -48,108 +58,12 @@ _MISSING_PROFILE = "profile count data file not found"
 # Directives clang emits that GNU as does not know (-fno-addrsig avoids .addrsig; PGO adds
 # .cg_profile call-graph hints). Dropping them changes no code.
 _CLANG_ONLY_DIRECTIVES = re.compile(r"^\s*\.(?:cg_profile|addrsig|addrsig_sym)\b")
-# Flags of the user's that say how hard to optimize or for which CPU: the variant decides.
+# FMA instructions (vfmadd231sd, ...): code built for a level may contract a*b+c into one.
 _FMA = re.compile(r"\bvf(?:n?m(?:add|sub)|maddsub|msubadd)\d{3}[sp][sd]\b")
+# Flags of the user's that say how hard to optimize or for which CPU: the variant decides.
 _OPTIMIZATION_FLAG = re.compile(r"^-(?:O\S*|march=.*|mtune=.*|mcpu=.*|f(?:no-)?profile-.*)$")
 # The most that a profiling run may leave behind (a .gcda is a few KiB per function).
 _MAX_PROFILE_BYTES = 64 * 1024 * 1024
-
-
-@dataclass(frozen=True)
-class Variant:
-    """One way to compile the C file: a compiler and its flags, optionally profile-guided.
-
-    ``label`` is what users see ("clang -O3", "gcc -O3 PGO"); a PGO label gets the number of
-    training inputs appended when it is built. ``native`` variants use ``-march=native``:
-    the candidate then runs only on CPUs like this one and is labelled non-portable;
-    ``level`` variants run only on CPUs of that x86-64 level and are labelled with it.
-    """
-
-    label: str
-    compiler: str  # "gcc" or "clang"
-    flags: tuple[str, ...]
-    pgo: bool = False
-    native: bool = False
-    level: str = ""  # an x86-64 level above the baseline the code requires ("x86-64-v3")
-
-
-# Ordered by expected value on small compute-bound C programs (CodeNet style): clang's code
-# generation differs most from gcc's, so it wins most often; profiles fix gcc's branch
-# layout and unrolling decisions; the rest win on fewer programs but cost little to try.
-DEFAULT_VARIANTS: tuple[Variant, ...] = (
-    Variant("clang -O3", "clang", ("-O3",)),
-    Variant("gcc -O3 PGO", "gcc", ("-O3",), pgo=True),
-    Variant("clang -O3 PGO", "clang", ("-O3",), pgo=True),
-    Variant("gcc -O2", "gcc", ("-O2",)),
-    Variant("clang -O2", "clang", ("-O2",)),
-    Variant("gcc -O3 -funroll-loops", "gcc", ("-O3", "-funroll-loops")),
-    Variant("gcc -O3 -fno-tree-vectorize", "gcc", ("-O3", "-fno-tree-vectorize")),
-    Variant("gcc -O2 -funroll-loops PGO", "gcc", ("-O2", "-funroll-loops"), pgo=True),
-    Variant(
-        "gcc -O3 -fno-if-conversion",
-        "gcc",
-        ("-O3", "-fno-if-conversion", "-fno-if-conversion2"),
-    ),
-)
-
-# Only with Request.allow_native. They may contract a*b+c into one FMA instruction (gcc does
-# so by default in GNU C mode), which rounds differently: the tests must catch any change in
-# printed floating-point results, and they do because the candidate is judged like any other.
-NATIVE_VARIANTS: tuple[Variant, ...] = (
-    Variant("gcc -O3 -march=native", "gcc", ("-O3", "-march=native"), native=True),
-    Variant("clang -O3 -march=native", "clang", ("-O3", "-march=native"), native=True),
-    Variant("gcc -O3 -march=native PGO", "gcc", ("-O3", "-march=native"), pgo=True, native=True),
-)
-
-
-# What each x86-64 micro-architecture level adds (the psABI's list, as /proc/cpuinfo names
-# the flags), for labels and for checking that this machine can run, hence verify, the code.
-LEVEL_FEATURES: dict[str, tuple[str, ...]] = {
-    "x86-64-v2": ("cx16", "lahf_lm", "popcnt", "sse4_1", "sse4_2", "ssse3"),
-    "x86-64-v3": ("avx", "avx2", "bmi1", "bmi2", "f16c", "fma", "abm", "movbe", "xsave"),
-    "x86-64-v4": ("avx512f", "avx512bw", "avx512cd", "avx512dq", "avx512vl"),
-}
-LEVEL_SUMMARY = {
-    "x86-64-v2": "SSE4.2, POPCNT",
-    "x86-64-v3": "AVX2, FMA, BMI2",
-    "x86-64-v4": "AVX-512",
-}
-_LEVELS = ("x86-64", "x86-64-v2", "x86-64-v3", "x86-64-v4")
-
-
-def level_variants(level: str) -> tuple[Variant, ...]:
-    """Variants built for ``level`` (x86-64-v2/v3/v4): code that runs only on CPUs of that
-    level or above. At v3 and above the compilers may contract ``a*b+c`` into one FMA
-    instruction (gcc does by default in GNU C mode), which rounds once instead of twice:
-    a float program whose printed results change fails its tests like any wrong output,
-    unless the user chose to compare floats within a tolerance."""
-    if level not in LEVEL_FEATURES:
-        return ()
-    march = f"-march={level}"
-    return (
-        Variant(f"clang -O3 {march}", "clang", ("-O3", march), level=level),
-        Variant(f"gcc -O3 {march}", "gcc", ("-O3", march), level=level),
-        Variant(f"gcc -O3 {march} PGO", "gcc", ("-O3", march), pgo=True, level=level),
-    )
-
-
-def missing_cpu_features(level: str, cpuinfo: str | None = None) -> list[str]:
-    """The features of ``level`` (and the levels below it) this machine's CPU lacks; code
-    built for the level cannot be verified here when any is missing."""
-    if cpuinfo is None:
-        try:
-            cpuinfo = Path("/proc/cpuinfo").read_text(errors="replace")
-        except OSError:
-            return []
-    flags: set[str] = set()
-    for line in cpuinfo.splitlines():
-        if line.startswith("flags"):
-            flags = set(line.partition(":")[2].split())
-            break
-    needed: list[str] = []
-    for name in _LEVELS[1 : _LEVELS.index(level) + 1] if level in _LEVELS else ():
-        needed += LEVEL_FEATURES[name]
-    return [f for f in needed if f not in flags]
 
 
 def clean_clang_asm(asm: str) -> str:
@@ -292,17 +206,23 @@ class CompilerSearchPolicy:
             *_user_flags(request.cflags),
         )
 
+    def _compile(
+        self, variant: Variant, request: Request, source: Path, out: Path, *extra: str
+    ) -> BuildResult:
+        """``source`` to assembly in ``out`` with the variant's compiler and flags (+ ``extra``)."""
+        return compile_to_asm(
+            source,
+            out,
+            compiler=variant.compiler,
+            flags=self._flags(variant, request, *extra),
+            timeout=self.timeout,
+        )
+
     def _build_plain(
         self, variant: Variant, source: Path, request: Request, vdir: Path
     ) -> _Built | str:
         out = vdir / "variant.s"
-        build = compile_to_asm(
-            source,
-            out,
-            compiler=variant.compiler,
-            flags=self._flags(variant, request),
-            timeout=self.timeout,
-        )
+        build = self._compile(variant, request, source, out)
         if not build.ok:
             return _first_error(build.stderr, build.diagnostics)
         return _Built(_read_asm(out, variant), variant.label)
@@ -318,13 +238,74 @@ class CompilerSearchPolicy:
     ) -> _Built | str:
         if variant.compiler == "clang" and find_tool("llvm-profdata") is None:
             return "llvm-profdata not found (apt-get install llvm) to merge clang's profile"
-        lent = sandbox.make_output_dir()
-        seen_as = sandbox.output_path(lent)
         # One path for the instrumented and the final compile: gcc names the .gcda file after
         # the output file (-o), and -fprofile-use looks for the same name.
         out = vdir / "variant.s"
-        instrumented = vdir / "instrumented"
-        if variant.compiler == "gcc":
+
+        def compile_with(*extra: str) -> BuildResult:
+            return self._compile(variant, request, source, out, *extra)
+
+        profile = self._record_profile(variant.compiler, compile_with, training, sandbox, out)
+        if isinstance(profile, str):
+            return profile
+        copied, trained = profile
+        use_flags = _profile_use_flags(variant.compiler, copied, vdir, self.timeout)
+        if isinstance(use_flags, str):
+            return use_flags
+        build = compile_with(*use_flags)
+        if not build.ok:
+            return "profile-guided build failed: " + _first_error(build.stderr, build.diagnostics)
+        if _MISSING_PROFILE in build.stderr or "no profile data available" in build.stderr:
+            # Without data, -fprofile-use quietly builds with guessed counts: not a PGO build.
+            return "the compiler did not find the profile data it was given: " + (
+                build.stderr.strip().splitlines()[0] if build.stderr.strip() else "no message"
+            )
+        label = f"{variant.label} ({trained} training input{'s' if trained != 1 else ''})"
+        return _Built(_read_asm(out, variant), label)
+
+    def _record_profile(
+        self,
+        compiler: str,
+        compile_with: Callable[..., BuildResult],
+        training: list[TestCase],
+        sandbox: Sandbox,
+        out: Path,
+    ) -> tuple[list[Path], int] | str:
+        """Build an instrumented program (``compile_with(*flags)`` writes ``out``) and run
+        it on ``training`` inside ``sandbox``.
+
+        Returns the profile files (copied next to ``out``, under ``profile/``) and how many
+        runs left data, or why there is no profile.
+        """
+        lent = sandbox.make_output_dir()
+        seen_as = sandbox.output_path(lent)
+        instrumented = self._build_instrumented(compiler, compile_with, sandbox, out, seen_as)
+        if isinstance(instrumented, str):
+            return instrumented
+        trained = self._run_training(instrumented, training, sandbox, lent)
+        if isinstance(trained, str):
+            return trained
+        copied = _collect_profile(lent, out.parent / "profile", (".gcda", ".profraw"))
+        shutil.rmtree(lent, ignore_errors=True)
+        if trained == 0 or not copied:
+            return (
+                f"the instrumented build left no profile data after {len(training)} training "
+                "runs (every run crashed or timed out?)"
+            )
+        return copied, trained
+
+    def _build_instrumented(
+        self,
+        compiler: str,
+        compile_with: Callable[..., BuildResult],
+        sandbox: Sandbox,
+        out: Path,
+        seen_as: str,
+    ) -> Path | str:
+        """Compile and link a program that writes its profile under ``seen_as`` (the lent
+        directory as the sandboxed program sees it); returns its path or why it failed."""
+        instrumented = out.parent / "instrumented"
+        if compiler == "gcc":
             gen_flags: tuple[str, ...] = (
                 f"-fprofile-generate={seen_as}",
                 "-fprofile-update=single",
@@ -333,13 +314,7 @@ class CompilerSearchPolicy:
         else:
             gen_flags = (f"-fprofile-instr-generate={seen_as}/prof-%p.profraw",)
             link_flags = ("-fprofile-instr-generate",)
-        build = compile_to_asm(
-            source,
-            out,
-            compiler=variant.compiler,
-            flags=self._flags(variant, request, *gen_flags),
-            timeout=self.timeout,
-        )
+        build = compile_with(*gen_flags)
         if not build.ok:
             return "instrumented build failed: " + _first_error(build.stderr, build.diagnostics)
         # The instrumented program is linked by its own compiler: it needs that compiler's
@@ -347,7 +322,7 @@ class CompilerSearchPolicy:
         link = build_binary(
             [out],
             instrumented,
-            linker=variant.compiler,
+            linker=compiler,
             flags=link_flags,
             ldflags=("-lm",),
             timeout=self.timeout,
@@ -355,6 +330,12 @@ class CompilerSearchPolicy:
         )
         if not link.ok:
             return "instrumented link failed: " + _first_error(link.stderr, link.diagnostics)
+        return instrumented
+
+    def _run_training(
+        self, instrumented: Path, training: list[TestCase], sandbox: Sandbox, lent: Path
+    ) -> int | str:
+        """Run ``instrumented`` on each training input; how many runs left a profile."""
         trained = 0
         for test in training:
             try:
@@ -371,42 +352,7 @@ class CompilerSearchPolicy:
             # that timed out or crashed leaves none, and its input is simply not counted.
             if run.exit_code is not None and not run.timed_out:
                 trained += 1
-        profile_dir = vdir / "profile"
-        copied = _collect_profile(lent, profile_dir, (".gcda", ".profraw"))
-        shutil.rmtree(lent, ignore_errors=True)
-        if trained == 0 or not copied:
-            return (
-                f"the instrumented build left no profile data after {len(training)} training "
-                "runs (every run crashed or timed out?)"
-            )
-        label = f"{variant.label} ({trained} training input{'s' if trained != 1 else ''})"
-        if variant.compiler == "gcc":
-            use_flags: tuple[str, ...] = (
-                f"-fprofile-use={profile_dir}",
-                "-fprofile-partial-training",
-                "-Wmissing-profile",
-            )
-        else:
-            merged = vdir / "merged.profdata"
-            error = _merge_clang_profiles(copied, merged, self.timeout)
-            if error:
-                return error
-            use_flags = (f"-fprofile-instr-use={merged}", "-Wprofile-instr-missing")
-        build = compile_to_asm(
-            source,
-            out,
-            compiler=variant.compiler,
-            flags=self._flags(variant, request, *use_flags),
-            timeout=self.timeout,
-        )
-        if not build.ok:
-            return "profile-guided build failed: " + _first_error(build.stderr, build.diagnostics)
-        if _MISSING_PROFILE in build.stderr or "no profile data available" in build.stderr:
-            # Without data, -fprofile-use quietly builds with guessed counts: not a PGO build.
-            return "the compiler did not find the profile data it was given: " + (
-                build.stderr.strip().splitlines()[0] if build.stderr.strip() else "no message"
-            )
-        return _Built(_read_asm(out, variant), label)
+        return trained
 
     # -- the candidate ----------------------------------------------------------------------
     def _candidate(self, request: Request, variant: Variant, built: _Built) -> Proposal:
@@ -495,6 +441,23 @@ def _collect_profile(lent: Path, into: Path, suffixes: tuple[str, ...]) -> list[
             target.write_bytes(data)
             copied.append(target)
     return copied
+
+
+def _profile_use_flags(
+    compiler: str, copied: list[Path], vdir: Path, timeout: float
+) -> tuple[str, ...] | str:
+    """The flags that build from the profile in ``vdir/profile`` (clang's merged first)."""
+    if compiler == "gcc":
+        return (
+            f"-fprofile-use={vdir / 'profile'}",
+            "-fprofile-partial-training",
+            "-Wmissing-profile",
+        )
+    merged = vdir / "merged.profdata"
+    error = _merge_clang_profiles(copied, merged, timeout)
+    if error:
+        return error
+    return (f"-fprofile-instr-use={merged}", "-Wprofile-instr-missing")
 
 
 def _merge_clang_profiles(raw: list[Path], merged: Path, timeout: float) -> str:

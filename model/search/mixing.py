@@ -41,7 +41,8 @@ from asmopt.executor.asmfile import clone_parent, parse_functions
 from asmopt.executor.verify import Baseline, candidate_hash
 from asmopt.model.search.policy import Candidate
 from asmopt.model.search.racing import Job, Verifier
-from asmopt.model.search.trials import Progress, Trial, rank, rank_key
+from asmopt.model.search.stages import Progress, Stage
+from asmopt.model.search.trials import Trial, rank, rank_key
 
 __all__ = ["MIN_FUNCTION_GAIN", "clobbers_at_least", "clobbers_at_most", "mix", "mix_is_safe"]
 
@@ -227,10 +228,12 @@ def mix(
     notes: list[str],
     mix_sources: int,
     say: Progress,
+    stage: Stage = Stage.VERIFY,
 ) -> tuple[list[Trial], Trial | None]:
     """Per-function trials and the mixed candidate (see the module docstring). ``seen`` maps
     the hash of every assembly text judged so far to its label (and gains the new ones);
-    ``notes`` gains what was skipped and why; at most ``mix_sources`` donors lend."""
+    ``notes`` gains what was skipped and why; at most ``mix_sources`` donors lend. Its
+    progress lines report ``stage``."""
     functions = [fn.name for fn in parse_functions(baseline.asm) if fn.parent is None]
     if len(functions) < 2:
         return [], None
@@ -240,9 +243,12 @@ def mix(
     # Spliced one by one while the first ones are timed; the racing rule counts every
     # (donor, function) pair as a contender, at least as many as are timed.
     jobs = _function_jobs(baseline, donors, functions, seen, notes)
-    say(f"mixing: the functions of {len(donors)} donor{'s' if len(donors) != 1 else ''}")
+    say(
+        stage,
+        f"mixing: the functions of {len(donors)} donor{'s' if len(donors) != 1 else ''}",
+    )
     upper = len(donors) * len(functions)
-    per_function = pool.resolve(pool.verify(jobs, contenders=upper), pool.options)
+    per_function = pool.resolve(pool.verify(jobs, contenders=upper, stage=stage), pool.options)
     best = _best_sources(per_function)
     if len(best) < 2:
         return per_function, None  # a one-function mix is a function trial already
@@ -253,8 +259,9 @@ def mix(
     if made is None:
         return per_function, None
     candidate, choice = made
-    say(f"verifying the {candidate.label}")
-    mixed = pool.resolve(pool.verify([(candidate, "mix", choice)], contenders=1), pool.options)
+    say(stage, f"verifying the {candidate.label}")
+    mixed = pool.verify([(candidate, "mix", choice)], contenders=1, stage=stage)
+    mixed = pool.resolve(mixed, pool.options)
     return per_function + mixed, (mixed[0] if mixed else None)
 
 

@@ -52,6 +52,7 @@ class NoCandidate:
     policy: str
     reason: str
     raw_response: str | None = None
+    unavailable: bool = False  # the policy cannot run at all (model missing, endpoint down)
 
 
 Proposal = Candidate | NoCandidate

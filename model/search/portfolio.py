@@ -4,7 +4,7 @@
 
 1. asks each policy for proposals and drops duplicates (and copies of the baseline);
 2. verifies every candidate in parallel as soon as it is proposed
-   (:func:`asmopt.executor.verify.verify_candidate` builds, tests and benchmarks in
+   (:class:`asmopt.executor.judge.Judge` builds, tests and benchmarks in
    subprocesses, so a thread pool keeps the cores busy) and remembers each result in the
    workspace store. Candidates *race* (``executor.benchmark.Race``): one that is clearly
    slower than another, or clearly not faster than the baseline, stops being timed early,
@@ -44,6 +44,7 @@ from asmopt.model.search.mixing import (
 from asmopt.model.search.mixing import mix as _mix
 from asmopt.model.search.policy import Candidate, NoCandidate, Policy, PolicyError, Request
 from asmopt.model.search.racing import Job, SameCode, Verifier
+from asmopt.model.search.stages import Stage, quiet
 from asmopt.model.search.trials import (
     OnUpdate,
     Progress,
@@ -76,6 +77,7 @@ DEFAULT_RACING = RacingRule()
 # again at the full one.
 SCREEN_MIN_ROUNDS = 6
 SCREEN_REL_CI = 0.05
+_NOTHING_AGAIN = "no candidate looks faster: nothing to measure again"
 
 
 @dataclass(frozen=True)
@@ -126,7 +128,7 @@ def _ask(policy: Policy, request: Request, n: int) -> Iterator[Candidate | NoCan
         stream = getattr(policy, "propose_iter", None)
         yield from (stream(request, n) if stream is not None else policy.propose(request, n))
     except PolicyError as err:
-        yield NoCandidate(name, f"policy {name} cannot run: {err}")
+        yield NoCandidate(name, f"policy {name} cannot run: {err}", unavailable=True)
     except Exception as err:  # a broken policy must not sink the others
         yield NoCandidate(name, f"policy {name} failed: {type(err).__name__}: {err}")
 
@@ -180,7 +182,7 @@ def optimize(
     Returns every verified candidate with its result; never a winner that failed a test.
     """
     opts = options or VerifyOptions()
-    say = progress or (lambda _msg: None)
+    say = progress or quiet
     unusable: list[NoCandidate] = []
     notes: list[str] = []
     seen: dict[str, str] = {candidate_hash(baseline.asm): "the baseline"}
@@ -255,7 +257,7 @@ def _proposals(
     for policy in policies:
         if cancel is not None and cancel.is_set():
             return
-        say(f"asking {policy.name}")
+        say(Stage.GENERATE, f"asking {policy.name}")
         for proposal in _ask(policy, request, per_policy):
             if isinstance(proposal, NoCandidate):
                 unusable.append(proposal)
@@ -299,9 +301,13 @@ def _after_screening(
     if pool.cancelled:
         return trials, None
     chosen = _promising(trials, True, confirm)
+    if not chosen:
+        say(Stage.BENCHMARK, _NOTHING_AGAIN)
     with ThreadPoolExecutor(1, thread_name_prefix="asmopt-confirm") as background:
         again = background.submit(_measure_again, trials, chosen, pool, opts, say)
-        extra, mixed = _mix(baseline, trials, pool, seen, notes, mix_sources, say)
+        # Reported as benchmarking: the job's stages stay in order (the best is being
+        # measured again from here on).
+        extra, mixed = _mix(baseline, trials, pool, seen, notes, mix_sources, say, Stage.BENCHMARK)
         trials = again.result()
     confirmed = rank(t for t in trials if t.confirmed)
     top = confirmed[0].result.speedup if confirmed else None
@@ -324,6 +330,8 @@ def _confirm(
     again is what keeps the winner's figure free of the selection. Trials that share
     another's machine code are not measured again (their twin is)."""
     chosen = _promising(trials, pool.rule is not None, count)
+    if not chosen:
+        say(Stage.BENCHMARK, _NOTHING_AGAIN)
     return _measure_again(trials, chosen, pool, opts, say)
 
 
@@ -373,13 +381,14 @@ def _measure_again(
             min_rounds=2 * opts.bench.min_rounds,
             target_rel_ci=opts.bench.target_rel_ci / 2,
         )
-    say(f"measuring the best {len(chosen)} again")
+    say(Stage.BENCHMARK, f"measuring the best {len(chosen)} again")
     # A race of their own: the screening figures do not count against the fresh ones.
     again = pool.verify(
         [(t.candidate, t.kind, t.sources) for t in chosen],
         replace(opts, bench=bench),
         contenders=len(chosen),
         fresh_race=True,
+        stage=Stage.BENCHMARK,
     )
     by_hash = {t.result.candidate_hash: t for t in chosen}
     fresh = {

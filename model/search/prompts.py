@@ -43,12 +43,8 @@ PAPER_TEMPLATE_C_ONLY = (
     "Optimized Assembly Code:\n"
 )
 
-# Per-function variant, in the paper's words; the answer must be one complete function.
-FUNCTION_TEMPLATE = (
-    "Given the following C function and its assembly code, your task is to generate highly "
-    "optimized x86-64 assembly code for the function `{name}`.\n"
-    "C Code:\n\n```c\n{c}```\n\n"
-    "Assembly Code:\n\n```assembly\n{asm}```\n\n"
+# What a per-function answer must be: one complete function, nothing else.
+_FUNCTION_ANSWER_RULES = (
     "Only output the optimized assembly code of the complete function `{name}`: its label, "
     "all of its instructions and any parts it jumps to, and nothing else from the file. Keep "
     "its name and calling convention. Do not include any other text. Do not write any "
@@ -56,15 +52,18 @@ FUNCTION_TEMPLATE = (
     "Optimized Assembly Code:\n"
 )
 
+# Per-function variant, in the paper's words; the answer must be one complete function.
+FUNCTION_TEMPLATE = (
+    "Given the following C function and its assembly code, your task is to generate highly "
+    "optimized x86-64 assembly code for the function `{name}`.\n"
+    "C Code:\n\n```c\n{c}```\n\n"
+    "Assembly Code:\n\n```assembly\n{asm}```\n\n" + _FUNCTION_ANSWER_RULES
+)
+
 FUNCTION_TEMPLATE_ASM_ONLY = (
     "Given the following assembly code, your task is to generate highly optimized x86-64 "
     "assembly code for the function `{name}`.\n"
-    "Assembly Code:\n\n```assembly\n{asm}```\n\n"
-    "Only output the optimized assembly code of the complete function `{name}`: its label, "
-    "all of its instructions and any parts it jumps to, and nothing else from the file. Keep "
-    "its name and calling convention. Do not include any other text. Do not write any "
-    "comments in the assembly code. Wrap the assembly code in ```assembly``` tags.\n"
-    "Optimized Assembly Code:\n"
+    "Assembly Code:\n\n```assembly\n{asm}```\n\n" + _FUNCTION_ANSWER_RULES
 )
 
 

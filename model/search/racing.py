@@ -17,6 +17,7 @@ from pathlib import Path
 
 from asmopt.executor.benchmark import Race, RaceLane, RacingRule, order_statistic_median_ci
 from asmopt.executor.elf import ElfInspectionError, image_digest
+from asmopt.executor.judge import Judge
 from asmopt.executor.results import TestStatus, TestVerdict, Verdict
 from asmopt.executor.sandbox import Cancelled, Sandbox
 from asmopt.executor.store import ResultStore
@@ -26,10 +27,10 @@ from asmopt.executor.verify import (
     VerifyOptions,
     candidate_hash,
     store_key,
-    verify_candidate,
 )
 from asmopt.model.search.policy import Candidate
-from asmopt.model.search.trials import OnUpdate, Progress, SoFar, Trial, TrialKind
+from asmopt.model.search.stages import Progress, Stage
+from asmopt.model.search.trials import OnUpdate, SoFar, Trial, TrialKind
 
 __all__ = ["Job", "SameCode", "Verifier"]
 
@@ -160,12 +161,8 @@ class Verifier:
         }
         chash = candidate_hash(candidate.asm)
         label = candidate.label or candidate.policy
-        result = verify_candidate(
+        result = Judge(self.baseline, self.sandbox, options, self.store).judge(
             candidate.asm,
-            self.baseline,
-            self.sandbox,
-            options,
-            store=self.store,
             meta=meta,
             cancel=self.cancel,
             race=self._lane(chash, label, race),
@@ -216,12 +213,13 @@ class Verifier:
         *,
         contenders: int = 0,
         fresh_race: bool = False,
+        stage: Stage = Stage.VERIFY,
     ) -> list[Trial]:
         """Verify ``jobs`` (taken one by one as they are made) ``workers`` at a time.
         ``contenders`` is how many more candidates this call may time (the racing rule's
         union bound counts them and every candidate raced before, unless ``fresh_race``).
         Each call races in a race of its own, so two calls may run at once (in two threads),
-        sharing the workers."""
+        sharing the workers. Its progress lines report ``stage``."""
         if self.cancel is not None and self.cancel.is_set():
             self.cancelled = True
         if self.cancelled:
@@ -251,7 +249,8 @@ class Verifier:
                 except CancelledError:
                     continue
                 done.append(trial)
-                self.say(f"[{len(done)}/{len(futures)}] {trial.label}: {trial.result.message}")
+                line = f"[{len(done)}/{len(futures)}] {trial.label}: {trial.result.message}"
+                self.say(stage, line)
 
         for c, kind, sources in jobs:
             if self.cancelled or (self.cancel is not None and self.cancel.is_set()):

@@ -34,6 +34,7 @@ from asmopt.model.search.backends import Messages
 from asmopt.model.search.llm_policy import LLMPolicy
 from asmopt.model.search.policy import Candidate, NoCandidate, PolicyError, Proposal, Request
 from asmopt.model.search.prompts import chat_messages
+from asmopt.model.search.stages import Progress, Stage, quiet
 
 __all__ = ["ModelAnswer", "RefiningPolicy", "feedback_for"]
 
@@ -185,7 +186,7 @@ class RefiningPolicy:
         verify: Verify,
         *,
         baseline: Baseline | None = None,
-        progress: Callable[[str], None] | None = None,
+        progress: Progress | None = None,
         workers: int = 1,
         cancel: threading.Event | None = None,
     ) -> None:
@@ -196,7 +197,7 @@ class RefiningPolicy:
         self.rounds = rounds
         self.verify = verify
         self.baseline = baseline
-        self.progress = progress or (lambda _m: None)
+        self.progress = progress or quiet
         self.workers = max(1, workers)
         self.cancel = cancel
         self.answers: list[ModelAnswer] = []
@@ -225,7 +226,9 @@ class RefiningPolicy:
         for round_ in range(1, self.rounds + 1):
             if self.cancel is not None and self.cancel.is_set():
                 break
-            self.progress(f"refine round {round_}/{self.rounds}: verifying {len(texts)} answers")
+            self.progress(
+                Stage.VERIFY, f"refine round {round_}/{self.rounds}: verifying {len(texts)} answers"
+            )
             try:
                 feedback = self._feedback_all(conversations)
             except Exception as err:  # cancelled, or the sandbox failed: keep what was made
@@ -242,8 +245,9 @@ class RefiningPolicy:
                 if self.cancel is not None and self.cancel.is_set():
                     break
                 self.progress(
+                    Stage.GENERATE,
                     f"asking {self.name} to revise answer {k + 1}/{len(conversations)} "
-                    f"(round {round_}/{self.rounds})"
+                    f"(round {round_}/{self.rounds})",
                 )
                 try:
                     text = self._complete(conv.messages, 1)[0]

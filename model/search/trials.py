@@ -12,10 +12,10 @@ from typing import Literal
 from asmopt.executor.results import Verdict
 from asmopt.executor.verify import VerificationResult
 from asmopt.model.search.policy import Candidate
+from asmopt.model.search.stages import Progress
 
 __all__ = ["OnUpdate", "Progress", "SoFar", "Trial", "TrialKind", "rank", "rank_key"]
 
-Progress = Callable[[str], None]
 TrialKind = Literal["candidate", "function", "mix"]
 
 

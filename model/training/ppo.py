@@ -1,7 +1,9 @@
 """A compact PPO trainer for Hugging Face causal LMs, on the CPU or one GPU.
 
-Modelled on CleanRL's ``ppo.py``: one file, every hyper-parameter in :class:`PPOConfig`,
-GAE and the clipped losses in plain sight. One training step:
+Modelled on CleanRL's ``ppo.py``: every hyper-parameter in :class:`PPOConfig`
+(:mod:`.ppo_config`), GAE and the clipped losses in plain sight (:mod:`.ppo_math`), the model
+and its value head in :mod:`.policy_model`, the metrics log in :mod:`.run_log`. This module
+is the trainer, one class whose steps read in order (hence ~590 lines). One training step:
 
 1. rollout: sample one response per prompt of the batch (temperature sampling);
 2. reward: the executor verifies each response in the sandbox (:class:`RewardPool`) and a
@@ -34,13 +36,12 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import random
 import shutil
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -49,10 +50,28 @@ import torch
 from torch import nn
 
 from asmopt.model.search.backends.transformers_backend import stop_token_ids
+from asmopt.model.training.policy_model import (
+    ValueHead,
+    load_policy,
+    model_signature,
+    pick_device,
+    resolve_precision,
+)
+from asmopt.model.training.ppo_config import DTYPES, PPOConfig, TrainError
+from asmopt.model.training.ppo_math import (
+    LOSS_STATS,
+    SampledBatch,
+    compute_gae,
+    masked_whiten,
+    ppo_losses,
+)
 from asmopt.model.training.reward import Problem as RewardProblem
-from asmopt.model.training.reward import RewardError, RewardPool, Scored
+from asmopt.model.training.reward import RewardError, Scored
+from asmopt.model.training.reward_pool import RewardPool
+from asmopt.model.training.run_log import plot_metrics, reward_metrics, truncate_metrics
 
 __all__ = [
+    "DTYPES",
     "PPOConfig",
     "PPOTrainer",
     "Sample",
@@ -67,169 +86,6 @@ CHECKPOINT_DIR = "checkpoint"
 STATE_FILE = "trainer_state.pt"
 METRICS_FILE = "metrics.jsonl"
 PLOT_FILE = "metrics.png"
-
-
-class TrainError(RuntimeError):
-    """Training cannot start or go on; the message says what to do."""
-
-
-DTYPES = ("auto", "float32", "bf16-mixed", "bfloat16")
-
-
-@dataclass(frozen=True)
-class Precision:
-    """How a run stores and computes: ``weights`` is the dtype of the parameters (and so of
-    AdamW's states), ``autocast`` the dtype forward passes run in (None: no autocast)."""
-
-    weights: torch.dtype
-    autocast: torch.dtype | None
-
-    @property
-    def name(self) -> str:
-        if self.autocast is not None:
-            return "bf16-mixed"
-        return "bfloat16" if self.weights == torch.bfloat16 else "float32"
-
-
-def resolve_precision(request: str, device: str) -> Precision:
-    """``auto`` is bf16-mixed on CUDA (fp32 master weights, bf16 autocast) and float32 on
-    the CPU; see the module docstring."""
-    if request == "auto":
-        request = "bf16-mixed" if device.startswith("cuda") else "float32"
-    if request == "float32":
-        return Precision(torch.float32, None)
-    if request == "bf16-mixed":
-        return Precision(torch.float32, torch.bfloat16)
-    if request == "bfloat16":
-        return Precision(torch.bfloat16, None)
-    raise TrainError(f"unknown dtype {request!r}: use {', '.join(DTYPES)}")
-
-
-@dataclass(frozen=True)
-class PPOConfig:
-    """Every hyper-parameter of a run. Defaults are the paper's verl run where it has one."""
-
-    # rollouts
-    batch_size: int = 16  # prompts per step (verl data.train_batch_size=16)
-    max_prompt_tokens: int = 2000  # longer prompts are left out (verl filter_overlong_prompts)
-    max_new_tokens: int = 2000  # verl data.max_response_length=2000
-    temperature: float = 0.5  # verl actor_rollout_ref.rollout.temperature=0.5
-    # optimisation
-    actor_lr: float = 1e-6  # verl actor_rollout_ref.actor.optim.lr
-    critic_lr: float = 1e-5  # verl critic.optim.lr (here: the value head's)
-    ppo_epochs: int = 1  # passes over each batch
-    mini_batch_size: int = 16  # samples per optimizer step (verl ppo_mini_batch_size=16)
-    micro_batch_size: int = 1  # samples per forward/backward (gradient accumulation)
-    max_grad_norm: float = 1.0
-    weight_decay: float = 0.0
-    # PPO
-    gamma: float = 1.0  # verl algorithm.gamma
-    lam: float = 1.0  # verl algorithm.lam
-    clip_coef: float = 0.2  # verl actor.clip_ratio
-    value_clip: float = 0.5  # verl critic.cliprange_value
-    vf_coef: float = 0.5
-    ent_coef: float = 0.0  # entropy bonus
-    kl_coef: float = 0.0  # paper: no KL (use_kl_loss=False, use_kl_in_reward=False)
-    normalize_advantages: bool = True
-    # the run
-    epochs: int = 1  # paper: 1 epoch
-    steps: int | None = None  # stop after this many steps (None: ``epochs`` over the data)
-    seed: int = 0
-    save_every: int = 1
-    device: str = "auto"
-    dtype: str = "auto"  # auto | float32 | bf16-mixed | bfloat16 (see the module docstring)
-    gradient_checkpointing: bool = False
-
-    def __post_init__(self) -> None:
-        for name in ("batch_size", "mini_batch_size", "micro_batch_size", "ppo_epochs"):
-            if getattr(self, name) < 1:
-                raise TrainError(f"{name} must be at least 1")
-        if self.mini_batch_size % self.micro_batch_size:
-            raise TrainError("mini_batch_size must be a multiple of micro_batch_size")
-        if self.max_new_tokens < 1 or self.max_prompt_tokens < 1:
-            raise TrainError("max_new_tokens and max_prompt_tokens must be at least 1")
-        if self.temperature <= 0:
-            raise TrainError("temperature must be > 0 (PPO needs a sampling policy)")
-        if self.dtype not in DTYPES:
-            raise TrainError(f"unknown dtype {self.dtype!r}: use {', '.join(DTYPES)}")
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> PPOConfig:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
-
-
-# --------------------------------------------------------------------------- the model
-
-
-class ValueHead(nn.Module):
-    """V(s) from the policy's last hidden state: one linear layer, initialised to zero."""
-
-    def __init__(self, hidden_size: int) -> None:
-        super().__init__()
-        self.linear = nn.Linear(hidden_size, 1)
-        nn.init.zeros_(self.linear.weight)
-        nn.init.zeros_(self.linear.bias)
-
-    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        return self.linear(hidden.float()).squeeze(-1)
-
-
-def _pick_device(request: str) -> str:
-    if request == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if request.startswith("cuda") and not torch.cuda.is_available():
-        raise TrainError(f"--device {request}: torch sees no CUDA device; use --device cpu")
-    return request
-
-
-def model_signature(config: Any) -> dict[str, Any]:
-    """What must match for a checkpoint to continue a run: the architecture's shape."""
-    keys = ("model_type", "hidden_size", "num_hidden_layers", "num_attention_heads", "vocab_size")
-    sig = {k: getattr(config, k, None) for k in keys}
-    sig["architectures"] = list(getattr(config, "architectures", None) or [])
-    return sig
-
-
-def load_policy(
-    model: str | Path, device: str = "cpu", dtype: str | torch.dtype = "auto"
-) -> tuple[Any, Any]:
-    """A trainable causal LM and its tokenizer from a HF checkpoint directory or a ``.gguf``
-    (GGUF weights are de-quantized). ``dtype`` is the weights' dtype (a ``torch.dtype``, or a
-    name of :data:`DTYPES`: the master weights of that precision). Raises :class:`TrainError`."""
-    import transformers
-
-    from asmopt.model.search.backends.transformers_backend import resolve_model_source
-    from asmopt.model.search.policy import PolicyError
-
-    try:
-        source = resolve_model_source(model)
-    except PolicyError as err:
-        raise TrainError(str(err)) from err
-    kwargs: dict[str, Any] = {"gguf_file": source.gguf_file} if source.gguf_file else {}
-    torch_dtype = (
-        dtype if isinstance(dtype, torch.dtype) else resolve_precision(dtype, device).weights
-    )
-    try:
-        tokenizer = transformers.AutoTokenizer.from_pretrained(source.directory, **kwargs)
-        policy = transformers.AutoModelForCausalLM.from_pretrained(
-            source.directory, dtype=torch_dtype, **kwargs
-        )
-    except Exception as err:
-        raise TrainError(
-            f"cannot load {source.path} as a causal language model: {type(err).__name__}: "
-            f"{err}; pass a Hugging Face checkpoint directory or a .gguf file of a causal LM"
-        ) from err
-    if getattr(policy, "hf_quantizer", None) is not None:
-        # A GGUF file is de-quantized on load; the tensors are plain, but transformers still
-        # marks the model "quantized" and refuses to save it. It no longer is.
-        policy.hf_quantizer = None  # type: ignore[assignment]
-        if hasattr(policy.config, "quantization_config"):
-            del policy.config.quantization_config
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    policy.to(device)  # type: ignore[arg-type]
-    return policy, tokenizer
 
 
 # --------------------------------------------------------------------------- rollouts
@@ -256,37 +112,6 @@ def render_prompt(tokenizer: Any, messages: Sequence[dict[str, str]]) -> list[in
         )
         return tokenizer(text, add_special_tokens=False)["input_ids"]
     return tokenizer(plain_chat_prompt(list(messages)))["input_ids"]
-
-
-def compute_gae(
-    rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float, lam: float
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Generalized advantage estimation over response tokens ([batch, time], right-padded).
-
-    ``delta_t = r_t + gamma * V_{t+1} - V_t`` and ``A_t = delta_t + gamma * lam * A_{t+1}``,
-    with ``V`` = 0 after the last token. Returns (advantages, returns = advantages + values).
-    """
-    values = values * mask
-    rewards = rewards * mask
-    advantages = torch.zeros_like(rewards)
-    last_gae = torch.zeros(rewards.shape[0], device=rewards.device)
-    steps = rewards.shape[1]
-    for t in reversed(range(steps)):
-        next_value = values[:, t + 1] if t + 1 < steps else torch.zeros_like(last_gae)
-        delta = rewards[:, t] + gamma * next_value - values[:, t]
-        last_gae = delta + gamma * lam * last_gae
-        advantages[:, t] = last_gae
-    return advantages * mask, (advantages + values) * mask
-
-
-def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    return (x * mask).sum() / mask.sum().clamp(min=1)
-
-
-def masked_whiten(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    mean = masked_mean(x, mask)
-    var = masked_mean((x - mean) ** 2, mask)
-    return (x - mean) * torch.rsqrt(var + 1e-8) * mask
 
 
 # --------------------------------------------------------------------------- the trainer
@@ -331,7 +156,7 @@ class PPOTrainer:
                 )
         self.rewards = self.rewards or RewardPool()
         self.reward_problems = [RewardProblem.from_dataset_problem(p) for p in self.problems]
-        self.device = _pick_device(self.config.device)
+        self.device = pick_device(self.config.device)
         self.precision = resolve_precision(self.config.dtype, self.device)
         self.step = 0
 
@@ -593,11 +418,30 @@ class PPOTrainer:
     def update(self, samples: list[Sample]) -> dict[str, float]:
         """Advantages for ``samples`` and ``ppo_epochs`` passes of clipped PPO updates."""
         cfg = self.config
+        sampled = self._sampled_view(samples)
+        mask = sampled.mask
+        # Clipped PPO updates over mini-batches, accumulated over micro-batches.
+        self.policy.train()
+        stats: dict[str, list[float]] = {k: [] for k in LOSS_STATS}
+        n = len(samples)
+        mini = min(cfg.mini_batch_size, n)
+        generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + self.step)
+        for _epoch in range(cfg.ppo_epochs):
+            order = torch.randperm(n, generator=generator).tolist()
+            for start in range(0, n, mini):
+                self._optimizer_step(samples, order[start : start + mini], sampled, stats)
+        result = {k: float(np.mean(v)) for k, v in stats.items()}
+        result["kl_ref"] = float((sampled.kl_ref.sum() / mask.sum()).item())
+        result["response_tokens"] = float(mask.sum(1).mean().item())
+        return result
+
+    def _sampled_view(self, samples: list[Sample]) -> SampledBatch:
+        """What the policy that sampled thought (old log-probs and values, no gradient), the
+        per-token rewards (score on the last token, minus the KL penalty) and GAE on them."""
+        cfg = self.config
         batch = self._batch(samples)
         mask = batch.mask
         scores = torch.tensor([s.score.reward for s in samples], device=self.device)  # type: ignore[union-attr]
-
-        # 1. What the policy that sampled thought: old log-probs and values (no gradient).
         self.policy.eval()
         with torch.no_grad():
             old_logprobs, _, old_values = self._forward(self.policy, batch, with_values=True)
@@ -610,72 +454,35 @@ class PPOTrainer:
                 rewards -= cfg.kl_coef * kl_ref
             last = mask.sum(1).long() - 1
             rewards[torch.arange(len(samples)), last] += scores
-
-            # 2. GAE.
             advantages, returns = compute_gae(rewards, old_values, mask, cfg.gamma, cfg.lam)
             if cfg.normalize_advantages and mask.sum() > 1:
                 advantages = masked_whiten(advantages, mask)
+        return SampledBatch(old_logprobs, old_values, advantages, returns, kl_ref, mask)
 
-        # 3. Clipped PPO updates over mini-batches, accumulated over micro-batches.
-        self.policy.train()
-        stats: dict[str, list[float]] = {k: [] for k in
-                                         ("policy_loss", "value_loss", "entropy", "approx_kl",
-                                          "clipfrac")}  # fmt: skip
-        n = len(samples)
-        mini = min(cfg.mini_batch_size, n)
-        generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + self.step)
-        for _epoch in range(cfg.ppo_epochs):
-            order = torch.randperm(n, generator=generator).tolist()
-            for start in range(0, n, mini):
-                mb = order[start : start + mini]
-                self.optimizer.zero_grad(set_to_none=True)
-                for m_start in range(0, len(mb), cfg.micro_batch_size):
-                    idx = mb[m_start : m_start + cfg.micro_batch_size]
-                    micro = self._batch([samples[i] for i in idx])
-                    m_mask = micro.mask
-                    t = m_mask.shape[1]
-                    adv = advantages[idx, :t]
-                    ret = returns[idx, :t]
-                    old_lp = old_logprobs[idx, :t]
-                    old_v = old_values[idx, :t]
-
-                    new_lp, entropy, new_v = self._forward(self.policy, micro, with_values=True)
-                    assert new_v is not None
-                    log_ratio = new_lp - old_lp
-                    ratio = log_ratio.exp()
-
-                    # Clipped surrogate objective (PPO-clip), as a loss.
-                    pg_loss1 = -adv * ratio
-                    pg_loss2 = -adv * torch.clamp(ratio, 1 - cfg.clip_coef, 1 + cfg.clip_coef)
-                    pg_loss = masked_mean(torch.max(pg_loss1, pg_loss2), m_mask)
-
-                    # Clipped value loss.
-                    v_clipped = old_v + torch.clamp(new_v - old_v, -cfg.value_clip, cfg.value_clip)
-                    v_loss = 0.5 * masked_mean(
-                        torch.max((new_v - ret) ** 2, (v_clipped - ret) ** 2), m_mask
-                    )
-
-                    entropy_mean = masked_mean(entropy, m_mask)
-                    loss = pg_loss - cfg.ent_coef * entropy_mean + cfg.vf_coef * v_loss
-                    (loss * len(idx) / len(mb)).backward()  # gradient accumulation
-
-                    with torch.no_grad():
-                        stats["policy_loss"].append(pg_loss.item())
-                        stats["value_loss"].append(v_loss.item())
-                        stats["entropy"].append(entropy_mean.item())
-                        # CleanRL's low-variance estimate of KL(old || new).
-                        stats["approx_kl"].append(
-                            masked_mean((ratio - 1) - log_ratio, m_mask).item()
-                        )
-                        clipped = ((ratio - 1).abs() > cfg.clip_coef).float()
-                        stats["clipfrac"].append(masked_mean(clipped, m_mask).item())
-                params = list(self.policy.parameters()) + list(self.value_head.parameters())
-                nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
-                self.optimizer.step()
-        result = {k: float(np.mean(v)) for k, v in stats.items()}
-        result["kl_ref"] = float((kl_ref.sum() / mask.sum()).item())
-        result["response_tokens"] = float(mask.sum(1).mean().item())
-        return result
+    def _optimizer_step(
+        self,
+        samples: list[Sample],
+        mini_batch: list[int],
+        sampled: SampledBatch,
+        stats: dict[str, list[float]],
+    ) -> None:
+        """One optimizer step on ``mini_batch``, its gradient accumulated over micro-batches;
+        each micro-batch's losses are appended to ``stats``."""
+        cfg = self.config
+        self.optimizer.zero_grad(set_to_none=True)
+        for m_start in range(0, len(mini_batch), cfg.micro_batch_size):
+            idx = mini_batch[m_start : m_start + cfg.micro_batch_size]
+            micro = self._batch([samples[i] for i in idx])
+            t = micro.mask.shape[1]
+            new_lp, entropy, new_v = self._forward(self.policy, micro, with_values=True)
+            assert new_v is not None
+            losses = ppo_losses(new_lp, new_v, entropy, sampled.at(idx, t), micro.mask, cfg)
+            (losses.loss * len(idx) / len(mini_batch)).backward()  # gradient accumulation
+            for key, value in losses.stats().items():
+                stats[key].append(value)
+        params = list(self.policy.parameters()) + list(self.value_head.parameters())
+        nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+        self.optimizer.step()
 
     def train_step(self) -> dict[str, Any]:
         """One rollout + reward + update; returns the step's metrics."""
@@ -685,7 +492,7 @@ class PPOTrainer:
         self.score(samples)
         reward_s = time.monotonic() - started - rollout_s
         stats = self.update(samples)
-        metrics = {"step": self.step + 1, **_reward_metrics(samples), **stats}
+        metrics = {"step": self.step + 1, **reward_metrics(samples), **stats}
         # "kl": to the frozen reference when there is one, else how far this update moved.
         metrics["kl"] = stats["kl_ref"] if self.reference is not None else stats["approx_kl"]
         metrics.update(
@@ -704,7 +511,7 @@ class PPOTrainer:
             self.setup()
         self.out_dir.mkdir(parents=True, exist_ok=True)
         metrics_path = self.out_dir / METRICS_FILE
-        _truncate_metrics(metrics_path, self.step)
+        truncate_metrics(metrics_path, self.step)
         total = self.total_steps()
         done: list[dict[str, Any]] = []
         try:
@@ -765,30 +572,6 @@ class PPOTrainer:
 # --------------------------------------------------------------------------- helpers
 
 
-def _reward_metrics(samples: Sequence[Sample]) -> dict[str, float]:
-    scored = [s.score for s in samples if s.score is not None]
-    rewards = [s.reward for s in scored]
-    inputs = [s.inputs for s in scored]
-    # The paper's speed-up per problem: failures count 1.0; and how many are measurably faster.
-    speedups = [
-        r.speedup if r.all_passed and r.speedup is not None and not r.identical_to_baseline
-        else 1.0
-        for r in inputs
-    ]  # fmt: skip
-    return {
-        "reward_mean": float(np.mean(rewards)),
-        "reward_std": float(np.std(rewards)),
-        "compile_rate": float(np.mean([r.compiled for r in inputs])),
-        "pass_rate": float(np.mean([r.all_passed for r in inputs])),
-        "faster_rate": float(np.mean([_faster(r) for r in inputs])),
-        "speedup_mean": float(np.mean(speedups)),
-    }
-
-
-def _faster(r: Any) -> bool:
-    return r.all_passed and (r.ci_low or 0.0) > 1.0 and not r.identical_to_baseline
-
-
 def _rng_state() -> dict[str, Any]:
     state: dict[str, Any] = {
         "python": random.getstate(),
@@ -806,58 +589,3 @@ def _set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def _truncate_metrics(path: Path, step: int) -> None:
-    """Drop metric lines of steps after ``step``: they were logged by a run interrupted
-    before their checkpoint was written, and will be run again."""
-    if not path.exists():
-        return
-    kept = []
-    for line in path.read_text().splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # a line cut short by the interruption
-        if record.get("step", 0) <= step:
-            kept.append(line)
-    path.write_text("".join(k + "\n" for k in kept))
-
-
-PLOTTED = (
-    ("reward_mean", "mean reward"),
-    ("pass_rate", "pass rate"),
-    ("speedup_mean", "speed-up (failures = 1.0)"),
-    ("kl", "KL"),
-    ("policy_loss", "policy loss"),
-    ("value_loss", "value loss"),
-    ("entropy", "entropy"),
-)
-
-
-def plot_metrics(metrics_path: Path, png: Path) -> Path | None:
-    """A PNG with one panel per metric against the step; None when there is nothing yet."""
-    if not metrics_path.exists():
-        return None
-    records = [json.loads(x) for x in metrics_path.read_text().splitlines() if x.strip()]
-    if not records:
-        return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    cols = 4
-    rows = math.ceil(len(PLOTTED) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3 * rows), squeeze=False)
-    steps = [r["step"] for r in records]
-    for ax, (key, title) in zip(axes.flat, PLOTTED, strict=False):
-        ax.plot(steps, [r.get(key, float("nan")) for r in records], marker=".")
-        ax.set_title(title)
-        ax.set_xlabel("step")
-    for ax in list(axes.flat)[len(PLOTTED) :]:
-        ax.axis("off")
-    fig.tight_layout()
-    fig.savefig(png, dpi=80)
-    plt.close(fig)
-    return png

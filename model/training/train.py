@@ -8,7 +8,7 @@
   (``OUT/data/train.parquet``, ``val.parquet``) and runs ``python -m verl.trainer.main_ppo``
   with the paper's hyper-parameters and our reward (:mod:`asmopt.model.training.verl_config`).
   A directory of targets is turned into rows by ``asmopt dataset build``'s own code
-  (:func:`asmopt.model.evaluation.dataset.build_dataset`: tests without ``.out`` expect the
+  (:func:`asmopt.model.evaluation.dataset_build.build_dataset`: tests without ``.out`` expect the
   ``gcc -O3`` build's output). Paths are made absolute (verl runs in ``OUT``); a ``.gguf`` model is
   refused (verl loads Hugging Face checkpoints); the reward's settings travel in
   ``$ASMOPT_REWARD_SETTINGS`` and its failures are logged to ``OUT/reward_errors.jsonl``.
@@ -29,7 +29,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from asmopt.model.training.ppo import PPOConfig, TrainError
+from asmopt.model.training.ppo_config import PPOConfig, TrainError
 from asmopt.model.training.reward import RewardSettings
 from asmopt.model.training.verl_config import VerlSettings, verl_overrides
 
@@ -79,7 +79,7 @@ def train_local(
 ) -> list[dict[str, Any]]:
     """Run (or resume) PPO with the compact trainer; returns this run's per-step metrics."""
     from asmopt.model.training.ppo import PPOTrainer
-    from asmopt.model.training.reward import RewardPool
+    from asmopt.model.training.reward_pool import RewardPool
 
     problems = load_problems(data, (reward_settings or RewardSettings()).max_tests)
     pool = RewardPool(reward, reward_settings, workers)
@@ -180,7 +180,8 @@ def check_verl_model(model: str | Path) -> str:
 
 def _rows_from_directory(src: Path, out_dir: Path, val_fraction: float, sandbox: bool) -> None:
     """train/val parquet for a directory of targets, by ``asmopt dataset build``'s code."""
-    from asmopt.model.evaluation.dataset import BuildOptions, DatasetError, build_dataset
+    from asmopt.model.evaluation.dataset import DatasetError
+    from asmopt.model.evaluation.dataset_build import BuildOptions, build_dataset
 
     try:
         summary = build_dataset(

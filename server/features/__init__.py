@@ -19,6 +19,7 @@ def register_all(server: AsmoptLanguageServer) -> None:
         inlay_hints,
         navigation,
         optimize,
+        profile,
         symbols,
         text_sync,
     )
@@ -35,5 +36,6 @@ def register_all(server: AsmoptLanguageServer) -> None:
         navigation,
         optimize,
         apply,
+        profile,
     ):
         feature.register(server)

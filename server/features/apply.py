@@ -22,7 +22,7 @@ from asmopt.server.documents import Buffer, Language
 from asmopt.server.server import AsmoptLanguageServer
 
 if TYPE_CHECKING:
-    from asmopt.server.results import FunctionResult
+    from asmopt.model.search.outcome import RunRecord
 
 
 @dataclass(frozen=True)
@@ -71,7 +71,7 @@ async def plan_edit(
 
 
 async def _plan_asm(
-    server: AsmoptLanguageServer, buffer: Buffer, function: str | None, result: FunctionResult
+    server: AsmoptLanguageServer, buffer: Buffer, function: str | None, result: RunRecord
 ) -> PlannedEdit | str:
     assert result.asm is not None
     text, version = buffer.text, buffer.version
@@ -108,7 +108,7 @@ async def _plan_asm(
 
 
 async def _plan_c(
-    server: AsmoptLanguageServer, source: Path, function: str | None, result: FunctionResult
+    server: AsmoptLanguageServer, source: Path, function: str | None, result: RunRecord
 ) -> PlannedEdit | str:
     assert result.asm is not None
     target = _opt_path(source)
@@ -204,10 +204,10 @@ def register(server: AsmoptLanguageServer) -> None:
             "targetUri": planned.target_uri,
             "function": function,
             "speedup": {
-                "median": s["median"],
-                "ciLow": s["ci_low"],
-                "ciHigh": s["ci_high"],
-                "runs": s.get("runs", 0),
+                "median": s.median,
+                "ciLow": s.ci_low,
+                "ciHigh": s.ci_high,
+                "runs": s.runs,
             }
             if s
             else None,

@@ -1,5 +1,7 @@
 """CodeLens above each function (docs/protocol.md): ``Optimize`` before any run,
-``running… (stage)`` while one runs, then the result; refreshed whenever results change."""
+``running… (stage)`` while one runs, then the result; refreshed whenever results change.
+Beside it, once the file's program has been profiled, the function's share of the
+instructions (:mod:`asmopt.server.features.profile`)."""
 
 from __future__ import annotations
 
@@ -7,7 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 from lsprotocol import types
 
-from asmopt.server.protocol import encoded
+from asmopt.server.features.profile import profile_lenses
+from asmopt.server.protocol import EncodedResult, encoded
 
 if TYPE_CHECKING:
     from asmopt.server.documents import FunctionInfo
@@ -54,7 +57,7 @@ def register(server: AsmoptLanguageServer) -> None:
     @server.feature(types.TEXT_DOCUMENT_CODE_LENS)
     async def code_lens(
         ls: AsmoptLanguageServer, params: types.CodeLensParams
-    ) -> list[types.CodeLens]:
+    ) -> list[types.CodeLens] | EncodedResult:  # encoded once, then served from a cache
         buffer = ls.documents.get(params.text_document.uri)
         if buffer is None or buffer.too_large:
             return []
@@ -62,7 +65,13 @@ def register(server: AsmoptLanguageServer) -> None:
         functions = await ls.functions(buffer)
         # Big files have hundreds of lenses: keep them, already in wire form, until the
         # buffer or any job or result changes.
-        key = (buffer.version, functions, ls.results.generation, state["generation"])
+        key = (
+            buffer.version,
+            functions,
+            ls.results.generation,
+            state["generation"],
+            ls.profiles.generation,
+        )
         cached = cache.get(buffer.uri)
         if (
             cached is not None
@@ -72,6 +81,7 @@ def register(server: AsmoptLanguageServer) -> None:
         ):
             return cached[1]
         lenses = [lens_for(ls, buffer.uri, source, fn) for fn in functions]
+        lenses += profile_lenses(ls, buffer.uri, source, functions)
         wire = encoded(ls.protocol._converter.unstructure(lenses))
         cache[buffer.uri] = (key, wire)
         if len(cache) > 64:

@@ -1,7 +1,8 @@
 """Hover. On a function name: the measured result (speed-up with CI, tests, policy) and
-llvm-mca estimates, labelled as estimates, of the baseline and the candidate. On another line
-of a C buffer: the instructions ``gcc -O3`` generated for that line, read from a ``-g`` build
-of the buffer (made in a thread, once per buffer version) with
+llvm-mca estimates, labelled as estimates, of the baseline and the candidate, then the
+function's share of its program's instructions once the program has been profiled. On
+another line of a C buffer: the instructions ``gcc -O3`` generated for that line, read from
+a ``-g`` build of the buffer (made in a thread, once per buffer version) with
 :func:`asmopt.executor.elf.instructions_for_line`."""
 
 from __future__ import annotations
@@ -19,10 +20,11 @@ from typing import TYPE_CHECKING
 from lsprotocol import types
 
 from asmopt.server.documents import Language
+from asmopt.server.profiles import hover_text as profile_hover
 
 if TYPE_CHECKING:
+    from asmopt.model.search.outcome import RunRecord
     from asmopt.server.documents import Buffer, FunctionInfo
-    from asmopt.server.results import FunctionResult
     from asmopt.server.server import AsmoptLanguageServer
 
 WAIT = 0.5  # seconds a hover waits for a build or an estimate before saying "computing"
@@ -181,7 +183,7 @@ def _estimate_text(asm: str, name: str) -> str:
 
 async def _function_hover(server: AsmoptLanguageServer, buffer: Buffer, fn: FunctionInfo) -> str:
     source = server.source_of(buffer.uri)
-    result: FunctionResult | None = None
+    result: RunRecord | None = None
     if source is not None:
         result = server.results.get(source, fn.name)
         whole = server.results.get(source, None)
@@ -203,10 +205,11 @@ async def _function_hover(server: AsmoptLanguageServer, buffer: Buffer, fn: Func
     if result is None:
         parts.append("Not optimized yet: use *Optimize function* (code lens or code action).")
     elif result.faster:
-        s = result.speedup or {}
+        s = result.speedup
+        assert s is not None  # a faster result has one
         parts.append(
-            f"**Measured:** {s['median']:.2f}× faster than gcc -O3 (95% CI "
-            f"{s['ci_low']:.2f}–{s['ci_high']:.2f}, {int(s.get('runs', 0))} rounds) · "
+            f"**Measured:** {s.median:.2f}× faster than gcc -O3 (95% CI "
+            f"{s.ci_low:.2f}–{s.ci_high:.2f}, {s.runs} rounds) · "
             f"{result.tests_passed}/{result.tests_total} tests passed · policy `{result.policy}`"
             + (f" ({result.label})" if result.label else "")
         )
@@ -222,6 +225,9 @@ async def _function_hover(server: AsmoptLanguageServer, buffer: Buffer, fn: Func
         estimates.append(f"candidate {await _estimate(server, result.asm, fn.name)}")
     if estimates:
         parts.append("*Estimate* (llvm-mca model, not a measurement): " + " · ".join(estimates))
+    profiled = server.profiles.get(source)
+    if profiled is not None:
+        parts.append(profile_hover(profiled, fn.name))
     return "\n\n".join(parts)
 
 

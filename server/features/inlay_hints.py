@@ -29,7 +29,8 @@ def register(server: AsmoptLanguageServer) -> None:
             result = results.get(fn.name)
             if result is None or not result.faster or not first <= fn.signature_end.line <= last:
                 continue
-            s = result.speedup or {}
+            s = result.speedup
+            assert s is not None  # a faster result has one
             hints.append(
                 types.InlayHint(
                     position=fn.signature_end,
@@ -37,7 +38,7 @@ def register(server: AsmoptLanguageServer) -> None:
                     padding_left=True,
                     tooltip=(
                         f"asmopt: {result.median:.2f}× faster than gcc -O3 (95% CI "
-                        f"{s.get('ci_low', 0):.2f}–{s.get('ci_high', 0):.2f}), "
+                        f"{s.ci_low:.2f}–{s.ci_high:.2f}), "
                         f"{result.tests_passed}/{result.tests_total} tests passed"
                     ),
                 )

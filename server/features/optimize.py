@@ -16,15 +16,22 @@ from typing import TYPE_CHECKING, Any
 
 from lsprotocol import types
 
-from asmopt.server.results import FunctionResult
+from asmopt.model.search.stages import Stage
+from asmopt.server.messages import ErrorMessage, JobEnd
 
 # At run time, not only for type checkers: pygls reads command handlers' annotations.
 from asmopt.server.server import AsmoptLanguageServer
 
 if TYPE_CHECKING:
-    from asmopt.server.jobs import Job, JobResult
+    from asmopt.server.jobs import Job
 
-STAGE_PERCENT = {"queued": 0, "baseline": 10, "generate": 30, "verify": 55, "benchmark": 80}
+STAGE_PERCENT = {
+    Stage.QUEUED: 0,
+    Stage.BASELINE: 10,
+    Stage.GENERATE: 30,
+    Stage.VERIFY: 55,
+    Stage.BENCHMARK: 80,
+}
 
 
 def _read(path: Path) -> str | None:
@@ -127,14 +134,14 @@ async def _begin_progress(server: AsmoptLanguageServer, job: Job) -> None:
     )
 
 
-def _summary(job: Job, result: JobResult) -> str:
+def _summary(job: Job, result: JobEnd) -> str:
+    if isinstance(result, ErrorMessage):
+        return f"{job.what}: {result.message}"
     if result.cancelled:
         return f"{job.what}: cancelled"
-    if result.error:
-        return f"{job.what}: {result.error}"
     if result.record is None:
         return f"{job.what}: no result"
-    outcome = FunctionResult.from_record(result.record)
+    outcome = result.record
     if outcome.faster:
         return f"{job.what}: {outcome.lens_title()}"
     return f"{job.what}: {outcome.lens_title()}" + (
@@ -155,19 +162,21 @@ def register(server: AsmoptLanguageServer) -> None:
             )
         server.send_status()
 
-    def on_done(job: Job, result: JobResult) -> None:
+    def on_done(job: Job, result: JobEnd) -> None:
         summary = _summary(job, result)
+        failed = isinstance(result, ErrorMessage)
         if job.token is not None:
             # The summary ends the progress; an error is said once, as an error message.
-            end_message = None if result.error else summary
+            end_message = None if failed else summary
             server.work_done_progress.end(job.token, types.WorkDoneProgressEnd(message=end_message))
             server.work_done_progress.tokens.pop(job.token, None)
-        if result.record is not None and not result.cancelled:
-            server.results.put(FunctionResult.from_record(result.record))
-        server.send_status()
-        if result.error:
+        if isinstance(result, ErrorMessage):
+            server.send_status()
             server.show(summary, types.MessageType.Error)
             return
+        if result.record is not None and not result.cancelled:
+            server.results.put(result.record)
+        server.send_status()
         if result.cancelled:
             return
         buffers = server.buffers_of_source(str(job.source))

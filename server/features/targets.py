@@ -6,6 +6,7 @@ that governs the file, or creates it. The user finishes the entry; nothing runs.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -65,7 +66,7 @@ def declare_target_edit(path: Path, root: Path) -> types.WorkspaceEdit:
 
 
 async def code_actions(
-    server: AsmoptLanguageServer, buffer: Buffer, only: list[str] | None
+    server: AsmoptLanguageServer, buffer: Buffer, only: Sequence[str] | None
 ) -> list[types.CodeAction]:
     """The "declare a target" action for ``buffer`` when it needs one."""
     if only and not any(kind == KIND or KIND.startswith(f"{kind}.") for kind in only):

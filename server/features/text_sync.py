@@ -23,14 +23,15 @@ async def load_stored_results(server: AsmoptLanguageServer, uri: str) -> None:
     path = server.path_of(uri)
     if path is None:
         return
-    _, target, problem = await server.in_thread(server.target_for, path)
+    config, target, problem = await server.in_thread(server.target_for, path)
     if problem:
         server.warn_once(f"config:{problem}", f"{problem}; using the defaults")
     if target is None:
         return
-    root = server.workspace_root(path)
     source = server.source_of(uri)
-    found = await server.in_thread(load_results, root, target.name, source)
+    # The workspace's store (beside the nearest asmopt.toml), where the worker and the CLI
+    # keep their records.
+    found = await server.in_thread(load_results, config.root, target.name, source)
     if found and server.results.merge(found):
         server.refresh_views()
         from asmopt.server.features.diagnostics import schedule_diagnostics
@@ -52,6 +53,7 @@ def analyse_later(server: AsmoptLanguageServer, buffer: Buffer) -> None:
 
 
 def register(server: AsmoptLanguageServer) -> None:
+    from asmopt.server.features import profile
     from asmopt.server.features.diagnostics import clear_diagnostics, schedule_diagnostics
     from asmopt.server.features.hover import forget_build, schedule_debug_build
 
@@ -78,6 +80,7 @@ def register(server: AsmoptLanguageServer) -> None:
         ls.spawn(load_stored_results(ls, doc.uri))
         schedule_diagnostics(ls, doc.uri, delay=0.0)
         schedule_debug_build(ls, buffer, delay=0.3)
+        profile.on_open(ls, doc.uri)
 
     @server.feature(types.TEXT_DOCUMENT_DID_CHANGE)
     def did_change(ls: AsmoptLanguageServer, params: types.DidChangeTextDocumentParams) -> None:
@@ -102,6 +105,7 @@ def register(server: AsmoptLanguageServer) -> None:
         buffer = ls.documents.get(params.text_document.uri)
         if buffer is not None and not buffer.too_large:
             schedule_diagnostics(ls, buffer.uri, delay=0.0)
+        profile.on_save(ls, params.text_document.uri)
 
     @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
     def did_close(ls: AsmoptLanguageServer, params: types.DidCloseTextDocumentParams) -> None:

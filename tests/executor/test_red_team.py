@@ -37,12 +37,8 @@ import pytest
 from asmopt.executor.benchmark import BenchmarkOptions, run_test
 from asmopt.executor.cgroup import memory_parent
 from asmopt.executor.results import Verdict
-from asmopt.executor.sandbox import (
-    _SESSION_GRACE_SECONDS,
-    Sandbox,
-    SandboxLimits,
-    run_memory_bytes,
-)
+from asmopt.executor.sandbox import Sandbox, SandboxLimits, run_memory_bytes
+from asmopt.executor.session import SESSION_GRACE_SECONDS
 from asmopt.executor.testcases import Comparator, TestCase
 from asmopt.executor.toolchain import build_binary
 from asmopt.executor.verify import VerifyOptions, prepare_baseline, verify_candidate
@@ -926,7 +922,7 @@ def test_a_stopped_runner_costs_the_judge_one_wall_limit(walls):
         run = run_test(session, test, limits)
         took = time.monotonic() - start
     assert run.timed_out
-    assert took < limits.wall_seconds + _SESSION_GRACE_SECONDS + 1.0, took
+    assert took < limits.wall_seconds + SESSION_GRACE_SECONDS + 1.0, took
 
 
 def test_a_token_flood_costs_the_judge_little():

@@ -12,10 +12,7 @@ import pytest
 
 from asmopt.model.evaluation.dataset import (
     EXTRA_INFO_FIELDS,
-    BuildOptions,
     DatasetError,
-    build_dataset,
-    load_tokenizer,
     make_row,
     parquet_schema,
     read_dataset,
@@ -23,6 +20,7 @@ from asmopt.model.evaluation.dataset import (
     write_jsonl,
     write_parquet,
 )
+from asmopt.model.evaluation.dataset_build import BuildOptions, build_dataset, load_tokenizer
 from asmopt.model.search.prompts import build_prompt
 
 PROGRAMS = Path(__file__).resolve().parent.parent / "data" / "programs"

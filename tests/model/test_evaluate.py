@@ -15,13 +15,8 @@ from asmopt.cli import main
 from asmopt.executor.benchmark import BenchmarkOptions
 from asmopt.executor.sandbox import SandboxLimits
 from asmopt.executor.verify import VerifyOptions
-from asmopt.model.evaluation.dataset import (
-    BuildOptions,
-    build_dataset,
-    make_row,
-    read_dataset,
-    write_parquet,
-)
+from asmopt.model.evaluation.dataset import make_row, read_dataset, write_parquet
+from asmopt.model.evaluation.dataset_build import BuildOptions, build_dataset
 from asmopt.model.evaluation.evaluate import (
     BaselineCopyPolicy,
     BenchError,

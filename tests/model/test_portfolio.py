@@ -366,7 +366,7 @@ def _mix(trials, pool, notes):
     from asmopt.model.search.mixing import mix
 
     baseline = SimpleNamespace(asm=_variant())
-    return mix(baseline, trials, pool, {}, notes, 6, lambda _m: None)  # type: ignore[arg-type]
+    return mix(baseline, trials, pool, {}, notes, 6, lambda *_: None)  # type: ignore[arg-type]
 
 
 def test_the_mix_skips_splices_that_ties_make_redundant():
@@ -423,14 +423,14 @@ def test_a_racing_job_measures_the_best_again_at_its_own_precision():
     ]
     pool = _Pool({"best": 1.64})
     pool.rule = RacingRule()
-    out = _confirm(trials, pool, OPTIONS, 3, lambda _m: None)  # type: ignore[arg-type]
+    out = _confirm(trials, pool, OPTIONS, 3, lambda *_: None)  # type: ignore[arg-type]
     labels, options = pool.asked[0]
     assert labels == ["best"]  # the tie is not measured again: it is within the best's CI
     assert options.bench == replace(OPTIONS.bench, seed=OPTIONS.bench.seed + 1)
     assert [t.confirmed for t in out] == [True, False]
     # Without racing, the best few are measured with twice the budget, half the CI target.
     pool = _Pool()
-    _confirm(trials, pool, OPTIONS, 3, lambda _m: None)  # type: ignore[arg-type]
+    _confirm(trials, pool, OPTIONS, 3, lambda *_: None)  # type: ignore[arg-type]
     labels, options = pool.asked[0]
     assert labels == ["best", "tie"]
     assert options.bench.min_rounds == 2 * OPTIONS.bench.min_rounds
@@ -451,7 +451,7 @@ def test_a_racing_job_confirms_while_it_mixes_and_then_what_may_beat_the_best():
     baseline = SimpleNamespace(asm=_variant())
     trials, mixed = _after_screening(
         baseline, [whole], pool, OPTIONS, mix=True, mix_sources=6, confirm=3,  # type: ignore[arg-type]
-        seen={}, notes=[], say=lambda _m: None,
+        seen={}, notes=[], say=lambda *_: None,
     )  # fmt: skip
     confirmed = sorted(t.label for t in trials if t.confirmed)
     assert confirmed == ["W", "W: function f"]

@@ -23,10 +23,10 @@ from asmopt.model.training.ppo import PPOConfig, PPOTrainer, TrainError, compute
 from asmopt.model.training.reward import (  # noqa: E402
     RewardError,
     RewardInput,
-    RewardPool,
     RewardSettings,
     Scored,
 )
+from asmopt.model.training.reward_pool import RewardPool  # noqa: E402
 
 pytestmark = pytest.mark.llm
 

@@ -28,12 +28,12 @@ from asmopt.model.training.reward import (
     RewardConfig,
     RewardError,
     RewardInput,
-    RewardPool,
     RewardSettings,
     reward_asmopt,
     reward_design1,
     reward_design2,
 )
+from asmopt.model.training.reward_pool import RewardPool
 
 needs_sandbox = pytest.mark.skipif(shutil.which("bwrap") is None, reason="needs bubblewrap")
 

@@ -193,8 +193,11 @@ def _fix_code_action_parsing(client: LanguageClient) -> None:
 def server_env(optimizer: str | None = "fake") -> dict[str, str]:
     env = dict(os.environ)
     env.pop("ASMOPT_WORKER_OPTIMIZE", None)
+    env.pop("ASMOPT_WORKER_PROFILE", None)
     if optimizer == "fake":
         env["ASMOPT_WORKER_OPTIMIZE"] = f"{FAKE}:optimize"
+        # No profile unless fake.json asks for one: the lenses other tests expect stay.
+        env["ASMOPT_WORKER_PROFILE"] = f"{FAKE}:profile_program"
     return env
 
 

@@ -24,8 +24,9 @@ from pathlib import Path
 
 from asmopt.executor.results import SpeedupEstimate, TestStatus, TestVerdict, Verdict
 from asmopt.executor.verify import VerificationResult
-from asmopt.model.search.optimizer import OptimizeError, OptimizeOutcome, RankedCandidate
+from asmopt.model.search.optimizer import OptimizeError, OptimizeOutcome, Stage
 from asmopt.model.search.policy import Candidate
+from asmopt.model.search.portfolio import Trial
 
 MARKER = "# asmopt-fake-candidate"
 CHILD_MARKER = "1000.4242"  # `sleep 1000.4242`: easy to find in /proc
@@ -65,18 +66,29 @@ def _result(verdict: Verdict, passed: int, total: int, median: float | None) -> 
 
 
 def optimize(request, *, store=None, progress=None, cancel=None, on_update=None, **_):
+    outcome = _optimize(request, progress=progress, cancel=cancel, on_update=on_update)
+    if store is not None:  # as the real one does
+        outcome.record().save(store)
+    return outcome
+
+
+def _optimize(request, *, progress=None, cancel=None, on_update=None):
     source = Path(request.source)
     control = source.parent / "fake.json"
     config = json.loads(control.read_text()) if control.exists() else {}
     mode = config.get("mode", "faster")
     delay = float(config.get("stage_delay", 0.05))
     say = progress or (lambda stage, message: None)
+    # What the real optimizer names: the target (a file without asmopt.toml is its own) and
+    # the resolved source.
+    target = request.config.target_for(source) if request.config is not None else None
+    named = {"target": target.name if target else source.stem, "source": str(source.resolve())}
     (source.parent / "settings-seen.json").write_text(json.dumps(request.settings.to_dict()))
     if mode == "error":
         raise OptimizeError("no tests found for prog.c: put NAME.in files in a tests/ folder")
     if mode == "crash":
         os._exit(9)
-    say("baseline", "gcc -O3: building")
+    say(Stage.BASELINE, "gcc -O3: building")
     baseline = _baseline(source)
     if mode in ("slow", "stubborn"):
         # What the real optimizer leaves in the temporary folder while it works.
@@ -85,27 +97,52 @@ def optimize(request, *, store=None, progress=None, cancel=None, on_update=None,
         children = [
             subprocess.Popen(["sleep", CHILD_MARKER], start_new_session=True) for _ in range(3)
         ]
-        say("verify", "running tests")
+        say(Stage.VERIFY, "running tests")
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if mode == "slow" and cancel is not None and cancel.is_set():
                 break
             time.sleep(0.02)
         del children  # left running on purpose: the worker and the server must kill them
-        return OptimizeOutcome(None, (), baseline, request.function, "cancelled", cancelled=True)
-    for stage in ("generate", "verify", "benchmark"):
+        return OptimizeOutcome(
+            None, (), baseline, request.function, "cancelled", cancelled=True, **named
+        )
+    for stage in (Stage.GENERATE, Stage.VERIFY, Stage.BENCHMARK):
         time.sleep(delay)
         say(stage, f"{stage} step")
-        if mode == "so_far" and stage == "generate" and on_update is not None:
+        if mode == "so_far" and stage is Stage.GENERATE and on_update is not None:
             # What the real optimizer reports once a candidate is verified faster.
             on_update(types.SimpleNamespace(ci_low=1.27, median=1.31, label="clang -O3"))
     asm = _candidate(baseline, request.function)
     c = Candidate(asm=asm, policy="compiler", label="clang -O3", function=request.function)
     if mode in ("faster", "so_far"):
-        ranked = RankedCandidate(c, _result(Verdict.FASTER, 10, 10, 1.31))
-        return OptimizeOutcome(ranked, (ranked,), baseline, request.function, "1 faster")
+        ranked = Trial(c, _result(Verdict.FASTER, 10, 10, 1.31))
+        return OptimizeOutcome(ranked, (ranked,), baseline, request.function, "1 faster", **named)
     if mode == "fail":
-        ranked = RankedCandidate(c, _result(Verdict.TESTS_FAILED, 7, 10, None))
-        return OptimizeOutcome(None, (ranked,), baseline, request.function, "all failed")
-    ranked = RankedCandidate(c, _result(Verdict.NOT_FASTER, 10, 10, 1.0))
-    return OptimizeOutcome(None, (ranked,), baseline, request.function, "none faster")
+        ranked = Trial(c, _result(Verdict.TESTS_FAILED, 7, 10, None))
+        return OptimizeOutcome(None, (ranked,), baseline, request.function, "all failed", **named)
+    ranked = Trial(c, _result(Verdict.NOT_FASTER, 10, 10, 1.0))
+    return OptimizeOutcome(None, (ranked,), baseline, request.function, "none faster", **named)
+
+
+def profile_program(request, *, budget=8.0, every_test=False):
+    """A stand-in for ``profile_program``: the profile under ``"profile"`` in ``fake.json``
+    (``{"functions": {name: instructions}, "total": n}``), else none (an OptimizeError, so
+    the sessions of the other tests show no shares). Each call appends a line to
+    ``profiles-made.txt`` beside the source."""
+    from asmopt.executor.profile import FunctionShare, Profile
+
+    source = Path(request.source)
+    control = source.parent / "fake.json"
+    config = json.loads(control.read_text()) if control.exists() else {}
+    wanted = config.get("profile")
+    if not wanted:
+        raise OptimizeError("fake: no profile asked for in fake.json")
+    with open(source.parent / "profiles-made.txt", "a") as made:
+        made.write(f"{source.name}\n")
+    time.sleep(float(wanted.get("delay", 0.0)))
+    total = int(wanted["total"])
+    counts = sorted(wanted["functions"].items(), key=lambda kv: -kv[1])
+    functions = tuple(FunctionShare(n, v, v / total) for n, v in counts)
+    own = sum(v for _, v in counts)
+    return source.stem, Profile(total, own, functions, tests=("small",), seconds=0.1)

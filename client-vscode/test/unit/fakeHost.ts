@@ -4,7 +4,7 @@
  * tests need.
  */
 
-import type { ActiveEditor, Disposable, Host, ProgressHandle, SettingValues, StatusBarView } from '../../src/host';
+import type { ActiveEditor, Disposable, Host, PickItem, ProgressHandle, SettingValues, StatusBarView } from '../../src/host';
 
 export interface Message {
     level: 'error' | 'warning' | 'info';
@@ -41,6 +41,10 @@ export class FakeHost implements Host {
     answers: (string | undefined)[] = [];
     quickPickAnswer: string | undefined;
     quickPicks: string[][] = [];
+    /** Index answered by `pickItem` (undefined: dismissed), and what it was shown. */
+    pickAnswer: number | undefined;
+    picks: { items: PickItem[]; placeholder: string }[] = [];
+    revealed: { uri: string; line: number }[] = [];
     logs: string[] = [];
     statusBar: StatusBarView | undefined;
     context: Record<string, unknown> = {};
@@ -103,6 +107,13 @@ export class FakeHost implements Host {
     async showQuickPick(items: string[]): Promise<string | undefined> {
         this.quickPicks.push(items);
         return this.quickPickAnswer;
+    }
+    async pickItem(items: PickItem[], placeholder: string): Promise<number | undefined> {
+        this.picks.push({ items, placeholder });
+        return this.pickAnswer;
+    }
+    async revealLine(uri: string, line: number): Promise<void> {
+        this.revealed.push({ uri, line });
     }
     async copyToClipboard(text: string): Promise<void> {
         this.clipboard = text;

@@ -15,13 +15,16 @@ they load on first use, so the language server starts fast. Build one with
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from asmopt.model.search.policy import PolicyError
 
 __all__ = [
     "BACKEND_NAMES",
     "ChatBackend",
+    "CompletionRequest",
     "Messages",
     "PolicyError",
     "check_messages",
@@ -35,11 +38,30 @@ BACKEND_NAMES: tuple[str, ...] = ("transformers", "openai", "vllm")
 Messages = list[dict[str, str]]
 
 
-@runtime_checkable
-class ChatBackend(Protocol):
+@dataclass(frozen=True)
+class CompletionRequest:
+    """The checked arguments of one :meth:`ChatBackend.complete` call, as back-ends see them."""
+
+    messages: Messages
+    n: int
+    temperature: float
+    max_new_tokens: int
+    seed: int | None
+    #: Receives lines about generation in progress, from back-ends that can report it.
+    progress: Callable[[str], None] | None = None
+
+    @property
+    def greedy(self) -> bool:
+        """Temperature 0: one answer, computed once and repeated ``n`` times."""
+        return self.temperature == 0
+
+
+class ChatBackend(ABC):
     """Turns chat messages into sampled completions.
 
-    ``name`` is ``"transformers"``, ``"openai"`` or ``"vllm"``.
+    ``name`` is ``"transformers"``, ``"openai"`` or ``"vllm"``. The built-in back-ends
+    subclass it and implement :meth:`_sample`; the policies only call :meth:`complete`, so
+    any object with that method and a ``name`` serves them too (tests pass such fakes).
     """
 
     name: str
@@ -51,16 +73,27 @@ class ChatBackend(Protocol):
         temperature: float = 0.5,
         max_new_tokens: int = 2000,
         seed: int | None = None,
+        progress: Callable[[str], None] | None = None,
     ) -> list[str]:
         """Return ``n`` completions of the assistant turn that follows ``messages``.
 
         Each string is only the newly generated text (no prompt, no special tokens).
-        ``temperature`` 0 means greedy decoding; ``seed`` makes sampling repeatable where the
-        back-end supports it. Raises ``ValueError`` for malformed arguments and ``PolicyError``
-        when the back-end cannot run (model missing, endpoint down, out of memory), with a
-        message that says what to do.
+        ``temperature`` 0 means greedy decoding (all ``n`` answers are then identical);
+        ``seed`` makes sampling repeatable where the back-end supports it. ``progress``
+        receives a line about twice a second while generating, from back-ends that can
+        report it (``transformers``: CPU generation of 2000 tokens takes minutes). Raises
+        ``ValueError`` for malformed arguments and ``PolicyError`` when the back-end cannot
+        run (model missing, endpoint down, out of memory), with a message that says what to do.
         """
-        ...
+        check_messages(messages)
+        check_sampling(n, temperature, max_new_tokens)
+        request = CompletionRequest(messages, n, temperature, max_new_tokens, seed, progress)
+        texts = self._sample(request)
+        return texts * n if request.greedy else texts
+
+    @abstractmethod
+    def _sample(self, request: CompletionRequest) -> list[str]:
+        """The completions for a checked ``request``: ``n`` of them, or one when greedy."""
 
 
 def check_messages(messages: object) -> Messages:

@@ -18,7 +18,7 @@ import urllib.request
 from http.client import HTTPException
 from typing import Any
 
-from asmopt.model.search.backends import Messages, check_messages, check_sampling
+from asmopt.model.search.backends import ChatBackend, CompletionRequest
 from asmopt.model.search.policy import PolicyError
 
 __all__ = ["OpenAIBackend", "normalize_base_url"]
@@ -45,7 +45,7 @@ def normalize_base_url(base_url: str) -> str:
     return url
 
 
-class OpenAIBackend:
+class OpenAIBackend(ChatBackend):
     """Samples completions from an OpenAI-compatible server.
 
     ``base_url`` may end in ``/v1`` or not. ``model=None`` asks ``/v1/models`` and uses the
@@ -101,21 +101,11 @@ class OpenAIBackend:
             )
         return [str(m["id"]) for m in data if isinstance(m, dict) and "id" in m]
 
-    def complete(
-        self,
-        messages: Messages,
-        n: int = 1,
-        temperature: float = 0.5,
-        max_new_tokens: int = 2000,
-        seed: int | None = None,
-    ) -> list[str]:
-        """Ask the server for ``n`` completions (more requests if it answers fewer)."""
-        check_messages(messages)
-        check_sampling(n, temperature, max_new_tokens)
+    def _sample(self, request: CompletionRequest) -> list[str]:
+        """Ask the server for the completions (more requests if it answers fewer)."""
         model = self.model_id
-        greedy = temperature == 0
         # Greedy decoding has one answer; some servers reject n > 1 at temperature 0.
-        wanted = 1 if greedy else n
+        wanted = 1 if request.greedy else request.n
         texts: list[str] = []
         for attempt in range(wanted):
             missing = wanted - len(texts)
@@ -123,17 +113,17 @@ class OpenAIBackend:
                 break
             body: dict[str, Any] = {
                 "model": model,
-                "messages": messages,
+                "messages": request.messages,
                 "n": missing,
-                "temperature": float(temperature),
-                "max_tokens": max_new_tokens,
+                "temperature": float(request.temperature),
+                "max_tokens": request.max_new_tokens,
             }
-            if seed is not None:
-                body["seed"] = seed + attempt
+            if request.seed is not None:
+                body["seed"] = request.seed + attempt
             texts.extend(
                 _completion_texts(self._request("POST", "/chat/completions", body))[:missing]
             )
-        return texts * n if greedy else texts
+        return texts
 
     def _first_listed_model(self) -> str:
         models = self.list_models()

@@ -18,7 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from asmopt.model.search.backends import Messages, check_messages, check_sampling
+from asmopt.model.search.backends import (
+    ChatBackend,
+    CompletionRequest,
+    Messages,
+    check_messages,
+)
 from asmopt.model.search.policy import PolicyError
 
 if TYPE_CHECKING:
@@ -120,7 +125,7 @@ def plain_chat_prompt(messages: Messages) -> str:
     return "".join(turns) + "### Assistant:\n"
 
 
-class TransformersBackend:
+class TransformersBackend(ChatBackend):
     """Samples completions from a local model with Hugging Face transformers.
 
     ``model`` is a checkpoint directory (HF format) or a ``.gguf`` file; the tokenizer comes
@@ -224,23 +229,11 @@ class TransformersBackend:
                 "some templates allow no 'system' role or need alternating user/assistant turns"
             ) from exc
 
-    def complete(
-        self,
-        messages: Messages,
-        n: int = 1,
-        temperature: float = 0.5,
-        max_new_tokens: int = 2000,
-        seed: int | None = None,
-        progress: Callable[[str], None] | None = None,
-    ) -> list[str]:
-        """Sample ``n`` completions; temperature 0 is greedy (all ``n`` are then identical).
-
-        ``progress`` receives a line about twice a second while generating: tokens so far
-        of ``max_new_tokens`` and the rate (CPU generation of 2000 tokens takes minutes)."""
-        check_messages(messages)
-        check_sampling(n, temperature, max_new_tokens)
+    def _sample(self, request: CompletionRequest) -> list[str]:
+        """Generate the completions locally (loading the model first if need be)."""
+        n, max_new_tokens, greedy = request.n, request.max_new_tokens, request.greedy
         with self._lock:
-            prompt = self.render(messages)
+            prompt = self.render(request.messages)
             torch, transformers = _import_llm_stack()
             tokenizer, model = self._tokenizer, self._model
             # A chat template writes its own BOS; the plain format relies on the tokenizer's.
@@ -248,27 +241,27 @@ class TransformersBackend:
             encoded = tokenizer(prompt, return_tensors="pt", add_special_tokens=add_special)
             input_ids = encoded["input_ids"].to(self.device)
             attention_mask = torch.ones_like(input_ids)
-            greedy = temperature == 0
             config = transformers.GenerationConfig(
                 max_new_tokens=max_new_tokens,
                 do_sample=not greedy,
                 # Plain temperature sampling, as vLLM and OpenAI servers do by default: a
                 # checkpoint's own top-k/top-p/repetition settings would make back-ends disagree.
-                temperature=None if greedy else float(temperature),
+                temperature=None if greedy else float(request.temperature),
                 top_k=None if greedy else 0,
                 top_p=None if greedy else 1.0,
-                # Greedy decoding gives one answer; it is repeated below instead of recomputed.
+                # Greedy decoding gives one answer; ChatBackend.complete repeats it.
                 num_return_sequences=1 if greedy else n,
                 eos_token_id=self._stop_ids or None,
                 pad_token_id=_pad_id(tokenizer, self._stop_ids),
             )
             extra: dict[str, Any] = {}
-            if progress is not None:
-                extra["stopping_criteria"] = transformers.StoppingCriteriaList(
-                    [_token_counter(transformers, input_ids.shape[1], max_new_tokens, progress)]
+            if request.progress is not None:
+                counter = _token_counter(
+                    transformers, input_ids.shape[1], max_new_tokens, request.progress
                 )
+                extra["stopping_criteria"] = transformers.StoppingCriteriaList([counter])
             try:
-                with _seeded(torch, seed, self.device):
+                with _seeded(torch, request.seed, self.device):
                     output = model.generate(
                         input_ids=input_ids,
                         attention_mask=attention_mask,
@@ -284,8 +277,7 @@ class TransformersBackend:
                         "a smaller model or another --device"
                     ) from exc
                 raise
-            texts = [self._decode(row[input_ids.shape[1] :].tolist()) for row in output]
-        return texts * n if greedy else texts
+            return [self._decode(row[input_ids.shape[1] :].tolist()) for row in output]
 
     def _decode(self, tokens: list[int]) -> str:
         for i, token in enumerate(tokens):

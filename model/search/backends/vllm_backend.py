@@ -11,7 +11,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from asmopt.model.search.backends import Messages, check_messages, check_sampling
+from asmopt.model.search.backends import ChatBackend, CompletionRequest
 from asmopt.model.search.policy import PolicyError
 
 __all__ = ["VLLMBackend", "sampling_params"]
@@ -38,7 +38,7 @@ def sampling_params(
     return vllm.SamplingParams(**kwargs)
 
 
-class VLLMBackend:
+class VLLMBackend(ChatBackend):
     """Samples completions with ``vllm.LLM`` (loaded once, on first use or :meth:`load`).
 
     ``model`` is a checkpoint directory or a model id vLLM can resolve. ``max_model_len``
@@ -112,22 +112,16 @@ class VLLMBackend:
             ) from exc
         self._vllm = vllm
 
-    def complete(
-        self,
-        messages: Messages,
-        n: int = 1,
-        temperature: float = 0.5,
-        max_new_tokens: int = 2000,
-        seed: int | None = None,
-    ) -> list[str]:
-        """Sample ``n`` completions of the assistant turn (greedy when temperature is 0)."""
-        check_messages(messages)
-        check_sampling(n, temperature, max_new_tokens)
+    def _sample(self, request: CompletionRequest) -> list[str]:
+        """Sample the completions with the engine (loaded first if need be)."""
+        n, max_new_tokens = request.n, request.max_new_tokens
         with self._lock:
             self._load_locked()
-            params = sampling_params(self._vllm, n, temperature, max_new_tokens, seed)
+            params = sampling_params(
+                self._vllm, n, request.temperature, max_new_tokens, request.seed
+            )
             try:
-                results = self._llm.chat(messages, sampling_params=params, use_tqdm=False)
+                results = self._llm.chat(request.messages, sampling_params=params, use_tqdm=False)
             except Exception as exc:
                 if type(exc).__name__ == "OutOfMemoryError" or "out of memory" in str(exc):
                     raise PolicyError(
@@ -135,5 +129,4 @@ class VLLMBackend:
                         f"{self.model_id}: lower n, max_new_tokens or max_model_len"
                     ) from exc
                 raise
-        texts = [output.text for output in results[0].outputs]
-        return texts * n if temperature == 0 else texts
+        return [output.text for output in results[0].outputs]

@@ -1,0 +1,87 @@
+"""Confidence intervals and bounds of a median, for benchmark ratios.
+
+Distribution-free where it matters (order statistics: exact coverage for any continuous
+distribution); the percentile bootstrap is kept for comparison (``bench/aa_precision.py``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+
+def bootstrap_median_ci(
+    samples: Sequence[float], resamples: int = 2000, seed: int = 0, level: float = 0.95
+) -> tuple[float, float, float]:
+    """Median of ``samples`` and a percentile-bootstrap confidence interval for it."""
+    data = np.asarray(samples, dtype=float)
+    if data.size == 0:
+        raise ValueError("no samples")
+    median = float(np.median(data))
+    if data.size == 1:
+        return median, median, median
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, data.size, size=(resamples, data.size))
+    medians = np.median(data[idx], axis=1)
+    alpha = (1.0 - level) / 2.0
+    low, high = np.quantile(medians, [alpha, 1.0 - alpha])
+    return median, float(low), float(high)
+
+
+def binomial_tail(k: int, n: int) -> float:
+    """P(Binomial(n, 1/2) < k)."""
+    return sum(math.comb(n, i) for i in range(k)) / 2.0**n
+
+
+def order_statistic_median_ci(
+    samples: Sequence[float], level: float = 0.95
+) -> tuple[float, float, float]:
+    """Median of ``samples`` and the distribution-free confidence interval for it.
+
+    The interval is [x(k), x(n+1-k)] of the sorted samples with the largest k whose coverage,
+    1 - 2 P(Binomial(n, 1/2) < k), is still at least ``level``; it holds for any continuous
+    distribution, unlike a bootstrap at small n. With fewer than 6 samples no k reaches 95%
+    and the interval is the whole range.
+    """
+    data = np.sort(np.asarray(samples, dtype=float))
+    if data.size == 0:
+        raise ValueError("no samples")
+    n = int(data.size)
+    median = float(np.median(data))
+    k = 1
+    while k + 1 <= n // 2 and 1.0 - 2.0 * binomial_tail(k + 1, n) >= level:
+        k += 1
+    return median, float(data[k - 1]), float(data[n - k])
+
+
+def one_sided_rank(n: int, error: float) -> int:
+    """The largest k >= 1 with P(Binomial(n, 1/2) <= k - 1) <= ``error``, or 0 when even
+    k = 1 is too likely: x(k) of n sorted samples is then below the median with probability
+    at least 1 - ``error`` (for any continuous distribution), and x(n+1-k) above it."""
+    k = 0
+    while k + 1 <= (n + 1) // 2 and binomial_tail(k + 1, n) <= error:
+        k += 1
+    return k
+
+
+def median_bounds(samples: Sequence[float], error: float) -> tuple[float, float]:
+    """One-sided distribution-free bounds (lower, upper) of the median of ``samples``'
+    distribution, each wrong with probability at most ``error``; (-inf, inf) when there are
+    too few samples for that error."""
+    data = np.sort(np.asarray(samples, dtype=float))
+    k = one_sided_rank(int(data.size), error)
+    if k == 0:
+        return -math.inf, math.inf
+    return float(data[k - 1]), float(data[data.size - k])
+
+
+def outlier_count(samples: Sequence[float]) -> int:
+    """Samples outside Tukey's fences (1.5 IQR beyond the quartiles)."""
+    data = np.asarray(samples, dtype=float)
+    if data.size < 4:
+        return 0
+    q1, q3 = np.quantile(data, [0.25, 0.75])
+    fence = 1.5 * (q3 - q1)
+    return int(np.sum((data < q1 - fence) | (data > q3 + fence)))

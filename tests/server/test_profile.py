@@ -1,0 +1,245 @@
+"""Where the instructions go: a file's target is profiled when it is opened (callgrind in the
+sandbox, in a worker process), each function's share shows in its lens and hover, the
+profile is kept in the workspace store (a reopened file shows it at once, without profiling
+again), a saved change makes a new one, and ``asmopt.hottestFunctions`` lists the functions
+hottest first."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+
+import pytest
+from lsprotocol import types
+
+pytestmark = pytest.mark.asyncio
+
+HOT = """\
+#include <stdio.h>
+
+__attribute__((noinline)) long work(long n)
+{
+    long s = 0;
+    for (long i = 1; i <= n; i++)
+        s += i * i % 7;
+    return s;
+}
+
+__attribute__((noinline)) long tiny(long n)
+{
+    return n + 1;
+}
+
+int main(void)
+{
+    long n;
+    if (scanf("%ld", &n) != 1)
+        return 1;
+    printf("%ld %ld\\n", work(n), tiny(n));
+    return 0;
+}
+"""
+
+
+def _hot_workspace(root: Path) -> None:
+    (root / "hot.c").write_text(HOT)
+    tests = root / "tests"
+    tests.mkdir(exist_ok=True)
+    (tests / "a.in").write_text("200000\n")
+    (tests / "b.in").write_text("300000\n")
+
+
+async def _hover(s, uri: str, text: str, name: str) -> str:
+    line = next(i for i, t in enumerate(text.splitlines()) if f" {name}(" in t)
+    character = text.splitlines()[line].index(f" {name}(") + 2
+    found = await s.client.text_document_hover_async(
+        types.HoverParams(types.TextDocumentIdentifier(uri), types.Position(line, character))
+    )
+    assert found is not None
+    return found.contents.value
+
+
+def _fake_profile(workspace: Path, functions: dict[str, int], total: int, **extra) -> None:
+    control = workspace / "fake.json"
+    config = json.loads(control.read_text()) if control.exists() else {}
+    config["profile"] = {"functions": functions, "total": total, **extra}
+    control.write_text(json.dumps(config))
+
+
+def _made(workspace: Path) -> int:
+    made = workspace / "profiles-made.txt"
+    return len(made.read_text().splitlines()) if made.exists() else 0
+
+
+@pytest.mark.slow
+async def test_a_real_profile_shows_in_the_lens_and_hover_and_is_stored(tmp_path, lsp):
+    _hot_workspace(tmp_path)
+    async with lsp.session(tmp_path, optimizer="real") as s:
+        uri = s.open("hot.c")
+        started = time.monotonic()
+        titles = await s.wait_for_lens(uri, "9", timeout=120)  # work: ~97%
+        took = time.monotonic() - started
+        # The functions' own lenses come first and are unchanged; `work` dominates, `main`
+        # and `tiny` are negligible and get no share lens.
+        assert titles[:3] == ["Optimize", "Optimize", "Optimize"]
+        (share,) = titles[3:]
+        assert share.endswith("% of instructions") and int(share.split("%")[0]) >= 90, titles
+        hover = await _hover(s, uri, HOT, "work")
+        assert "of the program's instructions" in hover and "instructions, not time" in hover
+        assert "no instructions of its own" not in hover
+        tiny = await _hover(s, uri, HOT, "tiny")
+        assert "`tiny` executes" in tiny
+        answer = await s.command("asmopt.hottestFunctions", uri)
+        assert answer["functions"][0]["name"] == "work"
+        assert answer["functions"][0]["uri"] == uri and answer["functions"][0]["line"] == 2
+        assert answer["metric"].startswith("instructions")
+        assert not answer["startupBound"]
+        assert not s.messages(), s.messages()
+    # Reopened: from the workspace store, without profiling again.
+    async with lsp.session(tmp_path, optimizer="real") as s:
+        uri = s.open("hot.c")
+        started = time.monotonic()
+        titles = await s.wait_for_lens(uri, "9", timeout=20)
+        assert time.monotonic() - started < max(3.0, took / 2), (took, titles)
+
+
+async def test_shares_negligible_functions_and_no_profile_before_it_is_made(workspace, lsp):
+    _fake_profile(workspace, {"sum_to": 620, "main": 5}, total=2000, delay=0.5)
+    async with lsp.session(workspace) as s:
+        uri = s.open("prog.c")
+        assert await s.lenses(uri) == ["Optimize", "Optimize"]  # while it profiles
+        titles = await s.wait_for_lens(uri, "31% of instructions")
+        assert titles == ["Optimize", "Optimize", "31% of instructions"]  # main: 0.25%, hidden
+        hover = await _hover(s, uri, lsp.PROG_C, "main")
+        assert "`main` executes 0.25% of the program's instructions (5 of 2,000)" in hover
+        assert "Not optimized yet" in hover  # what the hover said before is still there
+
+
+async def test_a_start_up_bound_run_is_said_once(workspace, lsp):
+    _fake_profile(workspace, {"sum_to": 30, "main": 10}, total=4000)
+    async with lsp.session(workspace) as s:
+        uri = s.open("prog.c")
+        titles = await s.wait_for_lens(uri, "own code")
+        assert titles == [
+            "Optimize",
+            "Optimize",
+            "own code: 1.0% of instructions; the rest is start-up and libc",
+        ]
+        hover = await _hover(s, uri, lsp.PROG_C, "sum_to")
+        assert "**Mostly start-up and libc:** only 1% of the instructions" in hover
+        answer = await s.command("asmopt.hottestFunctions", uri)
+        assert answer["startupBound"].startswith("only 1% of the instructions")
+        assert [f["name"] for f in answer["functions"]] == ["sum_to", "main"]
+
+
+async def test_reopening_uses_the_store_and_a_saved_change_profiles_again(workspace, lsp):
+    _fake_profile(workspace, {"sum_to": 620, "main": 5}, total=2000)
+    async with lsp.session(workspace) as s:
+        uri = s.open("prog.c")
+        await s.wait_for_lens(uri, "31%")
+    assert _made(workspace) == 1
+    async with lsp.session(workspace) as s:
+        uri = s.open("prog.c")
+        await s.wait_for_lens(uri, "31%")
+        assert _made(workspace) == 1  # from .asmopt/results.sqlite
+        _fake_profile(workspace, {"sum_to": 1000, "main": 5}, total=2000)
+        changed = lsp.PROG_C.replace("% 7", "% 9")
+        (workspace / "prog.c").write_text(changed)
+        s.change(uri, changed)
+        s.client.text_document_did_save(
+            types.DidSaveTextDocumentParams(types.TextDocumentIdentifier(uri))
+        )
+        await s.wait_for_lens(uri, "50% of instructions")
+        assert _made(workspace) == 2
+        # A save that changes nothing the profile depends on keeps it.
+        s.client.text_document_did_save(
+            types.DidSaveTextDocumentParams(types.TextDocumentIdentifier(uri))
+        )
+        await s.wait_for_lens(uri, "50% of instructions")
+        assert _made(workspace) == 2
+
+
+async def test_profile_on_open_off_profiles_only_when_asked(workspace, lsp):
+    _fake_profile(workspace, {"sum_to": 620, "main": 5}, total=2000)
+    async with lsp.session(workspace, settings={"profileOnOpen": False}) as s:
+        uri = s.open("prog.c")
+        await asyncio.sleep(1.0)  # long enough for a fake profile, were one started
+        assert await s.lenses(uri) == ["Optimize", "Optimize"]
+        assert _made(workspace) == 0
+        answer = await s.command("asmopt.hottestFunctions", uri)
+        assert answer["functions"][0] == {
+            "name": "sum_to",
+            "instructions": 620,
+            "share": 0.31,
+            "uri": uri,
+            "line": 2,
+        }
+        assert await s.wait_for_lens(uri, "31%")  # once made, it is shown
+
+
+async def test_hottest_functions_says_why_there_is_no_profile(workspace, lsp):
+    async with lsp.session(workspace) as s:
+        uri = s.open("prog.c")
+        answer = await s.command("asmopt.hottestFunctions", uri)
+        assert answer == {"error": "fake: no profile asked for in fake.json"}
+        (workspace / "tests" / "small.in").unlink()
+        (workspace / "tests" / "big.in").unlink()
+        (workspace / "tests").rmdir()
+        answer = await s.command("asmopt.hottestFunctions", uri)
+        assert answer["error"].startswith("no tests for prog.c")
+        assert (await s.command("asmopt.hottestFunctions"))["error"]
+        assert not s.messages(), s.messages()
+
+
+async def test_a_save_profiles_a_file_that_had_no_profile(workspace, lsp):
+    """A target that could not be profiled when opened (here: the fake has no profile; in
+    life, no tests yet) is profiled again when a file is saved."""
+    async with lsp.session(workspace) as s:
+        uri = s.open("prog.c")
+        await asyncio.sleep(1.5)  # the failed profile on open is only logged
+        assert await s.lenses(uri) == ["Optimize", "Optimize"]
+        assert not s.messages(), s.messages()
+        _fake_profile(workspace, {"sum_to": 620, "main": 5}, total=2000)
+        s.client.text_document_did_save(
+            types.DidSaveTextDocumentParams(types.TextDocumentIdentifier(uri))
+        )
+        await s.wait_for_lens(uri, "31% of instructions")
+
+
+async def test_the_files_of_one_target_share_its_profile(workspace, lsp):
+    (workspace / "helper.c").write_text("long helper(long n)\n{\n    return n * 3;\n}\n")
+    (workspace / "asmopt.toml").write_text(
+        '[[target]]\nname = "prog"\nsources = ["prog.c", "helper.c"]\ntests = "tests"\n'
+    )
+    _fake_profile(workspace, {"sum_to": 620, "helper": 300, "main": 5}, total=2000)
+    async with lsp.session(workspace) as s:
+        prog = s.open("prog.c")
+        await s.wait_for_lens(prog, "31% of instructions")
+        helper = s.open("helper.c")
+        assert await s.wait_for_lens(helper, "15% of instructions") == [
+            "Optimize",
+            "15% of instructions",
+        ]
+        assert _made(workspace) == 1
+        answer = await s.command("asmopt.hottestFunctions", helper)
+        assert [(f["name"], f["uri"]) for f in answer["functions"]] == [
+            ("sum_to", None),  # defined in prog.c, not in the file asked about
+            ("helper", helper),
+            ("main", None),
+        ]
+
+
+async def test_a_profile_waits_for_the_running_optimize_job(workspace, lsp):
+    """valgrind takes a whole core: it must not run beside a job's timed runs."""
+    lsp.set_fake(workspace, "faster", stage_delay=1.5)  # a job of several seconds
+    _fake_profile(workspace, {"sum_to": 620, "main": 5}, total=2000)
+    async with lsp.session(workspace, settings={"profileOnOpen": False}) as s:
+        uri = s.open("prog.c")
+        await s.command("asmopt.optimizeFunction", uri, "sum_to")
+        answer = await asyncio.wait_for(s.command("asmopt.hottestFunctions", uri), 60)
+        assert answer["functions"][0]["name"] == "sum_to"
+        # The profile was made only once the job had ended.
+        assert any("✓" in title for title in await s.lenses(uri)), await s.lenses(uri)
+        assert _made(workspace) == 1
