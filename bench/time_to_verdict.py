@@ -14,7 +14,12 @@ on, is never called faster; and it is recognised as the baseline's machine code 
 timing), and the time `asmopt profile` takes on the shipped align example (a program of
 a few hundred milliseconds a test).
 
-    .venv/bin/python bench/time_to_verdict.py [--before REV] [--only align,fizz] [--json out]
+    .venv/bin/python bench/time_to_verdict.py [--before REV] [--also REV] [--only align,fizz]
+        [--skip-extras] [--json out]
+
+``--also REV`` times a further revision in the same rotation (e.g. main when a piece of work
+started, against which that work's own ratio is wanted); ``--skip-extras`` leaves out the A/A
+check and the profile timing.
 
 Ratios are from this one run on this machine; the load is printed with them.
 """
@@ -113,6 +118,13 @@ def run_optimize(pythonpath: Path | None, source: Path, extra: list[str]) -> dic
         "ci": (speedup.get("ci_low"), speedup.get("ci_high")),
         "message": data.get("message", ""),
         "candidates": len(data.get("candidates", ())),
+        # What was judged, and how many rounds each was timed (0: not timed).
+        "trials": [
+            (c.get("kind"), c.get("label"), (c.get("speedup") or {}).get("runs", 0))
+            for c in data.get("candidates", ())
+        ],
+        "rounds": sum((c.get("speedup") or {}).get("runs", 0) for c in data.get("candidates", ())),
+        "notes": data.get("notes", []),
     }
 
 
@@ -188,52 +200,72 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--before", default=BEFORE, help="git revision to compare against")
     parser.add_argument("--only", default="align,dispatch,fizz", help="programs to run")
     parser.add_argument("--budget", type=float, default=None, help="--budget for both")
+    parser.add_argument("--also", default=None, help="a further revision to time (main)")
     parser.add_argument("--aa-trials", type=int, default=2)
+    parser.add_argument("--skip-extras", action="store_true", help="no A/A check, no profile")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
     extra = ["--budget", str(args.budget)] if args.budget else []
     names = [n for n in args.only.split(",") if n]
     print(machine_line(), flush=True)
-    rows, record = [], {}
+    record: dict[str, object] = {}
     with tempfile.TemporaryDirectory(prefix="bench-ttv-") as tmp_name:
         tmp = Path(tmp_name)
-        old = before_tree(args.before, tmp / "before")
-        for i, name in enumerate(names):
-            runs = {}
-            # Alternate which version goes first, so neither always meets a warmer machine.
-            for which in ("before", "after") if i % 2 == 0 else ("after", "before"):
-                src = workspace(PROGRAMS[name], tmp / which / name)
-                runs[which] = run_optimize(old if which == "before" else None, src, extra)
-                r = runs[which]
-                load = os.getloadavg()[0]
-                print(
-                    f"  {name} {which}: {r['wall']:.0f} s, {r['verdict']} {r['label']} "
-                    f"{r['median']} {r['ci']}; load {load:.1f}",
-                    flush=True,
-                )
-            b, a = runs["before"], runs["after"]
-            rows.append([
-                name, f"{b['wall']:.0f}", f"{a['wall']:.0f}", f"{a['wall'] / b['wall']:.2f}",
-                "—" if a["first"] is None else f"{a['first']:.0f}",
-                f"{b['label']} {_x(b)}", f"{a['label']} {_x(a)}", same_or_within(b, a),
-            ])  # fmt: skip
-            record[name] = runs
+        trees: dict[str, Path | None] = {"before": before_tree(args.before, tmp / "before")}
+        if args.also:
+            trees["also"] = before_tree(args.also, tmp / "also")
+        trees["now"] = None
+        runs_of = {name: time_versions(name, trees, i, tmp, extra) for i, name in enumerate(names)}
+        record.update(runs_of)
         print()
-        print(table(
-            ["program", "before s", "now s", "now/before", "first verified s",
-             "winner before", "winner now", "same winner"], rows,
-        ))  # fmt: skip
-        print()
-        aa = aa_check(args.aa_trials)
-        print(table(["A/A program", "copy called faster", "shared verdict", "not timed"], aa))
-        wall, cpu = profile_time(PROGRAMS["align"], tmp)
-        print(f"\nasmopt profile examples/align/align.c: {wall:.1f} s wall, {cpu:.1f} s CPU")
+        print(results_table(runs_of, args.also))
+        if not args.skip_extras:
+            print()
+            aa = aa_check(args.aa_trials)
+            print(table(["A/A program", "copy called faster", "shared verdict", "not timed"], aa))
+            wall, cpu = profile_time(PROGRAMS["align"], tmp)
+            print(f"\nasmopt profile examples/align/align.c: {wall:.1f} s wall, {cpu:.1f} s CPU")
+            record["aa"] = aa
+            record["profile"] = {"wall": wall, "cpu": cpu}
         print(machine_line())
-        record["aa"] = aa
-        record["profile"] = {"wall": wall, "cpu": cpu}
     if args.json:
         args.json.write_text(json.dumps(record, indent=2, default=str))
     return 0
+
+
+def time_versions(
+    name: str, trees: dict[str, Path | None], i: int, tmp: Path, extra: list[str]
+) -> dict[str, dict]:
+    """One `asmopt optimize` of ``name`` by each version, in an order rotated by ``i`` (so no
+    version always meets a warmer machine), each in a fresh copy of the program."""
+    order = list(trees)
+    order = order[i % len(order) :] + order[: i % len(order)]
+    runs = {}
+    for which in order:
+        src = workspace(PROGRAMS[name], tmp / which / name)
+        runs[which] = r = run_optimize(trees[which], src, extra)
+        print(
+            f"  {name} {which}: {r['wall']:.0f} s, {r['verdict']} {r['label']} "
+            f"{r['median']} {r['ci']}; load {os.getloadavg()[0]:.1f}",
+            flush=True,
+        )
+    return runs
+
+
+def results_table(runs_of: dict[str, dict[str, dict]], also: str | None) -> str:
+    headers = ["program", "before s"] + (["main s"] if also else []) + ["now s", "now/before"]
+    headers += (["now/main"] if also else []) + ["first verified s", "winner before"]
+    headers += ["winner now", "same winner"]
+    rows = []
+    for name, runs in runs_of.items():
+        b, a = runs["before"], runs["now"]
+        row = [name, f"{b['wall']:.0f}"] + ([f"{runs['also']['wall']:.0f}"] if also else [])
+        row += [f"{a['wall']:.0f}", f"{a['wall'] / b['wall']:.2f}"]
+        row += [f"{a['wall'] / runs['also']['wall']:.2f}"] if also else []
+        row += ["—" if a["first"] is None else f"{a['first']:.0f}"]
+        row += [f"{b['label']} {_x(b)}", f"{a['label']} {_x(a)}", same_or_within(b, a)]
+        rows.append(row)
+    return table(headers, rows)
 
 
 def _x(r: dict) -> str:

@@ -4,7 +4,7 @@ functions from two sources; and the register-clobber check that keeps mixes corr
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
@@ -304,3 +304,160 @@ def test_stopping_keeps_what_was_verified(setup):
     assert result.cancelled
     assert result.winner is not None and result.winner.label == "fast g"
     assert result.winner.faster and result.winner.passed
+
+
+# --- which splices the mix times, and how the best is measured again -------------------------
+# Without a sandbox: a stand-in verifier says what each function trial measures.
+
+MAIN_CALLS = "main:\n\tcall f\n\tcall g\n\tcall h\n\tret\n"
+BASE_F, BASE_G, BASE_H = (f"{n}:\n\tmovl $1, %eax\n\tret\n" for n in "fgh")
+
+
+def _variant(f: bool = False, g: bool = False, h: bool = False) -> str:
+    """The baseline's file with f, g and/or h changed."""
+    return _file(
+        MAIN_CALLS,
+        "f:\n\tmovl $2, %eax\n\tret\n" if f else BASE_F,
+        "g:\n\tmovl $3, %eax\n\tret\n" if g else BASE_G,
+        "h:\n\tmovl $4, %eax\n\tret\n" if h else BASE_H,
+    )
+
+
+def _whole(label: str, asm: str, median: float, low: float, high: float, stopped: str = ""):
+    speedup = SpeedupEstimate(median, low, high, 6, 1.0, 1.0 / median, stopped_early=stopped)
+    result = VerificationResult(
+        verdict=Verdict.FASTER if low > 1 else Verdict.NOT_FASTER,
+        candidate_hash=label,
+        build=None,
+        tests=(TestVerdict("t1", TestStatus.PASSED),),
+        speedup=speedup,
+    )
+    return Trial(Candidate(asm=asm, policy="test", label=label), result)
+
+
+class _Pool:
+    """A stand-in for racing.Verifier: a function trial of ``label: function f`` measures
+    ``figures[label]`` (default 1.2x)."""
+
+    def __init__(self, figures: dict[str, float] | None = None) -> None:
+        self.figures = figures or {}
+        self.options = OPTIONS
+        self.rule = None
+        self.cancelled = False
+        self.asked: list[tuple[list[str], object]] = []
+
+    def verify(self, jobs, options=None, **_):
+        jobs = list(jobs)
+        self.asked.append(([c.label for c, _, _ in jobs], options))
+        out = []
+        for c, kind, sources in jobs:
+            m = self.figures.get(c.label, 1.2)
+            trial = _whole(c.label, c.asm, m, m - 0.01, m + 0.01)
+            out.append(Trial(c, trial.result, kind, sources))
+        return out
+
+    def resolve(self, trials, store_as=None):
+        return trials
+
+
+def _mix(trials, pool, notes):
+    from types import SimpleNamespace
+
+    from asmopt.model.search.mixing import mix
+
+    baseline = SimpleNamespace(asm=_variant())
+    return mix(baseline, trials, pool, {}, notes, 6, lambda *_: None)  # type: ignore[arg-type]
+
+
+def test_the_mix_skips_splices_that_ties_make_redundant():
+    trials = [
+        _whole("A", _variant(f=True), 1.64, 1.63, 1.65),
+        _whole("B ties A", _variant(f=True, g=True), 1.64, 1.62, 1.66),
+        _whole("C as fast as the baseline", _variant(h=True), 1.00, 0.99, 1.01),
+        _whole("C2 within 1% of it", _variant(g=True, h=True), 0.995, 0.992, 0.996),
+        _whole("D stopped", _variant(h=True), 0.8, 0.7, 0.9, stopped="slower than A"),
+        _whole("E slower, does not tie", _variant(f=True, h=True), 1.30, 1.29, 1.31),
+    ]
+    pool, notes = _Pool(), []
+    _mix(trials, pool, notes)
+    timed = pool.asked[0][0]
+    # A's f; B only lends g (A left g alone; where both changed f, A's stands for both); C
+    # and D lend nothing; E does not tie with A, so it lends its h (its f, the same text as
+    # A's, makes the same file as A's f: not judged twice).
+    assert timed == ["A: function f", "B ties A: function g", "E slower, does not tie: function h"]
+    assert any("ties with A's" in n for n in notes)
+    assert any("C as fast as the baseline: not mixed" in n for n in notes)
+
+
+def test_two_tied_donors_that_improve_different_functions_are_mixed():
+    trials = [
+        _whole("fast f", _variant(f=True), 1.30, 1.28, 1.32),
+        _whole("fast g", _variant(g=True), 1.30, 1.29, 1.31),
+    ]
+    pool, notes = _Pool({"fast f: function f": 1.3, "fast g: function g": 1.3}), []
+    _, mixed = _mix(trials, pool, notes)
+    assert mixed is not None and mixed.sources == {"f": "fast f", "g": "fast g"}
+
+
+def test_a_mix_that_is_one_donor_again_is_not_timed():
+    whole = _whole("A", _variant(f=True, g=True), 1.50, 1.49, 1.51)
+    pool, notes = _Pool(), []
+    _, mixed = _mix([whole], pool, notes)
+    assert mixed is None and len(pool.asked) == 1  # the function trials only
+    assert any("every function's fastest source is A" in n for n in notes)
+    # When the donor also changed a function that gains nothing, the mix leaves it out: that
+    # is not the donor again, so it is timed.
+    whole = _whole("A", _variant(f=True, g=True, h=True), 1.50, 1.49, 1.51)
+    pool = _Pool({"A: function h": 0.9})
+    _, mixed = _mix([whole], pool, [])
+    assert mixed is not None and mixed.sources == {"f": "A", "g": "A"}
+
+
+def test_a_racing_job_measures_the_best_again_at_its_own_precision():
+    from asmopt.executor.benchmark import RacingRule
+    from asmopt.model.search.portfolio import _confirm
+
+    trials = [
+        _whole("best", _variant(f=True), 1.64, 1.63, 1.65),
+        _whole("tie", _variant(g=True), 1.63, 1.62, 1.65),
+    ]
+    pool = _Pool({"best": 1.64})
+    pool.rule = RacingRule()
+    out = _confirm(trials, pool, OPTIONS, 3, lambda *_: None)  # type: ignore[arg-type]
+    labels, options = pool.asked[0]
+    assert labels == ["best"]  # the tie is not measured again: it is within the best's CI
+    assert options.bench == replace(OPTIONS.bench, seed=OPTIONS.bench.seed + 1)
+    assert [t.confirmed for t in out] == [True, False]
+    # Without racing, the best few are measured with twice the budget, half the CI target.
+    pool = _Pool()
+    _confirm(trials, pool, OPTIONS, 3, lambda *_: None)  # type: ignore[arg-type]
+    labels, options = pool.asked[0]
+    assert labels == ["best", "tie"]
+    assert options.bench.min_rounds == 2 * OPTIONS.bench.min_rounds
+    assert options.bench.target_rel_ci == OPTIONS.bench.target_rel_ci / 2
+
+
+def test_a_racing_job_confirms_while_it_mixes_and_then_what_may_beat_the_best():
+    from types import SimpleNamespace
+
+    from asmopt.executor.benchmark import RacingRule
+    from asmopt.model.search.portfolio import _after_screening
+
+    whole = _whole("W", _variant(f=True, g=True), 1.50, 1.49, 1.51)
+    # W's f alone measures above W's fresh CI: it may be better, so it is measured again;
+    # W's g alone ties with W: it is not.
+    pool = _Pool({"W": 1.50, "W: function f": 1.60, "W: function g": 1.50})
+    pool.rule = RacingRule()
+    baseline = SimpleNamespace(asm=_variant())
+    trials, mixed = _after_screening(
+        baseline, [whole], pool, OPTIONS, mix=True, mix_sources=6, confirm=3,  # type: ignore[arg-type]
+        seen={}, notes=[], say=lambda *_: None,
+    )  # fmt: skip
+    confirmed = sorted(t.label for t in trials if t.confirmed)
+    assert confirmed == ["W", "W: function f"]
+    assert sorted(labels[0] for labels, _ in pool.asked) == [
+        "W",
+        "W: function f",
+        "W: function f",
+    ]  # screening of f and g, W again (at once), then f again
+    assert mixed is None  # f and g both from W, and W changed nothing else: W again

@@ -1,0 +1,427 @@
+"""Mixing per function: each function of the baseline from whichever candidate made it fastest.
+
+:func:`mix` is step 3 of :func:`asmopt.model.search.portfolio.optimize`. For each function of
+the baseline it splices each donor's version of that function into the baseline and verifies
+that (a ``function`` trial), then builds the file that takes every function from its fastest
+source and verifies it too (the ``mix`` trial). Donors are the passing whole-file candidates
+that the race did not stop, the fastest first.
+
+Not every splice is worth timing; each one skipped is a judgement, stated here:
+
+- a function whose text is the donor's and the baseline's alike is the same code;
+- a donor whose whole-file speed-up *ties with the baseline's* (its 95% CI contains 1.0, or
+  its median is within ``MIN_FUNCTION_GAIN`` of it) lends nothing: as a whole it changed
+  nothing measurable, and a function of it that is faster would need another that is slower
+  by as much;
+- a donor that *ties with a better-ranked donor* (one's median inside the other's CI)
+  lends only the functions that donor left as the baseline had them: where both changed a
+  function, the better-ranked one's version stands for both, since as wholes they are
+  interchangeable within the CI. Two donors that each improve a different function still
+  lend both (the case mixing is for);
+- a mix whose every function comes from one donor, and that takes every function in which
+  that donor differs from the baseline, is that donor again (timed whole already).
+
+What these save on ties (every clang build and gcc -O2 at 1.64x on examples/align) is the
+function trials that would measure the same 1.64x again; what they may miss is a mix of two
+tied donors' versions of the same function, or a donor that is both faster in one function
+and slower in another by the same amount.
+
+Mixing code from different compilers needs care: gcc's ``-fipa-ra`` lets a caller keep values
+in call-clobbered registers that its callee (in the same file) is known not to touch. A callee
+from another source may touch them. :func:`mix_is_safe` refuses a mix where a gcc-built caller
+calls a function from another source that may clobber registers its own version left alone.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+
+from asmopt.executor.asmfile import clone_parent, parse_functions
+from asmopt.executor.verify import Baseline, candidate_hash
+from asmopt.model.search.policy import Candidate
+from asmopt.model.search.racing import Job, Verifier
+from asmopt.model.search.stages import Progress, Stage
+from asmopt.model.search.trials import Trial, rank, rank_key
+
+__all__ = ["MIN_FUNCTION_GAIN", "clobbers_at_least", "clobbers_at_most", "mix", "mix_is_safe"]
+
+# A function from another source must beat the baseline's by this much (median) before a mix
+# takes it: below that, per-function measurements are mostly noise.
+MIN_FUNCTION_GAIN = 1.01
+
+
+# ---------------------------------------------------------------------------------------------
+# Safety of mixing: which caller-saved registers a function may clobber.
+
+
+_CALLER_SAVED = (
+    "rax rcx rdx rsi rdi r8 r9 r10 r11 "
+    + " ".join(f"xmm{i}" for i in range(32))
+    + " k0 k1 k2 k3 k4 k5 k6 k7"
+).split()
+_ALL = frozenset(_CALLER_SAVED)
+_REG_RE = re.compile(r"%([a-z][a-z0-9]*)")
+_ALIASES = {
+    **{r: "rax" for r in ("rax", "eax", "ax", "al", "ah")},
+    **{r: "rcx" for r in ("rcx", "ecx", "cx", "cl", "ch")},
+    **{r: "rdx" for r in ("rdx", "edx", "dx", "dl", "dh")},
+    **{r: "rsi" for r in ("rsi", "esi", "si", "sil")},
+    **{r: "rdi" for r in ("rdi", "edi", "di", "dil")},
+    **{f"r{n}{s}": f"r{n}" for n in range(8, 16) for s in ("", "d", "w", "b")},
+    **{f"{p}mm{n}": f"xmm{n}" for n in range(32) for p in ("x", "y", "z")},
+}
+# Instructions that write registers they do not name (or name only as inputs).
+_IMPLICIT_WRITES = {
+    "cqto": {"rdx"},
+    "cltd": {"rdx"},
+    "cwtd": {"rdx"},
+    "cltq": {"rax"},
+    "cwtl": {"rax"},
+    "cbtw": {"rax"},
+    "cpuid": {"rax", "rbx", "rcx", "rdx"},
+    "rdtsc": {"rax", "rdx"},
+    "rdtscp": {"rax", "rdx", "rcx"},
+    "syscall": {"rax", "rcx", "r11"},
+}
+_ONE_OPERAND_RAX_RDX = re.compile(r"^(?:i?mul|i?div)[bwlq]?$")
+_STRING_OP = re.compile(r"^(?:rep\w*\s+)?(?:movs|stos|lods|scas|cmps)")
+# Instructions whose last operand is read, not written.
+_READS_LAST = re.compile(
+    r"^(?:v?u?comis[sd]|v?ptest|cmp\w*|test\w*|bt[wlq]?|push\w*|call\w*|jmp\w*|j\w+|ret\w*|"
+    r"nop\w*|prefetch\w*|i?mul[bwlq]?|i?div[bwlq]?|out\w*|ldmxcsr|fxrstor\w*|xrstor\w*)$"
+)
+
+
+def _instructions(text: str) -> Iterable[tuple[str, str]]:
+    for raw in text.splitlines():
+        line = raw.split("#", 1)[0].strip()
+        while True:  # drop labels in front of an instruction
+            m = re.match(r"^[\w.$]+:\s*", line)
+            if not m:
+                break
+            line = line[m.end() :]
+        if not line or line.startswith("."):
+            continue
+        parts = line.split(None, 1)
+        mnemonic = parts[0].lower()
+        if mnemonic.startswith("rep") and len(parts) > 1:
+            sub = parts[1].split(None, 1)
+            mnemonic = f"{mnemonic} {sub[0].lower()}"
+            parts = [mnemonic, sub[1] if len(sub) > 1 else ""]
+        yield mnemonic, parts[1] if len(parts) > 1 else ""
+
+
+def _calls(text: str) -> list[str]:
+    """Targets of calls and tail calls (``*`` for indirect ones); local jumps excluded."""
+    found: list[str] = []
+    for mnemonic, args in _instructions(text):
+        if mnemonic.startswith("call") or (
+            mnemonic.startswith("jmp") and not args.startswith(".L")
+        ):
+            target = args.strip()
+            found.append("*" if target.startswith("*") else target.split("@", 1)[0])
+    return found
+
+
+def clobbers_at_most(text: str) -> frozenset[str]:
+    """Caller-saved registers a function (AT&T text) may change: every one it names or
+    writes implicitly, and all of them when it calls anything."""
+    if _calls(text):
+        return _ALL
+    regs: set[str] = set()
+    for mnemonic, args in _instructions(text):
+        regs |= {_ALIASES.get(r, r) for r in _REG_RE.findall(args)}
+        regs |= _IMPLICIT_WRITES.get(mnemonic, set())
+        if _ONE_OPERAND_RAX_RDX.match(mnemonic) or mnemonic.startswith(("cmpxchg", "xchg")):
+            regs |= {"rax", "rdx"}
+        if _STRING_OP.match(mnemonic):
+            regs |= {"rcx", "rsi", "rdi", "rax"}
+        if mnemonic.startswith(("vzeroupper", "vzeroall")):
+            regs |= {f"xmm{i}" for i in range(16)}
+    return frozenset(regs & _ALL)
+
+
+def clobbers_at_least(text: str, defined: set[str]) -> frozenset[str]:
+    """Caller-saved registers a function (AT&T text) surely changes: all of them when it
+    calls something outside ``defined`` (gcc then assumes every one is clobbered), else the
+    registers it names as the destination of an instruction that writes its last operand."""
+    for target in _calls(text):
+        if target == "*" or target not in defined:
+            return _ALL
+    regs: set[str] = set()
+    for mnemonic, args in _instructions(text):
+        if _READS_LAST.match(mnemonic.split()[-1]) or not args:
+            continue
+        last = args.rsplit(",", 1)[-1].strip()
+        m = re.fullmatch(r"%([a-z][a-z0-9]*)", last)
+        if m:
+            regs.add(_ALIASES.get(m.group(1), m.group(1)))
+    return frozenset(regs & _ALL)
+
+
+def _root(name: str) -> str:
+    while (parent := clone_parent(name)) is not None:
+        name = parent
+    return name
+
+
+def _function_texts(asm: str) -> dict[str, str]:
+    lines = asm.splitlines()
+    return {fn.name: "\n".join(lines[fn.label_line : fn.end_line]) for fn in parse_functions(asm)}
+
+
+def mix_is_safe(
+    choice: dict[str, str], sources: dict[str, str], ipa_ra: dict[str, bool]
+) -> tuple[bool, str]:
+    """Whether taking function ``f`` from source ``choice[f]`` (the others from "baseline")
+    keeps every call between functions of different sources correct.
+
+    ``sources`` maps a source name to its whole assembly ("baseline" included); ``ipa_ra``
+    says which sources may assume callee register use (gcc builds). For a call from ``g``
+    (source S, with IPA-RA) to ``f`` (source T != S), every register T's ``f`` may clobber
+    must be one S's own ``f`` surely clobbers. Returns (ok, reason when not).
+    """
+    texts = {name: _function_texts(asm) for name, asm in sources.items()}
+    # A gcc part or clone (f.part.0, f.cold) comes with its function.
+    owner = {f: choice.get(_root(f), "baseline") for f in texts["baseline"]}
+    for f in choice:
+        owner.update({g: choice[f] for g in texts[choice[f]] if _root(g) == f})
+    functions = set(owner)
+    for caller, source in owner.items():
+        if not ipa_ra.get(source, True):
+            continue
+        body = texts[source].get(caller)
+        if body is None:
+            return False, f"`{caller}` is not in {source}"
+        for callee in set(_calls(body)):
+            if callee == "*" or callee not in functions or owner.get(callee) == source:
+                continue
+            theirs = texts[owner[callee]].get(callee)
+            ours = texts[source].get(callee)
+            if theirs is None or ours is None:
+                return False, f"`{callee}` is missing from one of its sources"
+            extra = clobbers_at_most(theirs) - clobbers_at_least(ours, set(texts[source]))
+            if extra:
+                return False, (
+                    f"`{caller}` ({source}) may keep values in {', '.join(sorted(extra))} across "
+                    f"its call to `{callee}`, which {owner[callee]}'s version changes"
+                )
+    return True, ""
+
+
+def _uses_ipa_ra(candidate: Candidate) -> bool:
+    # gcc builds (the baseline, gcc variants) may rely on callee register use; clang's default
+    # does not. Unknown sources (LLM answers) are treated like gcc: the safe assumption.
+    return candidate.meta.get("compiler", "gcc") != "clang"
+
+
+# ---------------------------------------------------------------------------------------------
+# The mix.
+
+
+def mix(
+    baseline: Baseline,
+    trials: list[Trial],
+    pool: Verifier,
+    seen: dict[str, str],
+    notes: list[str],
+    mix_sources: int,
+    say: Progress,
+    stage: Stage = Stage.VERIFY,
+) -> tuple[list[Trial], Trial | None]:
+    """Per-function trials and the mixed candidate (see the module docstring). ``seen`` maps
+    the hash of every assembly text judged so far to its label (and gains the new ones);
+    ``notes`` gains what was skipped and why; at most ``mix_sources`` donors lend. Its
+    progress lines report ``stage``."""
+    functions = [fn.name for fn in parse_functions(baseline.asm) if fn.parent is None]
+    if len(functions) < 2:
+        return [], None
+    donors = _donors(trials, mix_sources, notes)
+    if not donors:
+        return [], None
+    # Spliced one by one while the first ones are timed; the racing rule counts every
+    # (donor, function) pair as a contender, at least as many as are timed.
+    jobs = _function_jobs(baseline, donors, functions, seen, notes)
+    say(
+        stage,
+        f"mixing: the functions of {len(donors)} donor{'s' if len(donors) != 1 else ''}",
+    )
+    upper = len(donors) * len(functions)
+    per_function = pool.resolve(pool.verify(jobs, contenders=upper, stage=stage), pool.options)
+    best = _best_sources(per_function)
+    if len(best) < 2:
+        return per_function, None  # a one-function mix is a function trial already
+    by_label = {d.label: d for d in donors}
+    if _is_one_donor(baseline, best, by_label, notes):
+        return per_function, None
+    made = _mixed(baseline, best, by_label, seen, notes)
+    if made is None:
+        return per_function, None
+    candidate, choice = made
+    say(stage, f"verifying the {candidate.label}")
+    mixed = pool.verify([(candidate, "mix", choice)], contenders=1, stage=stage)
+    mixed = pool.resolve(mixed, pool.options)
+    return per_function + mixed, (mixed[0] if mixed else None)
+
+
+def ties(a: Trial, b: Trial) -> bool:
+    """Whether two trials' speed-ups tie: one's median lies inside the other's CI."""
+    sa, sb = a.result.speedup, b.result.speedup
+    if sa is None or sb is None:
+        return False
+    return sb.ci_low <= sa.median <= sb.ci_high or sa.ci_low <= sb.median <= sa.ci_high
+
+
+def _donors(trials: list[Trial], mix_sources: int, notes: list[str]) -> list[Trial]:
+    """The passing whole-file trials that may lend functions, the best first: not stopped by
+    the race (surely slower than another, or than 1.01x) and not tied with the baseline (its
+    CI contains 1, or its median is within 1% of it)."""
+    donors = []
+    for t in rank(trials):
+        speedup = t.result.speedup
+        if not t.passed or t.candidate.function is not None or speedup is None:
+            continue
+        if speedup.stopped_early:
+            continue
+        if speedup.ci_low <= 1.0 <= speedup.ci_high or _within_noise(speedup.median):
+            notes.append(f"{t.label}: not mixed (as a whole, the same speed as the baseline)")
+            continue
+        donors.append(t)
+    return donors[:mix_sources]
+
+
+def _within_noise(median: float) -> bool:
+    """Whether a speed-up is within ``MIN_FUNCTION_GAIN`` of 1 either way: what a mix would
+    not take from a single function either."""
+    return 1.0 / MIN_FUNCTION_GAIN < median < MIN_FUNCTION_GAIN
+
+
+def _function_jobs(
+    baseline: Baseline,
+    donors: list[Trial],
+    functions: list[str],
+    seen: dict[str, str],
+    notes: list[str],
+) -> Iterator[Job]:
+    """One function trial per (donor, function) worth timing (see the module docstring)."""
+    from asmopt.model.search.splice import SpliceError, splice_function
+
+    base_texts = _function_texts(baseline.asm)
+    texts = {d.label: _function_texts(d.candidate.asm) for d in donors}
+    for k, donor in enumerate(donors):
+        mine = texts[donor.label]
+        for name in functions:
+            if name not in mine or mine[name] == base_texts.get(name):
+                continue  # inlined away (or renamed to a clone), or the same code
+            stands_for = next(
+                (h.label for h in donors[:k]
+                 if ties(h, donor) and texts[h.label].get(name, base_texts.get(name))
+                 != base_texts.get(name)),
+                None,
+            )  # fmt: skip
+            if stands_for is not None:
+                notes.append(f"{donor.label}: `{name}` not mixed (ties with {stands_for}'s)")
+                continue
+            try:
+                spliced = splice_function(baseline.asm, name, donor.candidate.asm)
+            except SpliceError as err:
+                notes.append(f"{donor.label}: `{name}` not mixed ({err})")
+                continue
+            key = candidate_hash(spliced)
+            if key in seen:
+                continue
+            seen[key] = f"{donor.label}, function {name}"
+            c = donor.candidate
+            yield (
+                Candidate(asm=spliced, policy=c.policy, label=f"{donor.label}: function {name}",
+                          function=name, portable=c.portable, meta=dict(c.meta)),
+                "function",
+                {name: donor.label},
+            )  # fmt: skip
+
+
+def _best_sources(per_function: Iterable[Trial]) -> dict[str, Trial]:
+    """The best function trial of each function that beats the baseline's by
+    ``MIN_FUNCTION_GAIN``."""
+    best: dict[str, Trial] = {}
+    for trial in per_function:
+        if not trial.passed or trial.result.speedup is None:
+            continue
+        if trial.result.speedup.median < MIN_FUNCTION_GAIN:
+            continue
+        name = trial.candidate.function or ""
+        if name not in best or rank_key(trial.result) > rank_key(best[name].result):
+            best[name] = trial
+    return best
+
+
+def _is_one_donor(
+    baseline: Baseline, best: dict[str, Trial], by_label: dict[str, Trial], notes: list[str]
+) -> bool:
+    """Whether the mix would take every function from one donor, and every function in which
+    that donor differs from the baseline: that is the donor again, timed whole already."""
+    labels = {trial.sources[name] for name, trial in best.items()}
+    if len(labels) != 1:
+        return False
+    label = labels.pop()
+    base_texts = _function_texts(baseline.asm)
+    theirs = _function_texts(by_label[label].candidate.asm)
+    differs = {f for f, text in theirs.items() if text != base_texts.get(f) and f in base_texts}
+    if not differs <= set(best):
+        return False
+    notes.append(f"no mix: every function's fastest source is {label}, timed whole already")
+    return True
+
+
+def _mixed(
+    baseline: Baseline,
+    best: dict[str, Trial],
+    by_label: dict[str, Trial],
+    seen: dict[str, str],
+    notes: list[str],
+) -> tuple[Candidate, dict[str, str]] | None:
+    """The file that takes each function in ``best`` from its source, and that choice;
+    functions are dropped one at a time (the weakest first) until the mix is safe and
+    splices. None when fewer than two are left, or when the mix is an assembly text judged
+    already."""
+    from asmopt.model.search.splice import SpliceError, splice_function
+
+    sources = {"baseline": baseline.asm}
+    ipa_ra = {"baseline": True}
+    choice: dict[str, str] = {}
+    for name, trial in best.items():
+        label = trial.sources[name]
+        sources[label] = by_label[label].candidate.asm
+        ipa_ra[label] = _uses_ipa_ra(by_label[label].candidate)
+        choice[name] = label
+    order = sorted(choice, key=lambda f: rank_key(best[f].result))
+    mixed_asm: str | None = None
+    while len(choice) >= 2:
+        ok, why = mix_is_safe(choice, sources, ipa_ra)
+        if ok:
+            try:
+                mixed_asm = baseline.asm
+                for name, label in choice.items():
+                    mixed_asm = splice_function(mixed_asm, name, sources[label])
+                break
+            except SpliceError as err:
+                why, mixed_asm = str(err), None
+        weakest = next(f for f in order if f in choice)
+        notes.append(f"mix without `{weakest}` ({choice[weakest]}): {why}")
+        del choice[weakest]
+    if mixed_asm is None:
+        return None
+    key = candidate_hash(mixed_asm)
+    if key in seen:
+        notes.append(f"the mix is the same assembly as {seen[key]}")
+        return None
+    seen[key] = "the mix"
+    candidate = Candidate(
+        asm=mixed_asm,
+        policy="portfolio",
+        label="mix: " + ", ".join(f"{f} from {src}" for f, src in sorted(choice.items())),
+        portable=all(by_label[label].candidate.portable for label in choice.values()),
+        meta={"kind": "mix"},
+    )
+    return candidate, choice

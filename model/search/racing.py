@@ -1,0 +1,278 @@
+"""The verifications of one search job: a thread pool (:class:`Verifier`) that judges
+candidates ``workers`` at a time, races them (``executor.benchmark.Race``: one that surely
+cannot win stops being timed early, with a stated error rate), gives a candidate whose linked
+binary loads the same machine code as one judged already that one's verdict without testing
+or timing it again (:class:`SameCode`), streams each verified speed-up as soon as it is known
+(:class:`~asmopt.model.search.trials.SoFar`), and stops cleanly when cancelled.
+:func:`asmopt.model.search.portfolio.optimize` drives it."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import FIRST_COMPLETED, CancelledError, Future, ThreadPoolExecutor, wait
+from dataclasses import replace
+from pathlib import Path
+
+from asmopt.executor.benchmark import Race, RaceLane, RacingRule, order_statistic_median_ci
+from asmopt.executor.elf import ElfInspectionError, image_digest
+from asmopt.executor.judge import Judge
+from asmopt.executor.results import TestStatus, TestVerdict, Verdict
+from asmopt.executor.sandbox import Cancelled, Sandbox
+from asmopt.executor.store import ResultStore
+from asmopt.executor.verify import (
+    Baseline,
+    VerificationResult,
+    VerifyOptions,
+    candidate_hash,
+    store_key,
+)
+from asmopt.model.search.policy import Candidate
+from asmopt.model.search.stages import Progress, Stage
+from asmopt.model.search.trials import OnUpdate, SoFar, Trial, TrialKind
+
+__all__ = ["Job", "SameCode", "Verifier"]
+
+# What the verifier is asked to judge: a candidate, its kind and where its functions came from.
+Job = tuple[Candidate, TrialKind, dict[str, str]]
+
+
+class SameCode:
+    """Which machine code was judged already: the image digest of each built candidate
+    (``executor.elf.image_digest``) and the first candidate that had it."""
+
+    def __init__(self, baseline: Baseline) -> None:
+        self.baseline = baseline
+        self._lock = threading.Lock()
+        self.owner: dict[str, tuple[str, str]] = {}  # digest -> (candidate hash, label)
+        with contextlib.suppress(ElfInspectionError):
+            self.owner[image_digest(baseline.binary)] = ("", "the baseline")
+
+    def hook(self, chash: str, label: str) -> Callable[[Path], VerificationResult | None]:
+        def check(binary: Path) -> VerificationResult | None:
+            try:
+                digest = image_digest(binary)
+            except ElfInspectionError:
+                return None
+            with self._lock:
+                owner = self.owner.setdefault(digest, (chash, label))
+            if owner[0] == chash:
+                return None  # the first with this code: judge it
+            if not owner[0]:
+                # The baseline's own code: it passed every test when it was built.
+                passed = tuple(
+                    TestVerdict(t.name, TestStatus.PASSED, "same machine code as the baseline")
+                    for t in self.baseline.tests
+                )
+                return VerificationResult(
+                    Verdict.NOT_FASTER,
+                    chash,
+                    None,
+                    passed,
+                    identical_to_baseline=True,
+                    message="same machine code as the baseline (not timed)",
+                )
+            return VerificationResult(
+                Verdict.NOT_FASTER,
+                chash,
+                None,
+                message=f"same machine code as {owner[1]}",
+                meta={"same_code_as": owner[0], "same_code_label": owner[1]},
+            )
+
+        return check
+
+
+class Verifier:
+    """A thread pool of verifications that races candidates, shares verdicts between
+    candidates with the same machine code, streams results, and stops cleanly when
+    cancelled."""
+
+    def __init__(
+        self,
+        baseline: Baseline,
+        sandbox: Sandbox,
+        options: VerifyOptions,
+        store: ResultStore | None,
+        workers: int,
+        say: Progress,
+        cancel: threading.Event | None,
+    ) -> None:
+        self.baseline = baseline
+        self.sandbox = sandbox
+        self.options = options
+        self.store = store
+        self.say = say
+        self.cancel = cancel
+        self.cancelled = False
+        self.record: dict[str, str] = {}  # fields every stored record carries (target, ...)
+        self.rule: RacingRule | None = None
+        self.same_code: SameCode | None = None
+        self.on_update: OnUpdate | None = None
+        self.judged: dict[str, Trial] = {}  # candidate hash -> its latest own trial
+        self._best_so_far = 1.0  # the highest CI lower bound streamed so far
+        self._stream_lock = threading.Lock()
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="asmopt-verify")
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+    def _stream(self, update: SoFar) -> None:
+        if self.on_update is None:
+            return
+        with self._stream_lock:
+            if not update.final and update.ci_low <= self._best_so_far:
+                return  # only a provisional figure that beats every earlier one is news
+            self._best_so_far = max(self._best_so_far, update.ci_low)
+        self.on_update(update)
+
+    def _lane(self, chash: str, label: str, race: Race | None) -> RaceLane:
+        """The benchmark's per-round callback: race, and stream a provisional verdict."""
+        floor = 1.0 + self.options.min_gain
+        told = {"done": False}
+
+        def lane(ratios: Sequence[float], walls: Sequence[float]) -> str | None:
+            if not told["done"] and len(ratios) >= 6:
+                median, low, high = order_statistic_median_ci(ratios)
+                _, _, wall_high = order_statistic_median_ci(walls)
+                if low > floor and wall_high > 1.0:
+                    told["done"] = True
+                    self._stream(SoFar(label, median, low, high, len(ratios), final=False))
+            return race.check(chash, label, ratios) if race is not None else None
+
+        return lane
+
+    def _one(
+        self,
+        candidate: Candidate,
+        kind: TrialKind,
+        sources: dict[str, str],
+        options: VerifyOptions,
+        race: Race | None,
+    ) -> Trial:
+        meta = {
+            "policy": candidate.policy,
+            "label": candidate.label,
+            "function": candidate.function,
+            "kind": kind,
+            "portable": candidate.portable,
+            **self.record,
+        }
+        chash = candidate_hash(candidate.asm)
+        label = candidate.label or candidate.policy
+        result = Judge(self.baseline, self.sandbox, options, self.store).judge(
+            candidate.asm,
+            meta=meta,
+            cancel=self.cancel,
+            race=self._lane(chash, label, race),
+            same_code=self.same_code.hook(chash, label) if self.same_code else None,
+        )
+        if race is not None and result.speedup is not None and result.speedup.samples:
+            race.record(chash, label, result.speedup.samples)
+        trial = Trial(candidate, result, kind, dict(sources))
+        if not result.meta.get("same_code_as"):
+            self.judged[chash] = trial
+        if result.verdict is Verdict.FASTER and result.speedup is not None:
+            s = result.speedup
+            self._stream(SoFar(label, s.median, s.ci_low, s.ci_high, s.runs, True, trial))
+        return trial
+
+    def resolve(self, trials: list[Trial], store_as: VerifyOptions | None = None) -> list[Trial]:
+        """Give each trial that shares another's machine code that one's verdict (dropping
+        it when that one was never judged, as when the job was cancelled); with
+        ``store_as``, the verdict is stored under the trial's own key for those options."""
+        out = []
+        for t in trials:
+            owner_hash = t.result.meta.get("same_code_as")
+            if not owner_hash:
+                out.append(t)
+                continue
+            owner = self.judged.get(owner_hash)
+            if owner is None:
+                continue
+            name = t.result.meta.get("same_code_label", owner.label)
+            result = replace(
+                owner.result,
+                candidate_hash=t.result.candidate_hash,
+                meta={**owner.result.meta, **t.result.meta},
+                message=f"same machine code as {name}: {owner.result.message}",
+            )
+            out.append(replace(t, result=result, screening=owner.screening, same_code_as=name))
+            if self.store is not None and store_as is not None:
+                record = result.to_dict()
+                record.update(result.meta)
+                record.update(self.record)
+                self.store.put(store_key(t.candidate.asm, self.baseline, store_as), record)
+        return out
+
+    def verify(
+        self,
+        jobs: Iterable[Job],
+        options: VerifyOptions | None = None,
+        *,
+        contenders: int = 0,
+        fresh_race: bool = False,
+        stage: Stage = Stage.VERIFY,
+    ) -> list[Trial]:
+        """Verify ``jobs`` (taken one by one as they are made) ``workers`` at a time.
+        ``contenders`` is how many more candidates this call may time (the racing rule's
+        union bound counts them and every candidate raced before, unless ``fresh_race``).
+        Each call races in a race of its own, so two calls may run at once (in two threads),
+        sharing the workers. Its progress lines report ``stage``."""
+        if self.cancel is not None and self.cancel.is_set():
+            self.cancelled = True
+        if self.cancelled:
+            return []
+        opts = options or self.options
+        race = self._race(contenders, fresh_race)
+        futures: dict[Future[Trial], Candidate] = {}
+        done: list[Trial] = []
+        pending: set[Future[Trial]] = set()
+
+        def collect(timeout: float) -> None:
+            nonlocal pending
+            if not pending:
+                return
+            finished, pending = wait(pending, timeout=timeout, return_when=FIRST_COMPLETED)
+            if self.cancel is not None and self.cancel.is_set():
+                self.cancelled = True
+                for fut in pending:
+                    fut.cancel()
+                self.sandbox.kill_all()
+            for fut in finished:
+                try:
+                    trial = fut.result()
+                except Cancelled:
+                    self.cancelled = True
+                    continue
+                except CancelledError:
+                    continue
+                done.append(trial)
+                line = f"[{len(done)}/{len(futures)}] {trial.label}: {trial.result.message}"
+                self.say(stage, line)
+
+        for c, kind, sources in jobs:
+            if self.cancelled or (self.cancel is not None and self.cancel.is_set()):
+                self.cancelled = True
+                break
+            fut = self.pool.submit(self._one, c, kind, sources, opts, race)
+            futures[fut] = c
+            pending.add(fut)
+            collect(0)
+        while pending:
+            collect(0.2)
+        return done
+
+    def _race(self, contenders: int, fresh: bool) -> Race | None:
+        """The race of one :meth:`verify` call: ``contenders`` new candidates, and unless
+        ``fresh`` every candidate judged before (with its rounds)."""
+        if self.rule is None:
+            return None
+        known = {} if fresh else dict(self.judged)
+        race = Race(replace(self.rule, contenders=max(2, contenders + len(known))))
+        for chash, trial in known.items():
+            speedup = trial.result.speedup
+            if speedup is not None and speedup.samples:
+                race.record(chash, trial.label, speedup.samples)
+        return race
