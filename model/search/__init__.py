@@ -8,7 +8,7 @@
   ``asmopt serve-model``, the small server the ``openai`` back-end can talk to.
 - :mod:`.splice`: one candidate function into a translation unit's baseline assembly.
 - :mod:`.portfolio`: ask every policy, judge every candidate, race, keep the fastest, mix;
-  :mod:`.trials` (a verdict, ranking), :mod:`.racing` (the job's pool of verifications,
+  :mod:`.trials` (a verdict, ranking), :mod:`.verifier` (the job's pool of verifications,
   raced and streamed) and :mod:`.mixing` (per-function mixes) are its parts.
 - :mod:`.refine`: the model revises its answer after seeing the verifier's findings.
 - :mod:`.compile_db`: a project's own flags from ``compile_commands.json``.

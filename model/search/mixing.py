@@ -40,9 +40,9 @@ from collections.abc import Iterable, Iterator
 from asmopt.executor.asmfile import clone_parent, parse_functions
 from asmopt.executor.verify import Baseline, candidate_hash
 from asmopt.model.search.policy import Candidate
-from asmopt.model.search.racing import Job, Verifier
 from asmopt.model.search.stages import Progress, Stage
 from asmopt.model.search.trials import Trial, rank, rank_key
+from asmopt.model.search.verifier import Job, Verifier
 
 __all__ = ["MIN_FUNCTION_GAIN", "clobbers_at_least", "clobbers_at_most", "mix", "mix_is_safe"]
 

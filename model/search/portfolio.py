@@ -11,7 +11,7 @@
    with a stated error rate. A candidate whose linked binary loads the same machine code and
    data as one judged already (or as the baseline) is not tested or timed again: it shares
    that verdict. Each verified speed-up is reported as soon as it is known (``on_update``),
-   first provisionally ("so far") and then final (:mod:`.racing` holds this machinery);
+   first provisionally ("so far") and then final (:mod:`.verifier` holds this machinery);
 3. mixes per function (:mod:`.mixing`): for each function of the baseline it splices each
    donor's version of that function into the baseline and verifies that, then builds the
    file that takes every function from its fastest source and verifies it too — skipping
@@ -43,7 +43,6 @@ from asmopt.model.search.mixing import (
 )
 from asmopt.model.search.mixing import mix as _mix
 from asmopt.model.search.policy import Candidate, NoCandidate, Policy, PolicyError, Request
-from asmopt.model.search.racing import Job, SameCode, Verifier
 from asmopt.model.search.stages import Stage, quiet
 from asmopt.model.search.trials import (
     OnUpdate,
@@ -54,6 +53,7 @@ from asmopt.model.search.trials import (
     rank,
     rank_key,
 )
+from asmopt.model.search.verifier import Job, SameCode, Verifier
 
 __all__ = [
     "MIN_FUNCTION_GAIN",

@@ -1,7 +1,7 @@
 """What a search job learns about each candidate: a :class:`Trial` (the candidate, where it
 came from, its verdict), :class:`SoFar` (a verified speed-up streamed as soon as it is known)
 and the ranking of trials (:func:`rank_key`: passing first, then the CI lower bound, then
-the median). Shared by :mod:`.portfolio`, :mod:`.racing` and :mod:`.mixing`."""
+the median). Shared by :mod:`.portfolio`, :mod:`.verifier` and :mod:`.mixing`."""
 
 from __future__ import annotations
 
