@@ -21,8 +21,6 @@ worker -> server (stdout), exactly one line
 from __future__ import annotations
 
 import contextlib
-import importlib
-import importlib.util
 import json
 import os
 import sys
@@ -32,6 +30,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from asmopt.server.worker import kill_children, load_function
+
 # For tests: "module:function" or "/path/file.py:function" replacing
 # asmopt.model.search.optimizer.profile_program (same signature).
 PROFILE_OVERRIDE_ENV = "ASMOPT_WORKER_PROFILE"
@@ -39,33 +39,14 @@ NICENESS = 5
 
 
 def _load_profile_program() -> Callable[..., Any]:
-    spec = os.environ.get(PROFILE_OVERRIDE_ENV)
-    if not spec:
-        from asmopt.model.search.optimizer import profile_program
-
-        return profile_program
-    where, _, name = spec.rpartition(":")
-    if where.endswith(".py"):
-        module_spec = importlib.util.spec_from_file_location("_asmopt_worker_profile", where)
-        assert module_spec is not None and module_spec.loader is not None
-        module = importlib.util.module_from_spec(module_spec)
-        module_spec.loader.exec_module(module)
-    else:
-        module = importlib.import_module(where)
-    return getattr(module, name)  # type: ignore[no-any-return]
-
-
-def _kill_children() -> None:
-    from asmopt.server.proctree import kill_tree
-
-    kill_tree(os.getpid(), include_root=False)
+    return load_function(PROFILE_OVERRIDE_ENV, "asmopt.model.search.optimizer:profile_program")
 
 
 def _watch_stdin() -> None:
     """The server closed our stdin: it is gone or wants us gone."""
     for _line in sys.stdin:
         pass
-    _kill_children()
+    kill_children()
     os._exit(3)
 
 
@@ -143,7 +124,7 @@ def main() -> int:
             answer = run(request)
         finally:
             with contextlib.suppress(Exception):
-                _kill_children()  # nothing the profile started outlives it
+                kill_children()  # nothing the profile started outlives it
     with contextlib.suppress(BrokenPipeError, ValueError):
         out.write(json.dumps(answer, ensure_ascii=True) + "\n")
         out.flush()

@@ -55,24 +55,26 @@ class _Output:
                 pass
 
 
-def _load_optimize() -> Callable[..., Any]:
-    spec = os.environ.get(OPTIMIZE_OVERRIDE_ENV)
-    if not spec:
-        from asmopt.model.search.optimizer import optimize
-
-        return optimize
-    where, _, name = spec.rpartition(":")
+def load_function(override_env: str, default: str) -> Callable[..., Any]:
+    """The function named ``default`` ("module:function"), or, for tests, the one that
+    ``$override_env`` names ("module:function" or "/path/file.py:function")."""
+    where, _, name = (os.environ.get(override_env) or default).rpartition(":")
     if where.endswith(".py"):
-        module_spec = importlib.util.spec_from_file_location("_asmopt_worker_optimize", where)
+        module_spec = importlib.util.spec_from_file_location(f"_asmopt_override_{name}", where)
         assert module_spec is not None and module_spec.loader is not None
         module = importlib.util.module_from_spec(module_spec)
         module_spec.loader.exec_module(module)
     else:
         module = importlib.import_module(where)
-    return getattr(module, name)
+    return getattr(module, name)  # type: ignore[no-any-return]
 
 
-def _kill_children() -> None:
+def _load_optimize() -> Callable[..., Any]:
+    return load_function(OPTIMIZE_OVERRIDE_ENV, "asmopt.model.search.optimizer:optimize")
+
+
+def kill_children() -> None:
+    """Kill every process this one started (the job's leftovers)."""
     from asmopt.server.proctree import kill_tree
 
     kill_tree(os.getpid(), include_root=False)
@@ -91,7 +93,7 @@ def _watch_stdin(cancel: threading.Event, out: _Output) -> None:
     cancel.set()
 
     def hard_stop() -> None:
-        _kill_children()
+        kill_children()
         from asmopt.server.messages import ResultMessage, encode
 
         out.send(encode(ResultMessage(None, "cancelled", cancelled=True)))
@@ -188,7 +190,7 @@ def main() -> int:
         run(request, out, cancel)
     finally:
         with contextlib.suppress(Exception):
-            _kill_children()  # nothing the job started outlives it
+            kill_children()  # nothing the job started outlives it
     return 0
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -149,76 +150,87 @@ def _summary(job: Job, result: JobEnd) -> str:
     )
 
 
-def register(server: AsmoptLanguageServer) -> None:
-    def on_change(job: Job) -> None:
-        if job.token is not None:
-            server.work_done_progress.report(
-                job.token,
-                types.WorkDoneProgressReport(
-                    message=f"{job.stage}: {job.message}" if job.message else job.stage,
-                    percentage=STAGE_PERCENT.get(job.stage),
-                    cancellable=job.stage != "cancelling",
-                ),
+def _report_progress(server: AsmoptLanguageServer, job: Job) -> None:
+    """A job moved on: its progress report (stage, message, percentage) and the status."""
+    if job.token is not None:
+        server.work_done_progress.report(
+            job.token,
+            types.WorkDoneProgressReport(
+                message=f"{job.stage}: {job.message}" if job.message else job.stage,
+                percentage=STAGE_PERCENT.get(job.stage),
+                cancellable=job.stage != "cancelling",
+            ),
+        )
+    server.send_status()
+
+
+def _job_done(server: AsmoptLanguageServer, job: Job, result: JobEnd) -> None:
+    """A job ended: end its progress, keep its record, and say what the user must know."""
+    summary = _summary(job, result)
+    failed = isinstance(result, ErrorMessage)
+    if job.token is not None:
+        # The summary ends the progress; an error is said once, as an error message.
+        end_message = None if failed else summary
+        server.work_done_progress.end(job.token, types.WorkDoneProgressEnd(message=end_message))
+        server.work_done_progress.tokens.pop(job.token, None)
+    if isinstance(result, ErrorMessage):
+        server.send_status()
+        server.show(summary, types.MessageType.Error)
+        return
+    if result.record is not None and not result.cancelled:
+        server.results.put(result.record)
+    server.send_status()
+    if result.cancelled:
+        return
+    buffers = server.buffers_of_source(str(job.source))
+    if not buffers:
+        server.show(f"{summary} (in {job.source.name}, which was closed; reopen it to apply)")
+        return
+    if job.function is not None:
+        names = {f.name for f in buffers[0].stale_functions()}
+        if job.function not in names:
+            server.show(
+                f"{summary}; `{job.function}` is no longer in {job.source.name} (renamed or "
+                "deleted), so the candidate cannot be applied there",
+                types.MessageType.Warning,
             )
-        server.send_status()
 
-    def on_done(job: Job, result: JobEnd) -> None:
-        summary = _summary(job, result)
-        failed = isinstance(result, ErrorMessage)
-        if job.token is not None:
-            # The summary ends the progress; an error is said once, as an error message.
-            end_message = None if failed else summary
-            server.work_done_progress.end(job.token, types.WorkDoneProgressEnd(message=end_message))
-            server.work_done_progress.tokens.pop(job.token, None)
-        if isinstance(result, ErrorMessage):
-            server.send_status()
-            server.show(summary, types.MessageType.Error)
-            return
-        if result.record is not None and not result.cancelled:
-            server.results.put(result.record)
-        server.send_status()
-        if result.cancelled:
-            return
-        buffers = server.buffers_of_source(str(job.source))
-        if not buffers:
-            server.show(f"{summary} (in {job.source.name}, which was closed; reopen it to apply)")
-            return
-        if job.function is not None:
-            buffer = buffers[0]
-            names = {f.name for f in buffer.stale_functions()}
-            if job.function not in names:
-                server.show(
-                    f"{summary}; `{job.function}` is no longer in {job.source.name} (renamed or "
-                    "deleted), so the candidate cannot be applied there",
-                    types.MessageType.Warning,
-                )
 
-    server.job_listeners.append(on_change)
-    server.done_listeners.append(on_done)
+def _parsed_or_said(
+    ls: AsmoptLanguageServer, command: str, args: Any, *, need_function: bool
+) -> tuple[str, str | None] | None:
+    """The command's (uri, function), or None once the user was told what is wrong."""
+    parsed = _arguments(args, need_function=need_function)
+    if isinstance(parsed, str):
+        ls.show(f"{command}: {parsed}", types.MessageType.Error)
+        return None
+    return parsed
+
+
+def register(server: AsmoptLanguageServer) -> None:
+    server.job_listeners.append(functools.partial(_report_progress, server))
+    server.done_listeners.append(functools.partial(_job_done, server))
 
     @server.command("asmopt.optimizeFunction")
     async def optimize_function(ls: AsmoptLanguageServer, *args: Any) -> Any:
-        parsed = _arguments(args, need_function=True)
-        if isinstance(parsed, str):
-            ls.show(f"asmopt.optimizeFunction: {parsed}", types.MessageType.Error)
+        parsed = _parsed_or_said(ls, "asmopt.optimizeFunction", args, need_function=True)
+        if parsed is None:
             return None
         job = await start_run(ls, *parsed)
         return {"job": job.id} if job else None
 
     @server.command("asmopt.optimizeFile")
     async def optimize_file(ls: AsmoptLanguageServer, *args: Any) -> Any:
-        parsed = _arguments(args[:1], need_function=False)
-        if isinstance(parsed, str):
-            ls.show(f"asmopt.optimizeFile: {parsed}", types.MessageType.Error)
+        parsed = _parsed_or_said(ls, "asmopt.optimizeFile", args[:1], need_function=False)
+        if parsed is None:
             return None
         job = await start_run(ls, parsed[0], None)
         return {"job": job.id} if job else None
 
     @server.command("asmopt.cancel")
     async def cancel(ls: AsmoptLanguageServer, *args: Any) -> Any:
-        parsed = _arguments(args, need_function=False)
-        if isinstance(parsed, str):
-            ls.show(f"asmopt.cancel: {parsed}", types.MessageType.Error)
+        parsed = _parsed_or_said(ls, "asmopt.cancel", args, need_function=False)
+        if parsed is None:
             return None
         uri, function = parsed
         source = ls.source_of(uri)
