@@ -55,3 +55,23 @@ def test_the_protocol_document_names_every_setting():
     text = (ROOT / "docs" / "protocol.md").read_text()
     unnamed = [k for k in Settings().to_dict(camel=True) if f"`{k}`" not in text]
     assert not unnamed, f"docs/protocol.md does not name: {unnamed}"
+
+
+def test_dataset_build_options_have_build_options_defaults():
+    """`asmopt dataset build` keeps its option defaults beside the command (importing the
+    builder at start-up would slow every command), so they are checked here against
+    ``BuildOptions``, where they are defined."""
+    import dataclasses
+
+    from asmopt.commands.dataset import dataset_build
+    from asmopt.model.evaluation.dataset_build import BuildOptions
+
+    defaults = {f.name: f.default for f in dataclasses.fields(BuildOptions)}
+    checked = []
+    for param in dataset_build.params:
+        if param.name in defaults and param.name != "tokenizer":  # a path here, a counter there
+            flag = getattr(param, "is_flag", False)
+            default = bool(param.default is True) if flag else param.default  # flags: off
+            assert default == defaults[param.name], (param.name, param.default)
+            checked.append(param.name)
+    assert {"val_fraction", "seed", "max_tests", "compare", "min_speedup"} <= set(checked)
