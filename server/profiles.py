@@ -14,12 +14,14 @@ the hover and the "hottest functions" list. It never runs anything.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from asmopt.executor.asmfile import clone_parent
 from asmopt.executor.profile import FunctionShare, Profile
 
 RECORD_KIND = "profile"
@@ -110,12 +112,6 @@ def profile_record(key: str, target: str, source: str, profile: Profile) -> dict
     }
 
 
-def base_name(symbol: str) -> str:
-    """The function a symbol belongs to: gcc's clones (``f.constprop.0``, ``f.part.0``,
-    ``f.cold``) count as ``f``."""
-    return symbol.split(".", 1)[0] if not symbol.startswith(".") else symbol
-
-
 @dataclass(frozen=True)
 class FunctionFigure:
     """One function's own instructions (its clones included) and their share of all."""
@@ -141,14 +137,19 @@ class ProfileEntry:
             profile_from_dict(record.get("profile") or {}),
         )
 
-    def figures(self) -> dict[str, FunctionFigure]:
-        """Per function of the program, its instructions with its clones'."""
+    @functools.cached_property
+    def _figures(self) -> dict[str, FunctionFigure]:
         counts: dict[str, int] = {}
         for f in self.profile.functions:
-            name = base_name(f.name)
+            name = clone_parent(f.name) or f.name
             counts[name] = counts.get(name, 0) + f.instructions
         total = self.profile.total
         return {n: FunctionFigure(n, v, v / total if total else 0.0) for n, v in counts.items()}
+
+    def figures(self) -> dict[str, FunctionFigure]:
+        """Per function of the program, its instructions with its clones' (gcc's
+        ``f.cold``, ``f.constprop.0``, ... count as ``f``); computed once per entry."""
+        return self._figures
 
     def figure(self, function: str) -> FunctionFigure | None:
         return self.figures().get(function)
