@@ -26,12 +26,14 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from asmopt.executor.cohort import Cohort, SharedRun
 from asmopt.executor.intervals import (
     bootstrap_median_ci,
     median_bounds,
@@ -48,6 +50,7 @@ from asmopt.executor.testcases import TestCase
 __all__ = [
     "BenchmarkError",
     "BenchmarkOptions",
+    "Cohort",
     "InconsistentRun",
     "Race",
     "RaceLane",
@@ -151,9 +154,23 @@ def _checked(run: RunResult, side: str, test: TestCase, check: RunCheck | None, 
     return run.cpu_seconds
 
 
+# The cohort a candidate is timed in, and its name there (see ``cohort.py``).
+Shared = tuple[Cohort, Hashable]
+
+
+@dataclass(frozen=True)
+class _Done:
+    """A baseline run's figures."""
+
+    cpu_seconds: float
+    wall_seconds: float
+    cpu_source: str
+
+
 class _Runs:
     """Runs baseline (0) and candidate (1), each in a sandbox session of its own (the
-    caller's, when it passes them), or one-shot when ``use_session`` is False."""
+    caller's, when it passes them), or one-shot when ``use_session`` is False; in the turns of
+    a ``shared`` cohort, whose baseline runs it pairs with when it may (see ``cohort.py``)."""
 
     def __init__(
         self,
@@ -161,10 +178,12 @@ class _Runs:
         binaries: tuple[Path, Path],
         use_session: bool,
         sessions: tuple[RunSession, RunSession] | None,
+        shared: Shared | None = None,
     ) -> None:
         self._sandbox = sandbox
         self._binaries = binaries
         self._own: list[RunSession] = []
+        self._shared = shared
         self.sessions: tuple[RunSession, RunSession] | None = sessions
         if sessions is None and use_session:
             self._own = [sandbox.session([b], fresh_per_run=True) for b in binaries]
@@ -177,11 +196,67 @@ class _Runs:
         limits: SandboxLimits | None,
         cancel: threading.Event | None,
     ) -> RunResult:
-        if self.sessions is not None:
-            return run_test(self.sessions[index], test, limits, cancel)
-        return self._sandbox.run(
-            self._binaries[index], test.stdin, test.args, limits=limits, cancel=cancel
-        )
+        with self._shared[0].turn() if self._shared is not None else nullcontext():
+            if self.sessions is not None:
+                return run_test(self.sessions[index], test, limits, cancel)
+            return self._sandbox.run(
+                self._binaries[index], test.stdin, test.args, limits=limits, cancel=cancel
+            )
+
+    def claim(
+        self, tests: Sequence[TestCase], limits: SandboxLimits | None
+    ) -> tuple[TestCase, SharedRun | None]:
+        """The test to run next, and a baseline run of it that another member of the cohort
+        makes (or made) and this candidate may pair with (None: the first of ``tests``, with
+        a baseline run of its own)."""
+        if self._shared is not None:
+            cohort, me = self._shared
+            for test in tests:
+                run = cohort.claim((test.name, limits), me)
+                if run is not None:
+                    return test, run
+        return tests[0], None
+
+    def baseline(
+        self,
+        test: TestCase,
+        limits: SandboxLimits | None,
+        cancel: threading.Event | None,
+        check: RunCheck | None,
+        k: int,
+    ) -> _Done:
+        """Run the baseline on ``test`` now and check it like a test; in a cohort, announced
+        first so that other members can pair with it."""
+        if self._shared is None:
+            run = self.run(0, test, limits, cancel)
+            seconds = _checked(run, "baseline", test, check, k)
+            return _Done(seconds, run.wall_seconds, run.cpu_source)
+        cohort, me = self._shared
+        announced = cohort.announce((test.name, limits), me)
+        try:
+            run = self.run(0, test, limits, cancel)
+            seconds = _checked(run, "baseline", test, check, k)
+        except BaseException:
+            cohort.fail(announced)
+            raise
+        cohort.finish(announced, seconds, run.wall_seconds, run.cpu_source)
+        return _Done(seconds, run.wall_seconds, run.cpu_source)
+
+    def paired(
+        self,
+        claimed: SharedRun,
+        test: TestCase,
+        limits: SandboxLimits | None,
+        cancel: threading.Event | None,
+        check: RunCheck | None,
+        k: int,
+    ) -> _Done:
+        """The figures of ``claimed`` once it ran; of a run of this candidate's own when it
+        failed."""
+        if claimed.wait(cancel.is_set if cancel is not None else lambda: False):
+            assert claimed.cpu_seconds is not None
+            return _Done(claimed.cpu_seconds, claimed.wall_seconds, claimed.cpu_source)
+        return self.baseline(test, limits, cancel, check, k)
 
     def close(self) -> None:
         for session in self._own:
@@ -200,6 +275,7 @@ def benchmark(
     check: RunCheck | None = None,
     sessions: tuple[RunSession, RunSession] | None = None,
     race: RaceLane | None = None,
+    shared: Shared | None = None,
 ) -> SpeedupEstimate:
     """Measure the speed-up of ``candidate`` over ``baseline`` on ``tests`` (> 1 is faster).
 
@@ -209,13 +285,15 @@ def benchmark(
     when the caller already ran their tests in them, so the timed runs happen in the very
     sandbox the tests ran in. ``race`` is called with the round ratios after every round
     (see :class:`Race`); when it gives a reason, timing stops there and the estimate says
-    why (``stopped_early``).
+    why (``stopped_early``). ``shared`` is ``(cohort, me)``: the :class:`Cohort` the
+    candidate is timed in and its name there; its runs then take the cohort's turns and
+    pair with baseline runs other members made when they may.
     """
     opts = options or BenchmarkOptions()
     if not tests:
         raise ValueError("benchmark needs at least one test to time")
     rounds = _Rounds(started=time.monotonic())
-    runs = _Runs(sandbox, (baseline, candidate), opts.persistent_sandbox, sessions)
+    runs = _Runs(sandbox, (baseline, candidate), opts.persistent_sandbox, sessions, shared)
     try:
         for round_no in range(opts.warmup_rounds + opts.max_rounds):
             a_round, b_round, walls = _round(runs, tests, round_no, limits, cancel, check, rounds)
@@ -235,24 +313,33 @@ def _round(
     check: RunCheck | None,
     rounds: _Rounds,
 ) -> tuple[list[float], list[float], list[float]]:
-    """One round: every test once on each side; the CPU times of A's and B's runs, and the
-    wall time of each side."""
-    a_round: list[float] = []
-    b_round: list[float] = []
+    """One round: every test once on each side; the CPU times of A's and B's runs (in the
+    order of ``tests``), and the wall time of each side. Which side goes first alternates by
+    round and by test. With shared baseline runs, a test whose baseline run another
+    candidate is making (or just made) goes next, paired with that run."""
+    a_times: dict[str, float] = {}
+    b_times: dict[str, float] = {}
     walls = [0.0, 0.0]
-    for i, test in enumerate(tests):
-        # Alternate the order by round and by test: A B, B A, ...
-        a_first = (round_no + i) % 2 == 0
-        order = (("baseline", 0), ("candidate", 1))
-        if not a_first:
-            order = order[::-1]
-        for side, index in order:
-            run = runs.run(index, test, limits, cancel)
-            seconds = _checked(run, side, test, check, round_no + 1)
-            rounds.sources.add(run.cpu_source)
-            walls[index] += run.wall_seconds
-            (a_round if side == "baseline" else b_round).append(seconds)
-    return a_round, b_round, walls
+    left = list(tests)
+    while left:
+        i = len(tests) - len(left)
+        test, claimed = runs.claim(left, limits)
+        left.remove(test)
+        paired = None
+        if claimed is None and (round_no + i) % 2 == 0:  # the baseline first
+            paired = runs.baseline(test, limits, cancel, check, round_no + 1)
+        cand = runs.run(1, test, limits, cancel)
+        b_times[test.name] = _checked(cand, "candidate", test, check, round_no + 1)
+        rounds.sources.add(cand.cpu_source)
+        walls[1] += cand.wall_seconds
+        if claimed is not None:
+            paired = runs.paired(claimed, test, limits, cancel, check, round_no + 1)
+        elif paired is None:
+            paired = runs.baseline(test, limits, cancel, check, round_no + 1)
+        a_times[test.name] = paired.cpu_seconds
+        walls[0] += paired.wall_seconds
+        rounds.sources.add(paired.cpu_source)
+    return [a_times[t.name] for t in tests], [b_times[t.name] for t in tests], walls
 
 
 @dataclass

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from asmopt.executor.cohort import Cohort
 from asmopt.executor.racing import RaceLane
 from asmopt.executor.results import VerificationResult
 from asmopt.executor.sandbox import Sandbox
@@ -86,11 +87,12 @@ class Judge:
         cancel: threading.Event | None = None,
         race: RaceLane | None = None,
         same_code: SameCode | None = None,
+        cohort: Cohort | None = None,
     ) -> VerificationResult:
         """The verdict on candidate ``asm``: built like the baseline, every test run, timed
         when all pass; from the store when it was judged before (``cached`` is then True).
-        See :func:`~asmopt.executor.verify.verify_candidate` for ``race`` and ``same_code``;
-        ``meta`` is recorded with the verdict."""
+        See :func:`~asmopt.executor.verify.verify_candidate` for ``race``, ``same_code`` and
+        ``cohort``; ``meta`` is recorded with the verdict."""
         return verify_candidate(
             asm,
             self.baseline,
@@ -102,6 +104,7 @@ class Judge:
             cancel=cancel,
             race=race,
             same_code=same_code,
+            cohort=cohort,
         )
 
     def with_options(self, **changes: Any) -> Judge:

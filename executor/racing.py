@@ -112,12 +112,19 @@ class RacingRule:
 class Race:
     """The candidates of one job timed against each other (see :class:`RacingRule`).
 
-    Thread-safe: candidates timed at once in different threads race each other live.
+    Thread-safe: candidates timed at once in different threads race each other live. Early
+    separation leaves out the pairs ``linked`` says shared baseline runs (their ratios are
+    not independent); the median bounds need no independence between candidates.
     :meth:`check` is what :func:`benchmark`'s per-round callback calls.
     """
 
-    def __init__(self, rule: RacingRule | None = None) -> None:
+    def __init__(
+        self, rule: RacingRule | None = None, linked: Callable[[str, str], bool] | None = None
+    ) -> None:
         self.rule = rule or RacingRule()
+        # Whether two candidates' round ratios share baseline runs (``BaselineRuns.linked``):
+        # early separation compares only independent samples.
+        self.linked = linked or (lambda a, b: False)
         self._lock = threading.Lock()
         self._lower: dict[str, tuple[float, str]] = {}  # key -> (lower bound, label)
         self._samples: dict[str, tuple[tuple[float, ...], str]] = {}  # key -> (ratios, label)
@@ -142,10 +149,14 @@ class Race:
         n = len(samples)
         with self._lock:
             self._samples[key] = (tuple(samples), label)
-            rivals = [v for k, v in self._samples.items() if k != key]
+            rivals = [(k, v) for k, v in self._samples.items() if k != key]
         reason = None
         if n in self.rule.early_looks:
-            beaten = [name for theirs, name in rivals if self.rule.separated(samples, theirs)]
+            beaten = [
+                name
+                for k, (theirs, name) in rivals
+                if self.rule.separated(samples, theirs) and not self.linked(key, k)
+            ]
             if beaten:
                 reason = f"slower than {beaten[0]} (every round so far below every one of its)"
         if reason is None and self.rule.is_look(n):

@@ -14,6 +14,7 @@ import shutil
 import tempfile
 import threading
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -23,9 +24,11 @@ from asmopt.executor.benchmark import (
     BenchmarkOptions,
     InconsistentRun,
     RaceLane,
+    Shared,
     benchmark,
     run_test,
 )
+from asmopt.executor.cohort import Cohort
 from asmopt.executor.elf import same_machine_code
 from asmopt.executor.results import (
     BuildResult,
@@ -289,6 +292,7 @@ def verify_candidate(
     cancel: threading.Event | None = None,
     race: RaceLane | None = None,
     same_code: SameCode | None = None,
+    cohort: Cohort | None = None,
 ) -> VerificationResult:
     """Assemble and link ``asm`` like the baseline, run every test, benchmark if all pass.
 
@@ -297,6 +301,9 @@ def verify_candidate(
     that races too (one that does not times the candidate again). ``same_code`` sees the
     built binary first and may answer for it (a candidate whose machine code was judged
     already); that answer is not stored: its caller stores the verdict it stands for.
+    With a ``cohort`` (``executor.cohort``), every process of the candidate (its build,
+    tests and timed runs) takes the cohort's turns, and its timed runs pair with baseline
+    runs other members made when they may (the candidate's name there is its hash).
     """
     opts = options or VerifyOptions()
     try:
@@ -318,7 +325,7 @@ def verify_candidate(
             if race is not None or found.speedup is None or not found.speedup.stopped_early:
                 return found
     result = _verify_uncached(
-        asm, chash, baseline, sandbox, opts, progress, cancel, race, same_code
+        asm, chash, baseline, sandbox, opts, progress, cancel, race, same_code, cohort
     )
     if meta:
         result = replace(result, meta={**dict(meta), **result.meta})
@@ -339,6 +346,7 @@ def _verify_uncached(
     cancel: threading.Event | None,
     race: RaceLane | None = None,
     same_code: SameCode | None = None,
+    cohort: Cohort | None = None,
 ) -> VerificationResult:
     identical = asm == baseline.asm
     with tempfile.TemporaryDirectory(prefix="asmopt-cand-") as tmp:
@@ -349,7 +357,8 @@ def _verify_uncached(
             progress("build")
         # Candidate text is hostile: assembled and linked in the sandbox, which sees the
         # candidate and the other inputs of the link, never the workspace or the tests.
-        build = _link(src, binary, opts, sandbox, cancel)
+        with cohort.turn() if cohort is not None else nullcontext():
+            build = _link(src, binary, opts, sandbox, cancel)
         if not build.ok:
             build = _relative_to_candidate(build, src)
             return VerificationResult(
@@ -367,7 +376,10 @@ def _verify_uncached(
         # must not be measured as a new one (a policy could draw the A/A noise again).
         identical = identical or same_machine_code(binary, baseline.binary)
         tested = _Tested(chash, build, identical)
-        return _test_and_time(binary, baseline, sandbox, opts, tested, progress, cancel, race)
+        member = (cohort, chash) if cohort is not None else None
+        return _test_and_time(
+            binary, baseline, sandbox, opts, tested, progress, cancel, race, member
+        )
 
 
 @dataclass(frozen=True)
@@ -397,6 +409,7 @@ def _test_and_time(
     progress: Progress | None,
     cancel: threading.Event | None,
     race: RaceLane | None,
+    member: Shared | None,
 ) -> VerificationResult:
     """Run every test on the built candidate, then time it against the baseline in the very
     sessions the tests ran in, when every test passed."""
@@ -413,7 +426,9 @@ def _test_and_time(
         for i, test in enumerate(baseline.tests):
             if progress:
                 progress(f"test {i + 1}/{len(baseline.tests)}")
-            verdicts.append(check(test, run_test(cand_session, test, limits, cancel)))
+            with member[0].turn() if member is not None else nullcontext():
+                run = run_test(cand_session, test, limits, cancel)
+            verdicts.append(check(test, run))
         passed = sum(1 for v in verdicts if v.passed)
         if passed < len(verdicts):
             failed = next(v for v in verdicts if not v.passed)
@@ -444,6 +459,7 @@ def _test_and_time(
                 check=check,
                 sessions=(base_session, cand_session),
                 race=race,
+                shared=member,
             )
         except InconsistentRun as err:
             if err.side == "baseline":

@@ -126,6 +126,10 @@ class CompilerSearchPolicy:
             chosen = [v for v in chosen if v.compiler != "clang"]
         return chosen
 
+    def planned(self, request: Request, n: int = 1) -> int:
+        """How many proposals :meth:`propose_iter` makes at most when asked for ``n``."""
+        return min(max(n, 0), len(self.variants_for(request)))
+
     def propose(self, request: Request, n: int = 1) -> list[Proposal]:
         """Compile the request's C file under up to ``n`` variants (see :meth:`variants_for`)."""
         return list(self.propose_iter(request, n))

@@ -84,11 +84,15 @@ class _EveryVariant:
     def __init__(self, inner: Any) -> None:
         self.inner = inner
 
+    def planned(self, request: Request, n: int = 1) -> int:
+        """How many proposals it makes: one per variant, whatever ``n``."""
+        return len(self.inner.variants_for(request))
+
     def propose(self, request: Request, n: int = 1) -> list[Any]:
-        return self.inner.propose(request, max(n, len(self.inner.variants_for(request))))
+        return self.inner.propose(request, max(n, self.planned(request)))
 
     def propose_iter(self, request: Request, n: int = 1) -> Any:
-        return self.inner.propose_iter(request, max(n, len(self.inner.variants_for(request))))
+        return self.inner.propose_iter(request, max(n, self.planned(request)))
 
 
 def make_policies(settings: Settings) -> list[Policy]:

@@ -134,12 +134,10 @@ def _ask(policy: Policy, request: Request, n: int) -> Iterator[Candidate | NoCan
 
 
 def _planned(policy: Policy, request: Request, n: int) -> int:
-    """How many proposals ``policy`` will make at most (the racing rule's contenders)."""
-    inner = getattr(policy, "inner", policy)
-    variants = getattr(inner, "variants_for", None)
-    if variants is not None:
-        return max(n, len(variants(request)))
-    return n
+    """How many proposals ``policy`` will make at most when asked for ``n`` (the racing
+    rule's contenders): what its ``planned`` says, else ``n``."""
+    planned = getattr(policy, "planned", None)
+    return int(planned(request, n)) if planned is not None else n
 
 
 def optimize(

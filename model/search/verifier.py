@@ -15,7 +15,13 @@ from concurrent.futures import FIRST_COMPLETED, CancelledError, Future, ThreadPo
 from dataclasses import replace
 from pathlib import Path
 
-from asmopt.executor.benchmark import Race, RaceLane, RacingRule, order_statistic_median_ci
+from asmopt.executor.benchmark import (
+    Cohort,
+    Race,
+    RaceLane,
+    RacingRule,
+    order_statistic_median_ci,
+)
 from asmopt.executor.elf import ElfInspectionError, image_digest
 from asmopt.executor.judge import Judge
 from asmopt.executor.results import TestStatus, TestVerdict, Verdict
@@ -32,7 +38,11 @@ from asmopt.model.search.policy import Candidate
 from asmopt.model.search.stages import Progress, Stage
 from asmopt.model.search.trials import OnUpdate, SoFar, Trial, TrialKind
 
-__all__ = ["Job", "SameCode", "Verifier"]
+__all__ = ["COHORT_SIZE", "Job", "SameCode", "Verifier"]
+
+# Candidates timed together on each core (executor.cohort): each round of a test runs the
+# baseline once for all of them. 1: every candidate alone on a core, with its own baseline runs.
+COHORT_SIZE = 3
 
 # What the verifier is asked to judge: a candidate, its kind and where its functions came from.
 Job = tuple[Candidate, TrialKind, dict[str, str]]
@@ -111,9 +121,16 @@ class Verifier:
         self.same_code: SameCode | None = None
         self.on_update: OnUpdate | None = None
         self.judged: dict[str, Trial] = {}  # candidate hash -> its latest own trial
+        # One cohort per worker: its candidates take turns on one core and share baseline
+        # runs (executor.cohort); a candidate joins the one with the fewest members (_join).
+        self.cohorts = [Cohort() for _ in range(workers)] if COHORT_SIZE > 1 else []
+        self._cohort_turns = threading.Condition()
+        self._first_done = False
         self._best_so_far = 1.0  # the highest CI lower bound streamed so far
         self._stream_lock = threading.Lock()
-        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="asmopt-verify")
+        self.pool = ThreadPoolExecutor(
+            max_workers=workers * max(1, COHORT_SIZE), thread_name_prefix="asmopt-verify"
+        )
 
     def close(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
@@ -161,13 +178,18 @@ class Verifier:
         }
         chash = candidate_hash(candidate.asm)
         label = candidate.label or candidate.policy
-        result = Judge(self.baseline, self.sandbox, options, self.store).judge(
-            candidate.asm,
-            meta=meta,
-            cancel=self.cancel,
-            race=self._lane(chash, label, race),
-            same_code=self.same_code.hook(chash, label) if self.same_code else None,
-        )
+        cohort = self._join()
+        try:
+            result = Judge(self.baseline, self.sandbox, options, self.store).judge(
+                candidate.asm,
+                meta=meta,
+                cancel=self.cancel,
+                race=self._lane(chash, label, race),
+                same_code=self.same_code.hook(chash, label) if self.same_code else None,
+                cohort=cohort,
+            )
+        finally:
+            self._leave(cohort)
         if race is not None and result.speedup is not None and result.speedup.samples:
             race.record(chash, label, result.speedup.samples)
         trial = Trial(candidate, result, kind, dict(sources))
@@ -264,13 +286,41 @@ class Verifier:
             collect(0.2)
         return done
 
+    def _join(self) -> Cohort | None:
+        """The cohort a candidate is timed in: the one with the fewest members. Until the
+        first candidate's verdict, each is timed alone (the first verdict comes sooner);
+        then up to ``COHORT_SIZE`` share a cohort (more verdicts per minute)."""
+        if not self.cohorts:
+            return None
+        with self._cohort_turns:
+            while True:
+                room = COHORT_SIZE if self._first_done else 1
+                free = [c for c in self.cohorts if c.members < room]
+                if free or (self.cancel is not None and self.cancel.is_set()):
+                    break
+                self._cohort_turns.wait(0.2)
+            cohort = min(free or self.cohorts, key=lambda c: c.members)
+            cohort.members += 1
+        return cohort
+
+    def _leave(self, cohort: Cohort | None) -> None:
+        if cohort is not None:
+            with self._cohort_turns:
+                cohort.members -= 1
+                self._first_done = True
+                self._cohort_turns.notify_all()
+
+    def _linked(self, a: str, b: str) -> bool:
+        """Whether candidates ``a`` and ``b`` paired with the same baseline run."""
+        return any(c.linked(a, b) for c in self.cohorts)
+
     def _race(self, contenders: int, fresh: bool) -> Race | None:
         """The race of one :meth:`verify` call: ``contenders`` new candidates, and unless
         ``fresh`` every candidate judged before (with its rounds)."""
         if self.rule is None:
             return None
         known = {} if fresh else dict(self.judged)
-        race = Race(replace(self.rule, contenders=max(2, contenders + len(known))))
+        race = Race(replace(self.rule, contenders=max(2, contenders + len(known))), self._linked)
         for chash, trial in known.items():
             speedup = trial.result.speedup
             if speedup is not None and speedup.samples:

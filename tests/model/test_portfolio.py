@@ -3,6 +3,7 @@ functions from two sources; and the register-clobber check that keeps mixes corr
 
 from __future__ import annotations
 
+import itertools
 import threading
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -461,3 +462,60 @@ def test_a_racing_job_confirms_while_it_mixes_and_then_what_may_beat_the_best():
         "W: function f",
     ]  # screening of f and g, W again (at once), then f again
     assert mixed is None  # f and g both from W, and W changed nothing else: W again
+
+
+def test_the_race_counts_the_proposals_each_policy_will_make():
+    """The racing rule's union bound counts every candidate a job may time: all of compiler
+    search's variants when it tries every one, at most ``n`` of them when asked for ``n``."""
+    from asmopt.model.search.compiler_search import CompilerSearchPolicy
+    from asmopt.model.search.optimizer import _EveryVariant
+    from asmopt.model.search.portfolio import _planned
+
+    class Variants:
+        name = "compiler"
+        planned = CompilerSearchPolicy.planned
+
+        def variants_for(self, request):
+            return ["a", "b", "c", "d", "e"]
+
+    class Plain:
+        name = "llm"
+
+    assert _planned(_EveryVariant(Variants()), None, 2) == 5
+    assert _planned(Variants(), None, 2) == 2
+    assert _planned(Variants(), None, 16) == 5
+    assert _planned(Plain(), None, 4) == 4
+
+
+def test_candidates_timed_together_never_run_beside_each_other(setup, monkeypatch):
+    """With one worker, every candidate of the job is in one cohort (executor.cohort): its
+    tests and timed runs take turns, so no candidate ever runs while the baseline run its
+    ratio divides runs (it could slow it down)."""
+    import time
+
+    import asmopt.executor.benchmark as benchmark_module
+    import asmopt.executor.verify as verify_module
+
+    spans: list[tuple[float, float]] = []
+    lock = threading.Lock()
+    real = benchmark_module.run_test
+
+    def recorded(*args, **kwargs):
+        start = time.monotonic()
+        try:
+            return real(*args, **kwargs)
+        finally:
+            with lock:
+                spans.append((start, time.monotonic()))
+
+    monkeypatch.setattr(benchmark_module, "run_test", recorded)
+    monkeypatch.setattr(verify_module, "run_test", recorded)
+    _, source, tests, baseline, sandbox, variants = setup
+    request = Request(baseline_asm=baseline.asm, source_path=source, tests_dir=tests)
+    policy = FixedPolicy("fixed", [(k, variants[k]) for k in ("fast f", "fast g", "wrong f")])
+    result = optimize(request, [policy], baseline, sandbox, OPTIONS, workers=1, mix=False)
+    assert result.winner is not None
+    spans.sort()
+    assert len(spans) > 10
+    overlaps = [(a, b) for a, b in itertools.pairwise(spans) if b[0] < a[1]]
+    assert not overlaps

@@ -1,0 +1,148 @@
+"""Cohorts: candidates of one job that take turns on one core and share baseline runs.
+
+Every timed round pairs a candidate's run of a test with a baseline run of the same test made
+at about the same time; the round's ratio is baseline time over candidate time. Timed alone,
+each candidate runs the baseline for itself: half of all timed runs, and the slower half
+whenever the candidate is faster. A :class:`Cohort` is a few candidates timed together on one
+core instead:
+
+- they take turns (:meth:`Cohort.turn`, first come first served): one process of the cohort
+  runs at a time, whether it builds, tests or is timed, so a job with one cohort per core
+  loads the machine as a job with one candidate per core did;
+- a candidate about to run a test pairs with the cohort's latest baseline run of that test
+  when that run is still to come (another member announced it) or ended no longer ago than
+  twice its own duration, and it has not paired with that run before (:meth:`Cohort.claim`);
+  it runs its own test in its turn and then takes that run's figures. Else it runs the
+  baseline itself (:meth:`Cohort.announce` ... :meth:`Cohort.finish`), and that run is there
+  for the others.
+
+What stays true:
+
+- *No candidate runs while the baseline it is paired with runs.* A cohort runs one process at
+  a time, so a candidate cannot slow the baseline run its own ratio divides (by thrashing the
+  caches it shares with it, say): every run of the baseline a candidate pairs with ran while
+  only candidates of *other* cohorts ran, as when each candidate had a core of its own.
+- *A candidate's rounds use distinct baseline runs* (a run pairs with a given candidate at most
+  once), so its round ratios are as independent of each other as before and its confidence
+  interval means what it meant.
+
+What changes: two candidates that paired with the same baseline run have correlated ratios in
+those rounds. Statistics that compare candidates by their ratios as if independent (the race's
+early separation) must leave such pairs out; :meth:`Cohort.linked` says which they are. Bounds
+on one candidate's median (the race's other rule, and every CI) need no independence between
+candidates.
+
+Every baseline run is judged like a test by whoever ran it; one that fails is never shared.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Hashable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+__all__ = ["Cohort", "SharedRun"]
+
+
+@dataclass(eq=False)
+class SharedRun:
+    """One baseline run of one test, announced when a member decides to make it, as the
+    members pairing with it see it."""
+
+    owner: Hashable  # the member that makes it
+    done: threading.Event = field(default_factory=threading.Event)
+    ended: float = 0.0
+    cpu_seconds: float | None = None  # None until it ends, and for good when it failed
+    wall_seconds: float = 0.0
+    cpu_source: str = ""  # how its CPU time was counted (RunResult.cpu_source)
+    users: set[Hashable] = field(default_factory=set)
+
+    def fresh(self, now: float) -> bool:
+        """Whether a run that starts now may pair with this one: it has not run yet (it
+        will run in its owner's turn), or it ended no longer ago than twice its duration."""
+        if not self.done.is_set():
+            return True
+        return self.cpu_seconds is not None and now - self.ended <= 2.0 * self.wall_seconds
+
+    def wait(self, cancelled: Callable[[], bool]) -> bool:
+        """Wait until the run ended; whether it has figures (False: it failed, or the wait
+        was cancelled, and the caller runs the baseline itself)."""
+        while not self.done.wait(0.1):
+            if cancelled():
+                return False
+        return self.cpu_seconds is not None
+
+
+class Cohort:
+    """Candidates that take turns on one core and share baseline runs (see the module).
+    Thread-safe; each member is timed in a thread of its own."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._turns = threading.Condition()
+        self._queue: deque[object] = deque()
+        self._busy = False
+        self._latest: dict[Hashable, SharedRun] = {}  # test key -> its latest baseline run
+        self._links: set[frozenset[Hashable]] = set()
+        self.members = 0  # candidates assigned to it and not done (the caller keeps count)
+        self.ran = 0  # baseline runs its members made
+        self.paired = 0  # times a member paired with another's baseline run
+
+    @contextmanager
+    def turn(self) -> Iterator[None]:
+        """Hold the cohort's core: one process of the cohort at a time, in arrival order."""
+        me = object()
+        with self._turns:
+            self._queue.append(me)
+            while self._busy or self._queue[0] is not me:
+                self._turns.wait()
+            self._queue.popleft()
+            self._busy = True
+        try:
+            yield
+        finally:
+            with self._turns:
+                self._busy = False
+                self._turns.notify_all()
+
+    def claim(self, key: Hashable, me: Hashable) -> SharedRun | None:
+        """The latest baseline run of ``key`` (a test) when ``me`` may pair with it now
+        (announced or fresh, and not paired with ``me`` before), now marked as paired with
+        it. One announced but not yet run is safe to pair with: it runs in a turn of its
+        owner's, never beside ``me``'s run."""
+        with self._lock:
+            run = self._latest.get(key)
+            if run is None or me in run.users or not run.fresh(time.monotonic()):
+                return None
+            self._links.update(frozenset((me, other)) for other in run.users)
+            run.users.add(me)
+            self.paired += 1
+            return run
+
+    def announce(self, key: Hashable, me: Hashable) -> SharedRun:
+        """``me`` will run the baseline on ``key`` next (and must, in its next turn: others
+        may wait for it); end it with :meth:`finish` or :meth:`fail`."""
+        run = SharedRun(me, users={me})
+        with self._lock:
+            self._latest[key] = run
+            self.ran += 1
+        return run
+
+    def finish(self, run: SharedRun, cpu_seconds: float, wall_seconds: float, source: str) -> None:
+        """``run`` ended and passed its check: these are its figures."""
+        run.wall_seconds, run.cpu_source, run.ended = wall_seconds, source, time.monotonic()
+        run.cpu_seconds = cpu_seconds
+        run.done.set()
+
+    def fail(self, run: SharedRun) -> None:
+        """``run`` failed, or never ran: nobody pairs with it."""
+        run.ended = time.monotonic()
+        run.done.set()
+
+    def linked(self, a: Hashable, b: Hashable) -> bool:
+        """Whether candidates ``a`` and ``b`` ever paired with the same baseline run."""
+        with self._lock:
+            return frozenset((a, b)) in self._links

@@ -1,0 +1,178 @@
+"""Cohorts (executor.cohort): candidates that take turns on one core and share baseline runs.
+
+What must hold: a cohort runs one process at a time, so no candidate ever runs beside the
+baseline run its ratio divides; a candidate pairs with a given baseline run at most once, so
+its rounds stay independent; and sharing does save baseline runs."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from dataclasses import dataclass, field
+
+import pytest
+
+from asmopt.executor.benchmark import BenchmarkOptions, Race, RacingRule, benchmark
+from asmopt.executor.cohort import Cohort
+from asmopt.executor.results import RunResult
+from asmopt.executor.sandbox import SandboxLimits
+from asmopt.executor.testcases import TestCase
+
+
+def test_turns_are_one_at_a_time_in_arrival_order():
+    cohort = Cohort()
+    inside = 0
+    most = 0
+    order: list[int] = []
+    lock = threading.Lock()
+    gate = threading.Event()
+
+    def member(i: int) -> None:
+        gate.wait()
+        time.sleep(0.01 * i)  # arrive in order 0, 1, 2, ...
+        for _ in range(3):
+            with cohort.turn():
+                nonlocal inside, most
+                with lock:
+                    inside += 1
+                    most = max(most, inside)
+                    order.append(i)
+                time.sleep(0.02)
+                with lock:
+                    inside -= 1
+
+    threads = [threading.Thread(target=member, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    gate.set()
+    for t in threads:
+        t.join()
+    assert most == 1
+    assert sorted(order) == sorted(list(range(4)) * 3)
+    assert order[:2] == [0, 0] or order[0] == 0  # the first to arrive goes first
+
+
+def test_a_baseline_run_pairs_with_each_other_member_once():
+    cohort = Cohort()
+    run = cohort.announce("t1", "a")
+    assert cohort.claim("t1", "a") is None  # its own
+    assert cohort.claim("t1", "b") is run  # announced, not run yet: safe to pair with
+    assert cohort.claim("t1", "b") is None  # only once
+    assert cohort.claim("t2", "b") is None  # another test
+    cohort.finish(run, 2.0, 0.5, "cgroup")
+    assert cohort.claim("t1", "c") is run  # fresh
+    assert cohort.linked("a", "b") and cohort.linked("b", "c") and cohort.linked("a", "c")
+    assert not cohort.linked("b", "d")
+    assert (cohort.ran, cohort.paired) == (1, 2)
+
+
+def test_failed_and_stale_runs_are_not_shared():
+    cohort = Cohort()
+    failed = cohort.announce("t1", "a")
+    cohort.fail(failed)
+    assert cohort.claim("t1", "b") is None
+    assert not failed.wait(lambda: False)
+    old = cohort.announce("t1", "a")
+    cohort.finish(old, 2.0, 0.01, "cgroup")
+    old.ended -= 1.0  # ended long ago compared with its 10 ms
+    assert cohort.claim("t1", "b") is None
+
+
+def test_a_member_that_failed_to_run_its_announced_run_frees_its_waiters():
+    cohort = Cohort()
+    run = cohort.announce("t1", "a")
+    assert cohort.claim("t1", "b") is run
+    threading.Timer(0.05, cohort.fail, args=(run,)).start()
+    assert run.wait(lambda: False) is False  # the waiter then runs its own
+
+
+@dataclass
+class _Clock:
+    """Every run of every fake session: (who, start, end, cpu)."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    runs: list[tuple[str, float, float, float]] = field(default_factory=list)
+    count: int = 0
+
+
+class _FakeSession:
+    """A one-binary session whose runs sleep briefly and report a CPU time: the baseline's
+    unique per run (so a reused run would show), a candidate's fixed."""
+
+    def __init__(self, who: str, clock: _Clock, cpu: float | None) -> None:
+        self.who, self.clock, self.cpu = who, clock, cpu
+        self.limits = SandboxLimits()
+
+    def run(self, index, stdin, args, limits, cancel=None) -> RunResult:
+        start = time.monotonic()
+        time.sleep(0.004)
+        end = time.monotonic()
+        with self.clock.lock:
+            self.clock.count += 1
+            cpu = self.cpu if self.cpu is not None else 2.0 + self.clock.count * 1e-4
+            self.clock.runs.append((self.who, start, end, cpu))
+        return RunResult(0, None, b"", b"", cpu, end - start, cpu_source="cgroup")
+
+
+def _time_together(members: int, cohort: Cohort | None, clock: _Clock, tests: int = 2):
+    tests = [TestCase(f"t{i}", b"", None) for i in range(tests)]
+    opts = BenchmarkOptions(min_rounds=8, max_rounds=8, target_rel_ci=0.0, warmup_rounds=0)
+    results: dict[str, object] = {}
+
+    def one(i: int) -> None:
+        name = f"c{i}"
+        sessions = (_FakeSession(f"base-for-{name}", clock, None), _FakeSession(name, clock, 1.0))
+        shared = (cohort, name) if cohort is not None else None
+        results[name] = benchmark(
+            None,
+            None,
+            None,
+            tests,
+            opts,
+            sessions=sessions,
+            shared=shared,  # type: ignore[arg-type]
+        )
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(members)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results
+
+
+def test_a_cohort_never_runs_two_processes_at_once_and_shares_baseline_runs():
+    clock = _Clock()
+    cohort = Cohort()
+    results = _time_together(3, cohort, clock, tests=1)
+    spans = sorted((s, e) for _, s, e, _ in clock.runs)
+    for (_, end), (start, _) in itertools.pairwise(spans):
+        assert start >= end  # one at a time: no candidate beside the run it pairs with
+    baseline_runs = sum(1 for who, *_ in clock.runs if who.startswith("base"))
+    candidate_runs = sum(1 for who, *_ in clock.runs if not who.startswith("base"))
+    assert candidate_runs == 3 * 8
+    assert baseline_runs < candidate_runs * 0.75, (baseline_runs, cohort.paired)
+    assert cohort.paired > 0 and cohort.ran == baseline_runs
+    for estimate in results.values():
+        samples = estimate.samples  # type: ignore[attr-defined]
+        assert len(samples) == 8
+        # One test: a round's ratio is its baseline run's time (unique per run) over 1.0, so
+        # a baseline run paired with one candidate twice would repeat a ratio.
+        assert all(abs(r - 2.0) < 0.1 for r in samples)
+        assert len(set(samples)) == len(samples)
+
+
+def test_without_a_cohort_every_candidate_runs_its_own_baseline():
+    clock = _Clock()
+    _time_together(2, None, clock)
+    baseline_runs = sum(1 for who, *_ in clock.runs if who.startswith("base"))
+    assert baseline_runs == 2 * 8 * 2
+
+
+@pytest.mark.parametrize("linked", [False, True])
+def test_early_separation_leaves_out_candidates_that_shared_baseline_runs(linked):
+    race = Race(RacingRule(contenders=2, early_looks=(5,)), linked=lambda a, b: linked)
+    race.check("fast", "fast", [2.0] * 5 + [2.01] * 5)
+    reason = race.check("slow", "slow", [1.0, 1.01, 1.02, 1.0, 1.01])
+    assert (reason is None) == linked
