@@ -8,7 +8,13 @@ that the race did not stop, the fastest first.
 
 Not every splice is worth timing; each one skipped is a judgement, stated here:
 
-- a function whose text is the donor's and the baseline's alike is the same code;
+- a function whose code is the donor's and the baseline's alike is the same code (code
+  compares with label numbers and comments left out, and constants by their contents:
+  :func:`_function_code`);
+- a donor that differs from the baseline in one function alone, spliced there, is that
+  donor again, function for function: the splice is not timed, and the donor's verdict
+  stands for it when the mix chooses its functions (only the layout of the two files may
+  differ, which is what this may miss);
 - a donor whose whole-file speed-up *ties with the baseline's* (its 95% CI contains 1.0, or
   its median is within ``MIN_FUNCTION_GAIN`` of it) lends nothing: as a whole it changed
   nothing measurable, and a function of it that is faster would need another that is slower
@@ -36,8 +42,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator
+from dataclasses import replace
 
-from asmopt.executor.asmfile import clone_parent, parse_functions
+from asmopt.executor.asmfile import clone_parent, data_item, local_labels, parse_functions
 from asmopt.executor.verify import Baseline, candidate_hash
 from asmopt.model.search.policy import Candidate
 from asmopt.model.search.stages import Progress, Stage
@@ -171,6 +178,40 @@ def _function_texts(asm: str) -> dict[str, str]:
     return {fn.name: "\n".join(lines[fn.label_line : fn.end_line]) for fn in parse_functions(asm)}
 
 
+_LOCAL_LABEL = re.compile(r"\.L[\w$.]+")
+
+
+def _function_code(asm: str) -> dict[str, str]:
+    """Each function's code in a form that compares across builds: comments and blank lines
+    dropped, the function's own code labels numbered in order of appearance, and a constant
+    it names by label (``.LC0``) replaced by that constant's contents. Two compilers' builds
+    of a function compare equal when they differ only in how they number labels."""
+    constants: dict[str, str] = {}
+    return {name: _code(asm, text, constants) for name, text in _function_texts(asm).items()}
+
+
+def _code(asm: str, text: str, constants: dict[str, str]) -> str:
+    """One function's ``text`` as :func:`_function_code` compares it; ``constants`` caches
+    the contents of the constants of ``asm`` ("" for a label that is not one)."""
+    own = local_labels(text)
+    numbering: dict[str, str] = {}
+
+    def rename(m: re.Match[str]) -> str:
+        label = m.group(0)
+        if label not in constants:
+            item = data_item(asm, label)
+            constants[label] = "{" + "; ".join(item.content) + "}" if item is not None else ""
+        if constants[label]:
+            return constants[label]
+        if label in own:
+            return numbering.setdefault(label, f".L#{len(numbering)}")
+        return label
+
+    lines = (" ".join(_LOCAL_LABEL.sub(rename, raw.split("#", 1)[0]).split()) for raw in
+             text.splitlines())  # fmt: skip
+    return "\n".join(line for line in lines if line)
+
+
 def mix_is_safe(
     choice: dict[str, str], sources: dict[str, str], ipa_ra: dict[str, bool]
 ) -> tuple[bool, str]:
@@ -242,14 +283,15 @@ def mix(
         return [], None
     # Spliced one by one while the first ones are timed; the racing rule counts every
     # (donor, function) pair as a contender, at least as many as are timed.
-    jobs = _function_jobs(baseline, donors, functions, seen, notes)
+    again: list[Trial] = []  # splices that are their donor again (not timed)
+    jobs = _function_jobs(baseline, donors, functions, seen, notes, again)
     say(
         stage,
         f"mixing: the functions of {len(donors)} donor{'s' if len(donors) != 1 else ''}",
     )
     upper = len(donors) * len(functions)
     per_function = pool.resolve(pool.verify(jobs, contenders=upper, stage=stage), pool.options)
-    best = _best_sources(per_function)
+    best = _best_sources(per_function + again)
     if len(best) < 2:
         return per_function, None  # a one-function mix is a function trial already
     by_label = {d.label: d for d in donors}
@@ -303,14 +345,17 @@ def _function_jobs(
     functions: list[str],
     seen: dict[str, str],
     notes: list[str],
+    again: list[Trial],
 ) -> Iterator[Job]:
-    """One function trial per (donor, function) worth timing (see the module docstring)."""
+    """One function trial per (donor, function) worth timing (see the module docstring);
+    a splice that is its donor again goes to ``again``, with the donor's verdict."""
     from asmopt.model.search.splice import SpliceError, splice_function
 
-    base_texts = _function_texts(baseline.asm)
-    texts = {d.label: _function_texts(d.candidate.asm) for d in donors}
+    base_texts = _function_code(baseline.asm)
+    texts = {d.label: _function_code(d.candidate.asm) for d in donors}
     for k, donor in enumerate(donors):
         mine = texts[donor.label]
+        differs = {f for f, code in mine.items() if code != base_texts.get(f)}
         for name in functions:
             if name not in mine or mine[name] == base_texts.get(name):
                 continue  # inlined away (or renamed to a clone), or the same code
@@ -333,12 +378,19 @@ def _function_jobs(
                 continue
             seen[key] = f"{donor.label}, function {name}"
             c = donor.candidate
-            yield (
-                Candidate(asm=spliced, policy=c.policy, label=f"{donor.label}: function {name}",
-                          function=name, portable=c.portable, meta=dict(c.meta)),
-                "function",
-                {name: donor.label},
+            candidate = Candidate(
+                asm=spliced, policy=c.policy, label=f"{donor.label}: function {name}",
+                function=name, portable=c.portable, meta=dict(c.meta),
             )  # fmt: skip
+            if differs == {name} and set(mine) == set(base_texts):
+                # The donor differs from the baseline in this function alone: the splice is
+                # the donor again, function for function (only their layout may differ).
+                notes.append(f"{donor.label}: `{name}` is {donor.label} again (not timed)")
+                result = replace(donor.result, candidate_hash=key)
+                again.append(Trial(candidate, result, "function", {name: donor.label},
+                                   same_code_as=donor.label))  # fmt: skip
+                continue
+            yield candidate, "function", {name: donor.label}
 
 
 def _best_sources(per_function: Iterable[Trial]) -> dict[str, Trial]:
@@ -365,8 +417,8 @@ def _is_one_donor(
     if len(labels) != 1:
         return False
     label = labels.pop()
-    base_texts = _function_texts(baseline.asm)
-    theirs = _function_texts(by_label[label].candidate.asm)
+    base_texts = _function_code(baseline.asm)
+    theirs = _function_code(by_label[label].candidate.asm)
     differs = {f for f, text in theirs.items() if text != base_texts.get(f) and f in base_texts}
     if not differs <= set(best):
         return False

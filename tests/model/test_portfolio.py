@@ -382,10 +382,14 @@ def test_the_mix_skips_splices_that_ties_make_redundant():
     pool, notes = _Pool(), []
     _mix(trials, pool, notes)
     timed = pool.asked[0][0]
-    # A's f; B only lends g (A left g alone; where both changed f, A's stands for both); C
-    # and D lend nothing; E does not tie with A, so it lends its h (its f, the same text as
-    # A's, makes the same file as A's f: not judged twice).
-    assert timed == ["A: function f", "B ties A: function g", "E slower, does not tie: function h"]
+    # A's f is A again (A differs from the baseline in f alone): not timed, A's verdict
+    # stands for it; B only lends g (A left g alone; where both changed f, A's stands for
+    # both); C and D lend nothing; E does not tie with A, so it lends its h (its f, the same
+    # text as A's, makes the same file as A's f: not judged twice).
+    assert timed == ["B ties A: function g", "E slower, does not tie: function h"]
+    assert "A: `f` is A again (not timed)" in notes
+    # The mix still takes f from A, on A's verdict.
+    assert pool.asked[1][0] == ["mix: f from A, g from B ties A, h from E slower, does not tie"]
     assert any("ties with A's" in n for n in notes)
     assert any("C as fast as the baseline: not mixed" in n for n in notes)
 
@@ -519,3 +523,23 @@ def test_candidates_timed_together_never_run_beside_each_other(setup, monkeypatc
     assert len(spans) > 10
     overlaps = [(a, b) for a, b in itertools.pairwise(spans) if b[0] < a[1]]
     assert not overlaps
+
+
+def test_functions_compare_by_code_not_by_label_numbers():
+    """Two builds of one function that differ only in how their labels are numbered are the
+    same code (the mix does not time a splice that is its donor again); a constant they name
+    counts by its contents."""
+    from asmopt.model.search.mixing import _function_code
+
+    def build(loop: str, const: str, text: str) -> str:
+        return (
+            f'\t.section .rodata.str1.1\n{const}:\n\t.string "{text}"\n\t.text\n'
+            "\t.globl main\n\t.type main, @function\nmain:\n"
+            f"\tleaq {const}(%rip), %rdi  # the format\n{loop}:\n\tsubl $1, %esi\n"
+            f"\tjne {loop}\n\tjmp puts@PLT\n\t.size main, .-main\n"
+        )
+
+    one = _function_code(build(".L3", ".LC0", "%d"))["main"]
+    assert one == _function_code(build(".L17", ".LC4", "%d"))["main"]
+    assert one != _function_code(build(".L3", ".LC0", "%d!"))["main"]
+    assert ".L3" not in one and "%d" in one
