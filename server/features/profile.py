@@ -51,7 +51,7 @@ from asmopt.server.results import source_key
 from asmopt.server.server import AsmoptLanguageServer
 
 if TYPE_CHECKING:
-    from asmopt.server.documents import FunctionInfo, Language
+    from asmopt.server.documents import FunctionInfo
 
 COMMAND = "asmopt.hottestFunctions"
 SHOW_COMMAND = "asmopt.showHottestFunctions"  # the client's quick pick (the lens's command)
@@ -456,7 +456,8 @@ async def definitions(
     """Where each function of ``path``'s program is defined, as (uri, zero-based line): in
     the file asked about first, then in the other sources of its target, in their order
     (the first definition of a name wins). An open file counts as the editor has it, any
-    other as it is on disk (read and, for assembly, parsed in a thread)."""
+    other as it is on disk: read and parsed in the server's parse process (tree-sitter's C
+    parser is not to be shared with the event loop's, nor the loop held up by a parse)."""
     where: dict[str, tuple[str, int]] = {}
 
     def add(at: str, functions: list[FunctionInfo]) -> None:
@@ -470,7 +471,7 @@ async def definitions(
         files = await server.in_thread(_target_files, server, path)
     except OSError:
         return where
-    on_disk: list[tuple[Path, str]] = []
+    on_disk: list[tuple[str, str]] = []
     for file, source in files:
         if asked is not None and server.source_of(uri) == source:
             continue
@@ -479,13 +480,18 @@ async def definitions(
             if not buffers[0].too_large:
                 add(buffers[0].uri, await server.functions(buffers[0]))
         elif file.suffix in SUFFIXES:
-            on_disk.append((file, file.as_uri()))
-    for file_uri, language, text, functions in await server.in_thread(_read_sources, on_disk):
-        if functions is None:  # C: tree-sitter's parser is the event loop's, as on opening
-            from asmopt.server.documents import Buffer
-
-            functions = Buffer(file_uri, language, text).functions()
-        add(file_uri, functions)
+            on_disk.append((str(file), file.as_uri()))
+    if not on_disk:
+        return where
+    loop = asyncio.get_running_loop()
+    try:
+        found = await loop.run_in_executor(server.parse_pool(), definitions_on_disk, on_disk)
+    except Exception as err:  # the pool broke or is shutting down: fewer locations
+        server.log(f"asmopt: cannot read the target's other sources: {err!r}")
+        return where
+    for file_uri, names in found:
+        for name, line in names:
+            where.setdefault(name, (file_uri, line))
     return where
 
 
@@ -499,25 +505,24 @@ def _target_files(server: AsmoptLanguageServer, path: Path) -> list[tuple[Path, 
     return [(file, source) for source, file in found.items()]
 
 
-def _read_sources(
-    files: list[tuple[Path, str]],
-) -> list[tuple[str, Language, str, list[FunctionInfo] | None]]:
-    """(uri, language, text, functions) of source files on disk; the functions of assembly
-    (parsed here: blocking), None for C. Unreadable and too large files are left out."""
-    from asmopt.server.documents import MAX_ANALYSED_CHARS, Language, asm_functions
+def definitions_on_disk(files: list[tuple[str, str]]) -> list[tuple[str, list[tuple[str, int]]]]:
+    """For each (path, uri) of a C or assembly file on disk, (uri, [(function, line)]): the
+    functions the editor would find in it (zero-based line of each start). Unreadable and
+    too large files are left out. Blocking: it runs in the server's parse process."""
+    from asmopt.server.documents import MAX_ANALYSED_CHARS, Buffer, Language
 
-    found: list[tuple[str, Language, str, list[FunctionInfo] | None]] = []
-    for file, uri in files:
+    found = []
+    for name, uri in files:
+        file = Path(name)
         try:
             if file.stat().st_size > MAX_ANALYSED_CHARS:
                 continue
             text = file.read_text(encoding="utf-8", errors="replace")
         except OSError:
             continue
-        if file.suffix == ".c":
-            found.append((uri, Language.C, text, None))
-        else:
-            found.append((uri, Language.ASM, text, asm_functions(text)))
+        buffer = Buffer(uri, Language.C if file.suffix == ".c" else Language.ASM, text)
+        functions = buffer.functions() if buffer.language is Language.C else buffer.asm_functions()
+        found.append((uri, [(fn.name, fn.range.start.line) for fn in functions]))
     return found
 
 
