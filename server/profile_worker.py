@@ -10,7 +10,8 @@ beside it are disturbed less.
 server -> worker (stdin)
     ``{"type": "run", "source", "settings", "workspace", "key"}``; closing stdin (the server
     went away) stops the worker and everything it started.
-worker -> server (stdout), exactly one line
+worker -> server (stdout), ``{"type": "started"}`` when it begins to build and run the
+program (the editor's lenses then say it measures), then exactly one line
     ``{"type": "result", "key", "target", "record", "stored"}`` (``record``: see
     :func:`asmopt.server.profiles.profile_record`; ``key``: the key of the files as they were
     when profiling began, which is the one stored, and only when no file changed meanwhile)
@@ -61,8 +62,9 @@ def _key(source: Path, top: Path | None, settings: Any) -> tuple[str, str]:
     return key, target.name if target else source.stem
 
 
-def run(request: dict[str, Any]) -> dict[str, Any]:
-    """Profile one target; the message to send back."""
+def run(request: dict[str, Any], started: Callable[[], None] = lambda: None) -> dict[str, Any]:
+    """Profile one target; the message to send back. ``started`` is called once the target
+    is known and its profile about to be made."""
     from asmopt.model.settings import Settings, SettingsError
     from asmopt.server.profiles import BUDGET, ProfileUnavailable, profile_record
 
@@ -79,6 +81,7 @@ def run(request: dict[str, Any]) -> dict[str, Any]:
     try:
         key, _name = _key(source, workspace, settings)
         profile_program = _load_profile_program()
+        started()
         name, profile = profile_program(
             OptimizeRequest(source=source, function=None, settings=settings, workspace=workspace),
             budget=BUDGET,
@@ -120,8 +123,14 @@ def main() -> int:
         answer: dict[str, Any] = {"type": "error", "message": f"bad profile request: {err}"}
     else:
         threading.Thread(target=_watch_stdin, daemon=True).start()
+
+        def started() -> None:
+            with contextlib.suppress(BrokenPipeError, ValueError):
+                out.write(json.dumps({"type": "started"}) + "\n")
+                out.flush()
+
         try:
-            answer = run(request)
+            answer = run(request, started)
         finally:
             with contextlib.suppress(Exception):
                 kill_children()  # nothing the profile started outlives it

@@ -251,13 +251,44 @@ def hottest_answer(
     }
 
 
+# What a source's lenses say while its target's profile is being made (``ProfileIndex.state``).
+WAITING = "waiting"  # for the optimize jobs to end: valgrind does not run beside their timings
+MEASURING = "measuring"  # the worker builds the program and runs it under callgrind
+STATE_TITLES = {
+    WAITING: "profile waits for the optimize job",
+    MEASURING: "measuring instructions…",
+}
+
+
+def state_lens_title(state: str) -> str:
+    """The lens on each function while the profile is being made."""
+    return STATE_TITLES.get(state, STATE_TITLES[MEASURING])
+
+
 class ProfileIndex:
-    """The profiles the server knows, by source file (``source_key``); ``generation`` grows
-    with every change, so cached lenses know when to be remade."""
+    """The profiles the server knows, by source file (``source_key``), and for the sources
+    whose profile is being made, in which state; ``generation`` grows with every change, so
+    cached lenses know when to be remade."""
 
     def __init__(self) -> None:
         self._by_source: dict[str, ProfileEntry] = {}
+        self._states: dict[str, str] = {}
         self.generation = 0
+
+    def state(self, source: str | None) -> str | None:
+        """``WAITING`` or ``MEASURING`` while ``source``'s profile is being made, else None."""
+        return self._states.get(source) if source is not None else None
+
+    def set_state(self, source: str, state: str | None) -> bool:
+        """Set (None: clear) the state of ``source``; True when it changed."""
+        if self._states.get(source) == state:
+            return False
+        if state is None:
+            del self._states[source]
+        else:
+            self._states[source] = state
+        self.generation += 1
+        return True
 
     def get(self, source: str | None) -> ProfileEntry | None:
         return self._by_source.get(source) if source is not None else None

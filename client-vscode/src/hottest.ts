@@ -1,8 +1,9 @@
 /**
  * "asmopt: Show hottest functions": the file's functions by their share of the instructions
  * their program executes on its tests (the server's `asmopt.hottestFunctions`: callgrind, in
- * the sandbox; instructions, not time), in a quick pick that jumps to the one chosen. The
- * profile lenses run it too, with the document's URI.
+ * the sandbox; instructions, not time), in a quick pick that jumps to the one chosen, in
+ * whichever source of the program defines it. The profile lenses run it too, with the
+ * document's URI.
  */
 
 import { isUriArg } from './commands';
@@ -25,12 +26,29 @@ export function isHottestAnswer(value: unknown): value is HottestAnswer {
     return typeof value === 'object' && value !== null && Array.isArray((value as HottestAnswer).functions);
 }
 
-/** The quick pick's items, hottest first. */
-export function hottestItems(answer: HottestAnswer): PickItem[] {
+/** The file name of a URI, decoded (`my%20file.c` -> `my file.c`). */
+function fileName(uri: string): string {
+    const last = uri.split('/').pop() ?? uri;
+    try {
+        return decodeURIComponent(last);
+    } catch {
+        return last;
+    }
+}
+
+/** Where a function is, for its item: nothing in the file asked about, else the other file. */
+function whereText(f: HotFunction, asked: string | undefined): string {
+    if (f.uri === null) return ' · not found in the sources of the program';
+    if (asked !== undefined && f.uri !== asked) return ` · in ${fileName(f.uri)}`;
+    return '';
+}
+
+/** The quick pick's items, hottest first; `asked`: the document the list is for. */
+export function hottestItems(answer: HottestAnswer, asked?: string): PickItem[] {
     return answer.functions.map((f: HotFunction) => ({
         label: f.name,
         description: `${shareText(f.share)} of instructions`,
-        detail: `${f.instructions.toLocaleString('en-US')} instructions` + (f.uri === null ? ' · defined in another file of the program' : ''),
+        detail: `${f.instructions.toLocaleString('en-US')} instructions` + whereText(f, asked),
     }));
 }
 
@@ -63,14 +81,16 @@ export class HottestFunctions {
             void this.host.showInfo(`asmopt: no function of ${answer.target} executed an instruction of its own on its tests.`);
             return undefined;
         }
-        const index = await this.host.pickItem(hottestItems(answer), hottestPlaceholder(answer));
+        const index = await this.host.pickItem(hottestItems(answer, uri), hottestPlaceholder(answer));
         if (index === undefined) return undefined;
         const chosen = answer.functions[index];
         if (chosen?.uri && chosen.line !== null) {
+            // The server names the file: the one asked about, or another source of the
+            // program, which is opened (revealLine opens any document).
             await this.host.revealLine(chosen.uri, chosen.line);
             return chosen;
         }
-        void this.host.showInfo(`asmopt: \`${chosen?.name}\` is defined in another file of ${answer.target}; open that file to see its lens.`);
+        void this.host.showInfo(`asmopt: \`${chosen?.name}\` is not defined in the sources of ${answer.target} (a library function, or one asmopt could not find).`);
         return undefined;
     }
 

@@ -72,7 +72,7 @@ export interface StatusParams {
     jobs: StatusJob[];
 }
 
-/** One function of `asmopt.hottestFunctions`: where it is defined, when that file was asked. */
+/** One function of `asmopt.hottestFunctions`: where it is defined (the file asked about or another source of its target), when found. */
 export interface HotFunction {
     name: string;
     instructions: number;

@@ -22,6 +22,7 @@ def register_all(server: AsmoptLanguageServer) -> None:
         profile,
         symbols,
         text_sync,
+        watch,
     )
 
     for feature in (
@@ -37,5 +38,6 @@ def register_all(server: AsmoptLanguageServer) -> None:
         optimize,
         apply,
         profile,
+        watch,
     ):
         feature.register(server)

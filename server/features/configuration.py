@@ -80,6 +80,9 @@ def register(server: AsmoptLanguageServer) -> None:
         finally:
             ls.settings_ready.set()
         ls.send_status()
+        from asmopt.server.features.watch import register_watchers
+
+        ls.spawn(register_watchers(ls))
 
     @server.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
     async def changed(ls: AsmoptLanguageServer, params: types.DidChangeConfigurationParams) -> None:

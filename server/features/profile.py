@@ -7,9 +7,14 @@ default on), the server looks for the target's profile in the workspace store un
 of its sources and tests (:func:`asmopt.server.profiles.profile_key`); only when there is
 none does it profile, in a worker process (:mod:`asmopt.server.profile_worker`), one
 profile at a time. When a file is saved, every profile whose key changed is dropped (its
-lenses go) and, for open files, made again. A failure on open is logged, never shown: a file
-without tests simply has no shares. ``asmopt.hottestFunctions`` profiles when needed, however
-the setting is, and answers with an error message instead of a list when it cannot.
+lenses go) and, for open files, made again; files changed on disk outside the editor do the
+same (:mod:`asmopt.server.features.watch`). While a profile is being made, each function of
+the files waiting for it has a lens saying so (``measuring instructions…``, or that it waits
+for the optimize job), and the editor is asked to refresh its lenses when that starts and
+ends. A failure on open is logged, never shown: a file without tests simply has no shares.
+``asmopt.hottestFunctions`` profiles when needed, however the setting is, answers with an
+error message instead of a list when it cannot, and says where each function is defined in
+any source of the target.
 """
 
 from __future__ import annotations
@@ -21,12 +26,15 @@ import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lsprotocol import types
 
 from asmopt.server.profiles import (
+    MEASURING,
+    WAITING,
     ProfileEntry,
     ProfileUnavailable,
     forget_profile,
@@ -35,6 +43,7 @@ from asmopt.server.profiles import (
     load_profile,
     profile_key,
     startup_lens_title,
+    state_lens_title,
 )
 from asmopt.server.results import source_key
 
@@ -47,6 +56,7 @@ if TYPE_CHECKING:
 COMMAND = "asmopt.hottestFunctions"
 SHOW_COMMAND = "asmopt.showHottestFunctions"  # the client's quick pick (the lens's command)
 TIMEOUT = 120.0  # seconds a profile may take before its worker is killed
+SHOW_AFTER = 0.3  # seconds a profile runs (after the worker started it) before its lens shows
 JOB_POLL = 0.5  # seconds between looks at whether the optimize jobs have ended
 SUFFIXES = (".c", ".s", ".S", ".asm")
 
@@ -63,6 +73,12 @@ class Profiler:
         self._sources: dict[str, tuple[Path, Path]] = {}  # source -> (path, workspace)
         self._stopped = False
         self._asked: dict[str, int] = {}  # sources being looked for, with how many askers
+        # While a profile is being made: its state as the lenses say it (by key; none while
+        # it is queued or starting), and the sources waiting for it (a source's keys, one
+        # per asker; the last one decides what its lenses say).
+        self._phase: dict[str, str | None] = {}
+        self._awaiting: dict[str, list[str]] = {}
+        self.changes = 0  # files saved or changed on disk (see _ensure)
 
     # ------------------------------------------------------------ asking
 
@@ -78,10 +94,11 @@ class Profiler:
             if not self._asked[source]:
                 del self._asked[source]
 
-    async def _ensure(self, path: Path, source: str) -> ProfileEntry | str:
+    async def _ensure(self, path: Path, source: str, tries: int = 3) -> ProfileEntry | str:
         server = self.server
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(server.settings_ready.wait(), timeout=10)
+        changes = self.changes
         try:
             key, settings, workspace = await server.in_thread(self._key, path)
         except ProfileUnavailable as err:
@@ -100,11 +117,48 @@ class Profiler:
         if task is None:
             task = asyncio.ensure_future(self._profile(path, workspace, key, settings))
             self._running[key] = task
-            task.add_done_callback(lambda _t: self._running.pop(key, None))
-        found = await asyncio.shield(task)
-        if isinstance(found, ProfileEntry):
-            self._show(source, found)
-        return found
+            task.add_done_callback(lambda _t: self._ended(key))
+        self._awaiting.setdefault(source, []).append(key)
+        self._update_states([source])
+        try:
+            found = await asyncio.shield(task)
+            if isinstance(found, ProfileEntry) and self.changes != changes and tries > 1:
+                # Files changed while it ran: show it only if it is still theirs.
+                try:
+                    now = (await server.in_thread(self._key, path))[0]
+                except (ProfileUnavailable, OSError):
+                    now = ""
+                if now != found.key:
+                    return await self._ensure(path, source, tries - 1)
+            if isinstance(found, ProfileEntry):
+                self._show(source, found)
+            return found
+        finally:
+            keys = self._awaiting[source]
+            keys.remove(key)
+            if not keys:
+                del self._awaiting[source]
+            self._update_states([source])
+
+    def _ended(self, key: str) -> None:
+        self._running.pop(key, None)
+        self._phase.pop(key, None)
+
+    def _set_phase(self, key: str, phase: str | None) -> None:
+        """The profile of ``key`` entered ``phase`` (None: one its lenses do not show)."""
+        self._phase[key] = phase
+        self._update_states([s for s, keys in self._awaiting.items() if key in keys])
+
+    def _update_states(self, sources: list[str]) -> None:
+        """Bring what the lenses of ``sources`` say about a profile being made up to date;
+        the editor is asked to fetch the lenses again when that changed."""
+        changed = False
+        for source in sources:
+            keys = self._awaiting.get(source)
+            state = self._phase.get(keys[-1]) if keys else None
+            changed |= self.server.profiles.set_state(source, state)
+        if changed:
+            self.server.refresh_views()
 
     def _key(self, path: Path) -> tuple[str, dict[str, Any], Path]:
         """(key, settings, workspace root): the root is the one the CLI finds (the nearest
@@ -154,11 +208,62 @@ class Profiler:
         the files that are open (when profiling on open); a saved file without a profile
         gets one (its target may just have gained tests)."""
         server = self.server
+        self.changes += 1
         path = server.path_of(uri)
         if path is not None and path.suffix in SUFFIXES:
             source = source_key(path)
             if server.profiles.get(source) is None and not self._busy(source):
                 server.spawn(self.on_open(uri))
+        await self.recheck()
+
+    async def on_files_changed(self, paths: list[Path]) -> None:
+        """Files changed on disk outside the editor (a checkout, a build script): as after
+        a save, the profiles whose files changed are dropped and made again for the files
+        that are open; an open file without a profile is looked at again when one of its
+        target's files changed (it may just have gained tests, or lost a build error)."""
+        server = self.server
+        self.changes += 1
+        for buffer in list(server.documents):
+            path = server.path_of(buffer.uri)
+            source = server.source_of(buffer.uri)
+            if path is None or source is None or path.suffix not in SUFFIXES:
+                continue
+            if server.profiles.get(source) is not None or self._busy(source):
+                continue
+            if await server.in_thread(self._touches, path, paths):
+                server.spawn(self.on_open(buffer.uri))
+        await self.recheck()
+
+    def _touches(self, path: Path, changed: list[Path]) -> bool:
+        """Is a file of ``changed`` one that ``path``'s profile depends on: a source of its
+        target, a test, an ``asmopt.toml`` above it, or, while it has no tests, any file
+        beside it (its ``tests/`` may be being made)? Blocking."""
+        from asmopt.model.settings import CONFIG_FILE
+
+        try:
+            _config, target, _problem = self.server.target_for(path)
+        except OSError:
+            return False
+        here = Path(source_key(path))
+        sources = {source_key(s) for s in (target.sources if target is not None else ())}
+        tests = target.tests if target is not None else None
+        tests_at = Path(source_key(tests)) if tests is not None else None
+        for file in changed:
+            at = Path(source_key(file))
+            if str(at) in sources or str(at) == str(here):
+                return True
+            if at.name == CONFIG_FILE and here.is_relative_to(at.parent):
+                return True
+            if tests_at is not None and at.is_relative_to(tests_at):
+                return True
+            if tests_at is None and at.is_relative_to(here.parent):
+                return True
+        return False
+
+    async def recheck(self) -> None:
+        """Drop the profiles whose key changed (their lenses go, and their records), and
+        make them again for the files that are open (when profiling on open)."""
+        server = self.server
         for source in server.profiles.sources():
             entry = server.profiles.get(source)
             where = self._sources.get(source)
@@ -190,15 +295,36 @@ class Profiler:
         async with self._lane:
             # An optimize job's timed runs come first: a profile (valgrind, a whole core) does
             # not start beside them, it waits for the jobs to end.
-            while self.server.jobs.active() and not self._stopped:
-                await asyncio.sleep(JOB_POLL)
+            if self.server.jobs.active() and not self._stopped:
+                self._set_phase(key, WAITING)
+                while self.server.jobs.active() and not self._stopped:
+                    await asyncio.sleep(JOB_POLL)
+                self._set_phase(key, None)
             if self._stopped:
                 return "the server is stopping"
-            return await self._run_worker(path, workspace, key, settings)
+            task = asyncio.current_task()
+
+            def started() -> None:
+                # Shown once callgrind has run a moment: a profile that fails at once (a
+                # build error, no profile to make) does not flash a lens.
+                asyncio.get_running_loop().call_later(SHOW_AFTER, self._measuring, key, task)
+
+            return await self._run_worker(path, workspace, key, settings, started)
+
+    def _measuring(self, key: str, task: asyncio.Task[Any] | None) -> None:
+        if task is not None and self._running.get(key) is task and not task.done():
+            self._set_phase(key, MEASURING)
 
     async def _run_worker(
-        self, path: Path, workspace: Path, key: str, settings: dict[str, Any]
+        self,
+        path: Path,
+        workspace: Path,
+        key: str,
+        settings: dict[str, Any],
+        started: Callable[[], None] = lambda: None,
     ) -> ProfileEntry | str:
+        """Profile in a worker process; ``started`` is called when the worker says that it
+        has begun to build and run the program."""
         from asmopt.server import proctree
 
         tmpdir = Path(tempfile.mkdtemp(prefix="asmopt-profile-", dir=self.server.scratch()))
@@ -226,7 +352,7 @@ class Profiler:
         try:
             process.stdin.write((json.dumps(request) + "\n").encode())
             await process.stdin.drain()
-            out, err = await asyncio.wait_for(process.communicate(), timeout=TIMEOUT)
+            out, err = await asyncio.wait_for(_talk(process, started), timeout=TIMEOUT)
         except TimeoutError:
             await asyncio.to_thread(proctree.kill_tree, process.pid)
             return f"profiling {path.name} took more than {TIMEOUT:.0f} s"
@@ -255,16 +381,59 @@ class Profiler:
         self._pids.clear()
 
 
+async def _talk(
+    process: asyncio.subprocess.Process, started: Callable[[], None]
+) -> tuple[bytes, bytes]:
+    """(the last line of its stdout, all its stderr) once the worker ended; ``started`` is
+    called on its ``started`` line. Both pipes are read at once: a worker that writes much
+    to stderr must not block on it."""
+    assert process.stdout is not None and process.stderr is not None
+    stdout = process.stdout
+
+    async def lines() -> bytes:
+        last = b""
+        async for line in stdout:
+            if not line.strip():
+                continue
+            try:
+                message = json.loads(line)
+            except ValueError:
+                message = None
+            if isinstance(message, dict) and message.get("type") == "started":
+                started()
+            else:
+                last = line
+        return last
+
+    out, err = await asyncio.gather(lines(), process.stderr.read())
+    await process.wait()
+    return out, err
+
+
 def profile_lenses(
     server: AsmoptLanguageServer, uri: str, source: str | None, functions: list[FunctionInfo]
 ) -> list[types.CodeLens]:
     """The profile's lenses of a buffer: each function's share (unless negligible), and once,
-    on its first function, that the run is mostly start-up and libc. They follow the
+    on its first function, that the run is mostly start-up and libc; while the profile is
+    being made, on each function, that it is (``measuring instructions…``). They follow the
     functions' own lenses in the list; an editor shows them beside those, on the same line."""
-    entry = server.profiles.get(source)
-    if entry is None or not functions:
+    if not functions:
         return []
     show = types.Command(title="", command=SHOW_COMMAND, arguments=[uri])
+    state = server.profiles.state(source)
+    if state == WAITING and not server.jobs.active():
+        state = None  # the job just ended: the profile is about to start
+    if state is not None:
+        busy = state_lens_title(state)
+        return [
+            types.CodeLens(
+                range=types.Range(fn.range.start, fn.range.start), command=_titled(show, busy)
+            )
+            for fn in functions
+        ]
+    entry = server.profiles.get(source)
+    if entry is None:
+        return []
     lenses = []
     startup = startup_lens_title(entry)
     if startup:
@@ -279,6 +448,82 @@ def profile_lenses(
             at = types.Range(fn.range.start, fn.range.start)
             lenses.append(types.CodeLens(range=at, command=_titled(show, title)))
     return lenses
+
+
+async def definitions(
+    server: AsmoptLanguageServer, uri: str, path: Path
+) -> dict[str, tuple[str, int]]:
+    """Where each function of ``path``'s program is defined, as (uri, zero-based line): in
+    the file asked about first, then in the other sources of its target, in their order
+    (the first definition of a name wins). An open file counts as the editor has it, any
+    other as it is on disk: read and parsed in the server's parse process (tree-sitter's C
+    parser is not to be shared with the event loop's, nor the loop held up by a parse)."""
+    where: dict[str, tuple[str, int]] = {}
+
+    def add(at: str, functions: list[FunctionInfo]) -> None:
+        for fn in functions:
+            where.setdefault(fn.name, (at, fn.range.start.line))
+
+    asked = server.documents.get(uri)
+    if asked is not None and not asked.too_large:
+        add(uri, await server.functions(asked))
+    try:
+        files = await server.in_thread(_target_files, server, path)
+    except OSError:
+        return where
+    on_disk: list[tuple[str, str]] = []
+    for file, source in files:
+        if asked is not None and server.source_of(uri) == source:
+            continue
+        buffers = server.buffers_of_source(source)
+        if buffers:
+            if not buffers[0].too_large:
+                add(buffers[0].uri, await server.functions(buffers[0]))
+        elif file.suffix in SUFFIXES:
+            on_disk.append((str(file), file.as_uri()))
+    if not on_disk:
+        return where
+    loop = asyncio.get_running_loop()
+    try:
+        found = await loop.run_in_executor(server.parse_pool(), definitions_on_disk, on_disk)
+    except Exception as err:  # the pool broke or is shutting down: fewer locations
+        server.log(f"asmopt: cannot read the target's other sources: {err!r}")
+        return where
+    for file_uri, names in found:
+        for name, line in names:
+            where.setdefault(name, (file_uri, line))
+    return where
+
+
+def _target_files(server: AsmoptLanguageServer, path: Path) -> list[tuple[Path, str]]:
+    """(path, source key) of the sources of ``path``'s target, ``path`` first (blocking)."""
+    _config, target, _problem = server.target_for(path)
+    files = [path, *(target.sources if target is not None else ())]
+    found: dict[str, Path] = {}
+    for file in files:
+        found.setdefault(source_key(file), file)
+    return [(file, source) for source, file in found.items()]
+
+
+def definitions_on_disk(files: list[tuple[str, str]]) -> list[tuple[str, list[tuple[str, int]]]]:
+    """For each (path, uri) of a C or assembly file on disk, (uri, [(function, line)]): the
+    functions the editor would find in it (zero-based line of each start). Unreadable and
+    too large files are left out. Blocking: it runs in the server's parse process."""
+    from asmopt.server.documents import MAX_ANALYSED_CHARS, Buffer, Language
+
+    found = []
+    for name, uri in files:
+        file = Path(name)
+        try:
+            if file.stat().st_size > MAX_ANALYSED_CHARS:
+                continue
+            text = file.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            continue
+        buffer = Buffer(uri, Language.C if file.suffix == ".c" else Language.ASM, text)
+        functions = buffer.functions() if buffer.language is Language.C else buffer.asm_functions()
+        found.append((uri, [(fn.name, fn.range.start.line) for fn in functions]))
+    return found
 
 
 def _titled(command: types.Command, title: str) -> types.Command:
@@ -323,9 +568,4 @@ def register(server: AsmoptLanguageServer) -> None:
         found = await runner.ensure(path)
         if isinstance(found, str):
             return {"error": found}
-        where: dict[str, tuple[str, int]] = {}
-        buffer = ls.documents.get(uri)
-        if buffer is not None:
-            for fn in await ls.functions(buffer):
-                where.setdefault(fn.name, (uri, fn.range.start.line))
-        return hottest_answer(found, where)
+        return hottest_answer(found, await definitions(ls, uri, path))

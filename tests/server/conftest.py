@@ -105,6 +105,7 @@ class Session:
         self.refreshes = 0
         self.edits: list[types.ApplyWorkspaceEditParams] = []
         self.statuses: list[Any] = []
+        self.registrations: list[types.Registration] = []
         self.versions: dict[str, int] = {}
 
     def uri(self, name: str) -> str:
@@ -235,6 +236,10 @@ async def session(
     ) -> types.ApplyWorkspaceEditResult:
         s.edits.append(params)
         return types.ApplyWorkspaceEditResult(applied=True)
+
+    @client.feature(types.CLIENT_REGISTER_CAPABILITY)
+    def register_capability(ls: Any, params: types.RegistrationParams) -> None:
+        s.registrations.extend(params.registrations)
 
     @client.feature("asmopt/status")
     def status(ls: Any, params: Any) -> None:

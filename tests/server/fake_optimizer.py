@@ -127,8 +127,9 @@ def _optimize(request, *, progress=None, cancel=None, on_update=None):
 
 def profile_program(request, *, budget=8.0, every_test=False):
     """A stand-in for ``profile_program``: the profile under ``"profile"`` in ``fake.json``
-    (``{"functions": {name: instructions}, "total": n}``), else none (an OptimizeError, so
-    the sessions of the other tests show no shares). Each call appends a line to
+    (``{"functions": {name: instructions}, "total": n}``, optional ``delay`` in seconds and
+    ``fail``, a message to fail with after the delay), else none (an OptimizeError, so the
+    sessions of the other tests show no shares). Each call appends a line to
     ``profiles-made.txt`` beside the source."""
     from asmopt.executor.profile import FunctionShare, Profile
 
@@ -141,6 +142,8 @@ def profile_program(request, *, budget=8.0, every_test=False):
     with open(source.parent / "profiles-made.txt", "a") as made:
         made.write(f"{source.name}\n")
     time.sleep(float(wanted.get("delay", 0.0)))
+    if wanted.get("fail"):  # a profile that fails once it ran a while
+        raise OptimizeError(str(wanted["fail"]))
     total = int(wanted["total"])
     counts = sorted(wanted["functions"].items(), key=lambda kv: -kv[1])
     functions = tuple(FunctionShare(n, v, v / total) for n, v in counts)

@@ -224,10 +224,10 @@ async def test_the_files_of_one_target_share_its_profile(workspace, lsp):
         ]
         assert _made(workspace) == 1
         answer = await s.command("asmopt.hottestFunctions", helper)
-        assert [(f["name"], f["uri"]) for f in answer["functions"]] == [
-            ("sum_to", None),  # defined in prog.c, not in the file asked about
-            ("helper", helper),
-            ("main", None),
+        assert [(f["name"], f["uri"], f["line"]) for f in answer["functions"]] == [
+            ("sum_to", prog, 2),  # defined in prog.c, the target's other file
+            ("helper", helper, 0),
+            ("main", prog, 10),
         ]
 
 
@@ -243,3 +243,116 @@ async def test_a_profile_waits_for_the_running_optimize_job(workspace, lsp):
         # The profile was made only once the job had ended.
         assert any("✓" in title for title in await s.lenses(uri)), await s.lenses(uri)
         assert _made(workspace) == 1
+
+
+MEASURING = "measuring instructions…"
+WAITING = "profile waits for the optimize job"
+
+
+async def _raw_lenses(s, uri: str) -> list[types.CodeLens]:
+    found = await s.client.text_document_code_lens_async(
+        types.CodeLensParams(types.TextDocumentIdentifier(uri))
+    )
+    return list(found or [])
+
+
+async def test_a_lens_says_the_profile_is_being_measured_until_it_is_made(workspace, lsp):
+    _fake_profile(workspace, {"sum_to": 620, "main": 5}, total=2000, delay=2.0)
+    async with lsp.session(workspace) as s:
+        uri = s.open("prog.c")
+        titles = await s.wait_for_lens(uri, MEASURING)
+        # On each function, where its share will be; the editor was asked to show it.
+        assert titles == ["Optimize", "Optimize", MEASURING, MEASURING]
+        lenses = await _raw_lenses(s, uri)
+        assert [lens.range.start.line for lens in lenses[2:]] == [2, 10]
+        assert lenses[2].command.command == "asmopt.showHottestFunctions"
+        await s.wait_for(lambda: s.refreshes >= 1, what="a refresh once it is measured")
+        before = s.refreshes
+        assert await s.wait_for_lens(uri, "31%") == ["Optimize", "Optimize", "31% of instructions"]
+        await s.wait_for(lambda: s.refreshes > before, what="a refresh once it is made")
+        assert not s.messages(), s.messages()
+
+
+async def test_a_failed_profile_leaves_no_measuring_lens(workspace, lsp):
+    _fake_profile(workspace, {"sum_to": 620}, total=2000, delay=1.5, fail="it does not build")
+    async with lsp.session(workspace) as s:
+        uri = s.open("prog.c")
+        await s.wait_for_lens(uri, MEASURING)
+        before = s.refreshes
+
+        async def gone() -> bool:
+            return await s.lenses(uri) == ["Optimize", "Optimize"]
+
+        await s.wait_for(gone, what="the measuring lenses to go")
+        await s.wait_for(lambda: s.refreshes > before, what="a refresh once it failed")
+        await asyncio.sleep(0.5)
+        assert await s.lenses(uri) == ["Optimize", "Optimize"]
+        assert not s.messages(), s.messages()  # a failure on open is only logged
+        assert not s.registrations  # this client cannot register file watchers
+
+
+async def test_no_refresh_is_asked_of_a_client_that_cannot(workspace, lsp):
+    import attrs
+
+    caps = attrs.evolve(
+        lsp.CAPABILITIES,
+        workspace=attrs.evolve(lsp.CAPABILITIES.workspace, code_lens=None, inlay_hint=None),
+    )
+    _fake_profile(workspace, {"sum_to": 620, "main": 5}, total=2000, delay=1.0)
+    async with lsp.session(workspace, capabilities=caps) as s:
+        uri = s.open("prog.c")
+        await s.wait_for_lens(uri, MEASURING)
+        await s.wait_for_lens(uri, "31%")
+        await asyncio.sleep(0.3)
+        assert s.refreshes == 0
+
+
+async def test_the_lens_says_the_profile_waits_for_the_optimize_job(workspace, lsp):
+    lsp.set_fake(workspace, "faster", stage_delay=1.5)
+    _fake_profile(workspace, {"sum_to": 620, "main": 5}, total=2000, delay=1.0)
+    async with lsp.session(workspace, settings={"profileOnOpen": False}) as s:
+        uri = s.open("prog.c")
+        await s.command("asmopt.optimizeFunction", uri, "sum_to")
+        asked = asyncio.ensure_future(s.command("asmopt.hottestFunctions", uri))
+        titles = await s.wait_for_lens(uri, WAITING)
+        assert titles.count(WAITING) == 2 and titles[0].startswith("running…"), titles
+        await s.wait_for_lens(uri, MEASURING, timeout=30)  # the job ended: callgrind runs
+        answer = await asyncio.wait_for(asked, 60)
+        assert answer["functions"][0]["name"] == "sum_to"
+        titles = await s.wait_for_lens(uri, "31%")
+        assert WAITING not in titles and MEASURING not in titles
+
+
+async def test_hottest_functions_finds_definitions_in_the_target_s_other_files(workspace, lsp):
+    """Functions defined in other files of the target come with their file and line: read
+    from disk when the file is not open, as the editor has it when it is."""
+    (workspace / "helper.c").write_text("long helper(long n)\n{\n    return n * 3;\n}\n")
+    (workspace / "fast.s").write_text(
+        "\t.text\n\t.globl\tfast\n\t.type\tfast, @function\nfast:\n\tmovq\t%rdi, %rax\n\tret\n"
+        "\t.size\tfast, .-fast\n"
+    )
+    (workspace / "asmopt.toml").write_text(
+        '[[target]]\nname = "prog"\nsources = ["prog.c", "helper.c", "fast.s"]\ntests = "tests"\n'
+    )
+    _fake_profile(
+        workspace,
+        {"sum_to": 620, "helper": 300, "fast": 200, "ghost": 100, "main": 5},
+        total=2000,
+    )
+    async with lsp.session(workspace, settings={"profileOnOpen": False}) as s:
+        helper = s.open("helper.c")
+        answer = await s.command("asmopt.hottestFunctions", helper)
+        prog, fast = s.uri("prog.c"), s.uri("fast.s")
+        assert [(f["name"], f["uri"], f["line"]) for f in answer["functions"]] == [
+            ("sum_to", prog, 2),  # prog.c is not open: from disk
+            ("helper", helper, 0),
+            ("fast", fast, 0),  # the assembly file's function, where its lens goes
+            ("ghost", None, None),  # defined nowhere in the target
+            ("main", prog, 10),
+        ]
+        # An open file counts as the editor has it (two lines added, not saved).
+        s.open("prog.c")
+        s.change(prog, "// a\n// b\n" + lsp.PROG_C)
+        answer = await s.command("asmopt.hottestFunctions", helper)
+        lines = {f["name"]: (f["uri"], f["line"]) for f in answer["functions"]}
+        assert lines["sum_to"] == (prog, 4) and lines["main"] == (prog, 12)

@@ -72,18 +72,33 @@ describe('asmopt.showHottestFunctions', () => {
         assert.deepEqual(host.revealed, []); // dismissed
     });
 
-    it('a function of another file: says so instead of jumping', async () => {
+    it('a function found in no source of the program: says so instead of jumping', async () => {
         const { host, hottest } = setup();
         host.pickAnswer = 1;
         assert.equal(await hottest.show([C]), undefined);
         assert.deepEqual(host.revealed, []);
-        assert.match(host.byLevel('info')[0].text, /`helper` is defined in another file of prog/);
+        assert.match(host.byLevel('info')[0].text, /`helper` is not defined in the sources of prog/);
+    });
+
+    it('a function of another file of the program: opens that file on its line', async () => {
+        const other = 'file:///w/my%20helpers.s';
+        const answer = { ...ANSWER, functions: [ANSWER.functions[0], { ...ANSWER.functions[1], uri: other, line: 7 }] };
+        const { host, hottest } = setup(answer);
+        host.pickAnswer = 1;
+        const chosen = await hottest.show([C]);
+        assert.equal(chosen?.name, 'helper');
+        assert.deepEqual(host.revealed, [{ uri: other, line: 7 }]);
+        assert.deepEqual(
+            host.picks[0].items.map((i) => i.detail),
+            ['1,240 instructions', '500 instructions · in my helpers.s'],
+        );
     });
 
     it('a start-up-bound run is said in the placeholder', () => {
         const text = hottestPlaceholder({ ...ANSWER, startupBound: 'only 4% ...', ownShare: 0.04 });
         assert.match(text, /Mostly start-up and libc: its own code runs 4.0% of them$/);
-        assert.match(hottestItems(ANSWER)[1].detail ?? '', /defined in another file/);
+        assert.match(hottestItems(ANSWER, C)[1].detail ?? '', /not found in the sources of the program/);
+        assert.equal(hottestItems(ANSWER, C)[0].detail, '1,240 instructions');
     });
 
     it("the server's reason when there is no profile", async () => {
