@@ -88,7 +88,6 @@ def language_of(language_id: str | None, uri: str) -> Language | None:
     return _EXTENSIONS.get(suffix) or _EXTENSIONS.get(suffix.lower())
 
 
-
 class Buffer:
     """One open document: its text, language, version and functions.
 
@@ -377,7 +376,6 @@ class Buffer:
             if fn.contains(position):
                 best = fn
         return best
-
 
 
 class DocumentStore:

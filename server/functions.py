@@ -32,7 +32,6 @@ def _le(a: types.Position, b: types.Position) -> bool:
     return (a.line, a.character) <= (b.line, b.character)
 
 
-
 # --------------------------------------------------------------------------- assembly index
 
 # Lines that cannot change where functions begin or end when edited inside a function's

@@ -62,4 +62,3 @@ def split_lines(text: str) -> list[str]:
     if not pieces or pieces[-1].endswith(("\n", "\r")):
         pieces.append("")
     return pieces
-

@@ -27,8 +27,8 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
 from asmopt.executor.benchmark import RacingRule
@@ -194,13 +194,19 @@ def optimize(
         pool.same_code = SameCode(baseline)
     planned = sum(_planned(p, request, proposals_per_policy) for p in policies)
     asked = _proposals(policies, request, proposals_per_policy, seen, unusable, notes, say, cancel)
+    background = ThreadPoolExecutor(1, thread_name_prefix="asmopt-confirm")
+    idle, early = _measure_early(pool, opts, say, background)
     try:
-        trials = pool.resolve(pool.verify(asked, contenders=planned), screen)
+        racing_confirms = pool.rule is not None and confirm > 0
+        screened = pool.verify(asked, contenders=planned, on_idle=idle if racing_confirms else None)
+        trials = pool.resolve(screened, screen)
         trials, mixed = _after_screening(
             baseline, trials, pool, opts, mix=mix and request.function is None,
             mix_sources=mix_sources, confirm=confirm, seen=seen, notes=notes, say=say,
+            background=background, early=early(),
         )  # fmt: skip
     finally:
+        background.shutdown(wait=True, cancel_futures=True)
         pool.close()
     ordered = _ordered(pool.resolve(trials), confirm > 0, notes)
     best = ordered[0] if ordered else None
@@ -281,32 +287,34 @@ def _after_screening(
     seen: dict[str, str],
     notes: list[str],
     say: Progress,
+    background: ThreadPoolExecutor,
+    early: Future[dict[str, Trial]] | None = None,
 ) -> tuple[list[Trial], Trial | None]:
     """Steps 3 and 4: the mix (when ``mix``) and the second measurement (``confirm``). A
     racing job measures its best whole-file candidate again *while* the mix's function trials
-    are timed (both keep the workers busy), then measures again any function or mix trial
-    whose median lies above that one's fresh CI (it may be better; a tie is not measured
-    again: it is a winner within the best's CI). Without racing, the mix comes first and the
-    best of everything is measured again after it (:func:`_confirm`)."""
+    are timed (both keep the workers busy; in ``background``, where ``early`` may have begun
+    it during the screening), then measures again any function or mix trial whose median
+    lies above that one's fresh CI (it may be better; a tie is not measured again: it is a
+    winner within the best's CI). Without racing, the mix comes first and the best of
+    everything is measured again after it (:func:`_confirm`)."""
     mixed: Trial | None = None
     if pool.rule is None or confirm == 0 or not mix:
         if mix and not pool.cancelled:
             extra, mixed = _mix(baseline, trials, pool, seen, notes, mix_sources, say)
             trials = trials + extra
         if confirm > 0 and not pool.cancelled:
-            trials = _confirm(trials, pool, opts, confirm, say)
+            trials = _confirm(trials, pool, opts, confirm, say, early)
         return trials, mixed
     if pool.cancelled:
         return trials, None
     chosen = _promising(trials, True, confirm)
-    if not chosen:
+    if not chosen and early is None:
         say(Stage.BENCHMARK, _NOTHING_AGAIN)
-    with ThreadPoolExecutor(1, thread_name_prefix="asmopt-confirm") as background:
-        again = background.submit(_measure_again, trials, chosen, pool, opts, say)
-        # Reported as benchmarking: the job's stages stay in order (the best is being
-        # measured again from here on).
-        extra, mixed = _mix(baseline, trials, pool, seen, notes, mix_sources, say, Stage.BENCHMARK)
-        trials = again.result()
+    again = background.submit(_measure_again, trials, chosen, pool, opts, say, early)
+    # Reported as benchmarking: the job's stages stay in order (the best is being measured
+    # again from here on).
+    extra, mixed = _mix(baseline, trials, pool, seen, notes, mix_sources, say, Stage.BENCHMARK)
+    trials = again.result()
     confirmed = rank(t for t in trials if t.confirmed)
     top = confirmed[0].result.speedup if confirmed else None
     if not pool.cancelled:
@@ -316,7 +324,12 @@ def _after_screening(
 
 
 def _confirm(
-    trials: list[Trial], pool: Verifier, opts: VerifyOptions, count: int, say: Progress
+    trials: list[Trial],
+    pool: Verifier,
+    opts: VerifyOptions,
+    count: int,
+    say: Progress,
+    early: Future[dict[str, Trial]] | None = None,
 ) -> list[Trial]:
     """Measure again, with twice the budget and half the CI target, the ``count`` best trials
     by CI lower bound and the ``count`` best by median: a screening run cut short by its
@@ -326,11 +339,12 @@ def _confirm(
     precision (``opts``: the precision the user asked for; the screening was looser): those
     within its CI are ties, reported with their screening figures, and measuring the best
     again is what keeps the winner's figure free of the selection. Trials that share
-    another's machine code are not measured again (their twin is)."""
+    another's machine code are not measured again (their twin is); nor is one ``early``
+    measured again already."""
     chosen = _promising(trials, pool.rule is not None, count)
-    if not chosen:
+    if not chosen and early is None:
         say(Stage.BENCHMARK, _NOTHING_AGAIN)
-    return _measure_again(trials, chosen, pool, opts, say)
+    return _measure_again(trials, chosen, pool, opts, say, early)
 
 
 def _promising(trials: list[Trial], racing: bool, count: int, above: float = 0.0) -> list[Trial]:
@@ -365,12 +379,33 @@ def _promising(trials: list[Trial], racing: bool, count: int, above: float = 0.0
 
 
 def _measure_again(
-    trials: list[Trial], chosen: list[Trial], pool: Verifier, opts: VerifyOptions, say: Progress
+    trials: list[Trial],
+    chosen: list[Trial],
+    pool: Verifier,
+    opts: VerifyOptions,
+    say: Progress,
+    early: Future[dict[str, Trial]] | None = None,
 ) -> list[Trial]:
     """``trials`` with each of ``chosen`` measured afresh (its screening result kept): at the
-    job's precision when it races, else with twice the budget and half the CI target."""
+    job's precision when it races, else with twice the budget and half the CI target. What
+    ``early`` measured afresh already (:func:`_measure_early`) is taken from it, not measured
+    again."""
+    known = early.result() if early is not None else {}
+    fresh = {**known, **_fresh([t for t in chosen if t.result.candidate_hash not in known],
+                               pool, opts, say)}  # fmt: skip
+    return [fresh.get(t.result.candidate_hash, t) for t in trials]
+
+
+def _fresh(
+    chosen: list[Trial],
+    pool: Verifier,
+    opts: VerifyOptions,
+    say: Progress,
+    stage: Stage = Stage.BENCHMARK,
+) -> dict[str, Trial]:
+    """Each of ``chosen`` measured afresh (see :func:`_measure_again`), by candidate hash."""
     if not chosen:
-        return trials
+        return {}
     bench = replace(opts.bench, seed=opts.bench.seed + 1)  # the seed: a new store key
     if pool.rule is None:
         bench = replace(
@@ -379,17 +414,17 @@ def _measure_again(
             min_rounds=2 * opts.bench.min_rounds,
             target_rel_ci=opts.bench.target_rel_ci / 2,
         )
-    say(Stage.BENCHMARK, f"measuring the best {len(chosen)} again")
+    say(stage, f"measuring the best {len(chosen)} again")
     # A race of their own: the screening figures do not count against the fresh ones.
     again = pool.verify(
         [(t.candidate, t.kind, t.sources) for t in chosen],
         replace(opts, bench=bench),
         contenders=len(chosen),
         fresh_race=True,
-        stage=Stage.BENCHMARK,
+        stage=stage,
     )
     by_hash = {t.result.candidate_hash: t for t in chosen}
-    fresh = {
+    return {
         t.result.candidate_hash: replace(
             by_hash[t.result.candidate_hash],
             result=t.result,
@@ -398,4 +433,22 @@ def _measure_again(
         for t in again
         if t.result.candidate_hash in by_hash
     }
-    return [fresh.get(t.result.candidate_hash, t) for t in trials]
+
+
+def _measure_early(
+    pool: Verifier, opts: VerifyOptions, say: Progress, background: ThreadPoolExecutor
+) -> tuple[Callable[[list[Trial]], bool], Callable[[], Future[dict[str, Trial]] | None]]:
+    """The screening's idle hook, and what it started: when every candidate is being verified
+    and a worker would be idle, the best so far is measured again at once (in ``background``)
+    rather than after the screening, so that the job's last step overlaps its first. If a
+    candidate screened later is better, it is measured again too (see
+    :func:`_after_screening`)."""
+    started: list[Future[dict[str, Trial]]] = []
+
+    def idle(done: list[Trial]) -> bool:
+        best = _promising(pool.resolve(done), True, 1)
+        if best and not started:
+            started.append(background.submit(_fresh, best, pool, opts, say, Stage.VERIFY))
+        return bool(started)
+
+    return idle, lambda: started[0] if started else None

@@ -128,9 +128,8 @@ class Verifier:
         self._first_done = False
         self._best_so_far = 1.0  # the highest CI lower bound streamed so far
         self._stream_lock = threading.Lock()
-        self.pool = ThreadPoolExecutor(
-            max_workers=workers * max(1, COHORT_SIZE), thread_name_prefix="asmopt-verify"
-        )
+        self.threads = workers * max(1, COHORT_SIZE)
+        self.pool = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="asmopt-verify")
 
     def close(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
@@ -236,12 +235,15 @@ class Verifier:
         contenders: int = 0,
         fresh_race: bool = False,
         stage: Stage = Stage.VERIFY,
+        on_idle: Callable[[list[Trial]], bool] | None = None,
     ) -> list[Trial]:
         """Verify ``jobs`` (taken one by one as they are made) ``workers`` at a time.
         ``contenders`` is how many more candidates this call may time (the racing rule's
         union bound counts them and every candidate raced before, unless ``fresh_race``).
         Each call races in a race of its own, so two calls may run at once (in two threads),
-        sharing the workers. Its progress lines report ``stage``."""
+        sharing the workers. Its progress lines report ``stage``. Once every job was taken
+        and fewer are left than the pool has threads (a worker would be idle), ``on_idle`` is
+        called with the trials done so far as each one ends, until it says it is done."""
         if self.cancel is not None and self.cancel.is_set():
             self.cancelled = True
         if self.cancelled:
@@ -282,7 +284,13 @@ class Verifier:
             futures[fut] = c
             pending.add(fut)
             collect(0)
+        looked = -1
         while pending:
+            idle = len(pending) < self.threads and len(done) > looked
+            if on_idle is not None and idle and not self.cancelled:
+                looked = len(done)
+                if on_idle(list(done)):
+                    on_idle = None
             collect(0.2)
         return done
 

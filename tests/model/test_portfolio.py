@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -454,10 +455,11 @@ def test_a_racing_job_confirms_while_it_mixes_and_then_what_may_beat_the_best():
     pool = _Pool({"W": 1.50, "W: function f": 1.60, "W: function g": 1.50})
     pool.rule = RacingRule()
     baseline = SimpleNamespace(asm=_variant())
-    trials, mixed = _after_screening(
-        baseline, [whole], pool, OPTIONS, mix=True, mix_sources=6, confirm=3,  # type: ignore[arg-type]
-        seen={}, notes=[], say=lambda *_: None,
-    )  # fmt: skip
+    with ThreadPoolExecutor(1) as background:
+        trials, mixed = _after_screening(
+            baseline, [whole], pool, OPTIONS, mix=True, mix_sources=6, confirm=3,  # type: ignore[arg-type]
+            seen={}, notes=[], say=lambda *_: None, background=background,
+        )  # fmt: skip
     confirmed = sorted(t.label for t in trials if t.confirmed)
     assert confirmed == ["W", "W: function f"]
     assert sorted(labels[0] for labels, _ in pool.asked) == [
@@ -543,3 +545,28 @@ def test_functions_compare_by_code_not_by_label_numbers():
     assert one == _function_code(build(".L17", ".LC4", "%d"))["main"]
     assert one != _function_code(build(".L3", ".LC0", "%d!"))["main"]
     assert ".L3" not in one and "%d" in one
+
+
+def test_the_best_measured_again_during_the_screening_is_not_measured_again_after_it():
+    """When the screening leaves a worker idle, the best so far is measured again at once
+    (``_measure_early``); the confirmation after the screening takes that measurement."""
+    from types import SimpleNamespace
+
+    from asmopt.executor.benchmark import RacingRule
+    from asmopt.model.search.portfolio import _after_screening, _measure_early
+
+    whole = _whole("W", _variant(f=True, g=True), 1.50, 1.49, 1.51)
+    pool = _Pool({"W": 1.50, "W: function f": 1.50, "W: function g": 1.50})
+    pool.rule = RacingRule()
+    with ThreadPoolExecutor(1) as background:
+        idle, early = _measure_early(pool, OPTIONS, lambda *_: None, background)  # type: ignore[arg-type]
+        assert not idle([]) and early() is None  # nothing to measure yet: asked again later
+        assert idle([whole]) and early() is not None
+        trials, _ = _after_screening(
+            SimpleNamespace(asm=_variant()), [whole], pool, OPTIONS, mix=True, mix_sources=6,  # type: ignore[arg-type]
+            confirm=3, seen={}, notes=[], say=lambda *_: None, background=background,
+            early=early(),
+        )  # fmt: skip
+    asked = [labels for labels, _ in pool.asked]
+    assert asked.count(["W"]) == 1  # once, early
+    assert [t.label for t in trials if t.confirmed] == ["W"]
