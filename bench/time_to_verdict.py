@@ -134,7 +134,13 @@ def same_or_within(before: dict, after: dict) -> str:
     if before["label"] == after["label"]:
         return "same"
     low, high = before["ci"]
-    return "within CI" if low <= after["median"] <= high else "NO"
+    if low <= after["median"] <= high:
+        return "within CI"
+    # Not the criterion, but what tells a tie from a different answer: each winner's
+    # median inside the other's CI.
+    now_low, now_high = after["ci"]
+    tie = now_low <= before["median"] <= now_high
+    return "NO (ties: the old median is inside the new CI)" if tie else "NO"
 
 
 def aa_check(trials: int) -> list[list[object]]:

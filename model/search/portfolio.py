@@ -391,6 +391,8 @@ def _measure_again(
     ``early`` measured afresh already (:func:`_measure_early`) is taken from it, not measured
     again."""
     known = early.result() if early is not None else {}
+    for trial in known.values():
+        say(Stage.BENCHMARK, f"{trial.label} was measured again: {trial.result.message}")
     fresh = {**known, **_fresh([t for t in chosen if t.result.candidate_hash not in known],
                                pool, opts, say)}  # fmt: skip
     return [fresh.get(t.result.candidate_hash, t) for t in trials]
