@@ -27,7 +27,7 @@ import dataclasses
 import threading
 import time
 from collections.abc import Callable, Hashable, Sequence
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -196,7 +196,7 @@ class _Runs:
         limits: SandboxLimits | None,
         cancel: threading.Event | None,
     ) -> RunResult:
-        with self._shared[0].turn() if self._shared is not None else nullcontext():
+        with self.turn():
             if self.sessions is not None:
                 return run_test(self.sessions[index], test, limits, cancel)
             return self._sandbox.run(
@@ -217,6 +217,23 @@ class _Runs:
                     return test, run
         return tests[0], None
 
+    def turn(self) -> AbstractContextManager[None]:
+        """The cohort's turn (held across the runs made inside), or nothing outside one."""
+        return self._shared[0].turn() if self._shared is not None else nullcontext()
+
+    def announce(self, test: TestCase, limits: SandboxLimits | None) -> SharedRun | None:
+        """In a cohort, announce the baseline run of ``test`` this candidate will make, for
+        other members to pair with (None outside a cohort)."""
+        if self._shared is None:
+            return None
+        cohort, me = self._shared
+        return cohort.announce((test.name, limits), me)
+
+    def withdraw(self, announced: SharedRun | None) -> None:
+        """An announced run will not be made (this candidate failed first)."""
+        if announced is not None and self._shared is not None:
+            self._shared[0].fail(announced)
+
     def baseline(
         self,
         test: TestCase,
@@ -224,15 +241,17 @@ class _Runs:
         cancel: threading.Event | None,
         check: RunCheck | None,
         k: int,
+        announced: SharedRun | None = None,
     ) -> _Done:
-        """Run the baseline on ``test`` now and check it like a test; in a cohort, announced
-        first so that other members can pair with it."""
+        """Run the baseline on ``test`` now and check it like a test; in a cohort, share it
+        (as ``announced``, or announced now)."""
         if self._shared is None:
             run = self.run(0, test, limits, cancel)
             seconds = _checked(run, "baseline", test, check, k)
             return _Done(seconds, run.wall_seconds, run.cpu_source)
         cohort, me = self._shared
-        announced = cohort.announce((test.name, limits), me)
+        if announced is None:
+            announced = cohort.announce((test.name, limits), me)
         try:
             run = self.run(0, test, limits, cancel)
             seconds = _checked(run, "baseline", test, check, k)
@@ -315,27 +334,39 @@ def _round(
 ) -> tuple[list[float], list[float], list[float]]:
     """One round: every test once on each side; the CPU times of A's and B's runs (in the
     order of ``tests``), and the wall time of each side. Which side goes first alternates by
-    round and by test. With shared baseline runs, a test whose baseline run another
-    candidate is making (or just made) goes next, paired with that run."""
+    round and by test. In a cohort, a test whose baseline run another member announced (or
+    just made) goes next, paired with that run; a baseline run of the candidate's own is
+    announced as soon as it is decided on, for the others to pair with."""
     a_times: dict[str, float] = {}
     b_times: dict[str, float] = {}
     walls = [0.0, 0.0]
     left = list(tests)
     while left:
-        i = len(tests) - len(left)
+        k = round_no + 1
+        first = (round_no + len(tests) - len(left)) % 2 == 0  # the baseline first
         test, claimed = runs.claim(left, limits)
         left.remove(test)
+        mine = runs.announce(test, limits) if claimed is None else None
         paired = None
-        if claimed is None and (round_no + i) % 2 == 0:  # the baseline first
-            paired = runs.baseline(test, limits, cancel, check, round_no + 1)
-        cand = runs.run(1, test, limits, cancel)
-        b_times[test.name] = _checked(cand, "candidate", test, check, round_no + 1)
+        # Its own baseline run and its run of the test back to back, in one turn.
+        with runs.turn() if claimed is None else nullcontext():
+            if claimed is None and first:
+                paired = runs.baseline(test, limits, cancel, check, k, mine)
+            try:
+                cand = runs.run(1, test, limits, cancel)
+                b_times[test.name] = _checked(cand, "candidate", test, check, k)
+            except BaseException:
+                if paired is None:
+                    runs.withdraw(mine)  # announced, never to run: nobody may wait for it
+                raise
+            if claimed is None and paired is None:
+                paired = runs.baseline(test, limits, cancel, check, k, mine)
         rounds.sources.add(cand.cpu_source)
         walls[1] += cand.wall_seconds
         if claimed is not None:
-            paired = runs.paired(claimed, test, limits, cancel, check, round_no + 1)
-        elif paired is None:
-            paired = runs.baseline(test, limits, cancel, check, round_no + 1)
+            # Outside any turn of its own: the run's owner needs one to make it.
+            paired = runs.paired(claimed, test, limits, cancel, check, k)
+        assert paired is not None
         a_times[test.name] = paired.cpu_seconds
         walls[0] += paired.wall_seconds
         rounds.sources.add(paired.cpu_source)

@@ -85,6 +85,7 @@ class Cohort:
         self._turns = threading.Condition()
         self._queue: deque[object] = deque()
         self._busy = False
+        self._holder: int | None = None  # the thread holding the turn
         self._latest: dict[Hashable, SharedRun] = {}  # test key -> its latest baseline run
         self._links: set[frozenset[Hashable]] = set()
         self.members = 0  # candidates assigned to it and not done (the caller keeps count)
@@ -93,7 +94,12 @@ class Cohort:
 
     @contextmanager
     def turn(self) -> Iterator[None]:
-        """Hold the cohort's core: one process of the cohort at a time, in arrival order."""
+        """Hold the cohort's core: one process of the cohort at a time, in arrival order. A
+        thread that holds it may take it again inside (a candidate's own baseline run and its
+        run of the same test, back to back)."""
+        if self._holder == threading.get_ident():
+            yield
+            return
         me = object()
         with self._turns:
             self._queue.append(me)
@@ -101,11 +107,13 @@ class Cohort:
                 self._turns.wait()
             self._queue.popleft()
             self._busy = True
+            self._holder = threading.get_ident()
         try:
             yield
         finally:
             with self._turns:
                 self._busy = False
+                self._holder = None
                 self._turns.notify_all()
 
     def claim(self, key: Hashable, me: Hashable) -> SharedRun | None:

@@ -126,6 +126,7 @@ class Verifier:
         self.cohorts = [Cohort() for _ in range(workers)] if COHORT_SIZE > 1 else []
         self._cohort_turns = threading.Condition()
         self._first_done = False
+        self._first: Cohort | None = None  # the first candidate's cohort
         self._best_so_far = 1.0  # the highest CI lower bound streamed so far
         self._stream_lock = threading.Lock()
         self.threads = workers * max(1, COHORT_SIZE)
@@ -295,21 +296,27 @@ class Verifier:
         return done
 
     def _join(self) -> Cohort | None:
-        """The cohort a candidate is timed in: the one with the fewest members. Until the
-        first candidate's verdict, each is timed alone (the first verdict comes sooner);
-        then up to ``COHORT_SIZE`` share a cohort (more verdicts per minute)."""
+        """The cohort a candidate is timed in: the one with the fewest members, at most
+        ``COHORT_SIZE``. Until a first verdict, the first candidate has its cohort (its
+        core) to itself, so that verdict comes as soon as when every candidate had a core."""
         if not self.cohorts:
             return None
         with self._cohort_turns:
             while True:
-                room = COHORT_SIZE if self._first_done else 1
-                free = [c for c in self.cohorts if c.members < room]
+                free = [c for c in self.cohorts if c.members < self._room(c)]
                 if free or (self.cancel is not None and self.cancel.is_set()):
                     break
                 self._cohort_turns.wait(0.2)
             cohort = min(free or self.cohorts, key=lambda c: c.members)
             cohort.members += 1
+            if self._first is None:
+                self._first = cohort
         return cohort
+
+    def _room(self, cohort: Cohort) -> int:
+        if self._first_done or (self._first is not None and cohort is not self._first):
+            return COHORT_SIZE
+        return 1
 
     def _leave(self, cohort: Cohort | None) -> None:
         if cohort is not None:

@@ -176,3 +176,22 @@ def test_early_separation_leaves_out_candidates_that_shared_baseline_runs(linked
     race.check("fast", "fast", [2.0] * 5 + [2.01] * 5)
     reason = race.check("slow", "slow", [1.0, 1.01, 1.02, 1.0, 1.01])
     assert (reason is None) == linked
+
+
+def test_a_turn_taken_again_by_its_holder_does_not_wait():
+    cohort = Cohort()
+    with cohort.turn(), cohort.turn():
+        pass
+    with cohort.turn():  # and it was given back
+        pass
+
+
+def test_a_candidates_own_baseline_run_and_its_run_are_back_to_back():
+    clock = _Clock()
+    _time_together(3, Cohort(), clock, tests=2)
+    runs = sorted(clock.runs, key=lambda r: r[1])
+    for i, (who, *_) in enumerate(runs):
+        if who.startswith("base-for-"):
+            owner = who.removeprefix("base-for-")
+            neighbours = {runs[j][0] for j in (i - 1, i + 1) if 0 <= j < len(runs)}
+            assert owner in neighbours, (who, neighbours)
