@@ -12,9 +12,10 @@ core instead:
 - a candidate about to run a test pairs with the cohort's latest baseline run of that test
   when that run is still to come (another member announced it) or ended no longer ago than
   twice its own duration, and it has not paired with that run before (:meth:`Cohort.claim`);
-  it runs its own test in its turn and then takes that run's figures. Else it runs the
-  baseline itself (:meth:`Cohort.announce` ... :meth:`Cohort.finish`), and that run is there
-  for the others.
+  it runs its own test in its turn and then takes that run's figures. Else it announces a
+  baseline run of its own at once (:meth:`Cohort.announce`; others may pair with it from then
+  on) and makes it and its own run of the test back to back, in one turn, as a candidate
+  timed alone does (:meth:`Cohort.finish`).
 
 What stays true:
 
