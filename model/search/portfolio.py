@@ -194,7 +194,8 @@ def optimize(
         pool.same_code = SameCode(baseline)
     planned = sum(_planned(p, request, proposals_per_policy) for p in policies)
     asked = _proposals(policies, request, proposals_per_policy, seen, unusable, notes, say, cancel)
-    background = ThreadPoolExecutor(1, thread_name_prefix="asmopt-confirm")
+    # Two threads: the best measured again early, and the confirmation after the screening.
+    background = ThreadPoolExecutor(2, thread_name_prefix="asmopt-confirm")
     idle, early = _measure_early(pool, opts, say, background)
     try:
         racing_confirms = pool.rule is not None and confirm > 0
@@ -288,7 +289,7 @@ def _after_screening(
     notes: list[str],
     say: Progress,
     background: ThreadPoolExecutor,
-    early: Future[dict[str, Trial]] | None = None,
+    early: _Early | None = None,
 ) -> tuple[list[Trial], Trial | None]:
     """Steps 3 and 4: the mix (when ``mix``) and the second measurement (``confirm``). A
     racing job measures its best whole-file candidate again *while* the mix's function trials
@@ -329,7 +330,7 @@ def _confirm(
     opts: VerifyOptions,
     count: int,
     say: Progress,
-    early: Future[dict[str, Trial]] | None = None,
+    early: _Early | None = None,
 ) -> list[Trial]:
     """Measure again, with twice the budget and half the CI target, the ``count`` best trials
     by CI lower bound and the ``count`` best by median: a screening run cut short by its
@@ -384,17 +385,19 @@ def _measure_again(
     pool: Verifier,
     opts: VerifyOptions,
     say: Progress,
-    early: Future[dict[str, Trial]] | None = None,
+    early: _Early | None = None,
 ) -> list[Trial]:
     """``trials`` with each of ``chosen`` measured afresh (its screening result kept): at the
     job's precision when it races, else with twice the budget and half the CI target. What
     ``early`` measured afresh already (:func:`_measure_early`) is taken from it, not measured
     again."""
-    known = early.result() if early is not None else {}
+    # What ``early`` is measuring is not measured twice; the rest is measured meanwhile.
+    started = early.chash if early is not None else ""
+    fresh = _fresh([t for t in chosen if t.result.candidate_hash != started], pool, opts, say)
+    known = early.future.result() if early is not None else {}
     for trial in known.values():
         say(Stage.BENCHMARK, f"{trial.label} was measured again: {trial.result.message}")
-    fresh = {**known, **_fresh([t for t in chosen if t.result.candidate_hash not in known],
-                               pool, opts, say)}  # fmt: skip
+    fresh.update(known)
     return [fresh.get(t.result.candidate_hash, t) for t in trials]
 
 
@@ -437,20 +440,29 @@ def _fresh(
     }
 
 
+@dataclass(frozen=True)
+class _Early:
+    """A fresh measurement begun during the screening: whose, and what it found."""
+
+    chash: str
+    future: Future[dict[str, Trial]]
+
+
 def _measure_early(
     pool: Verifier, opts: VerifyOptions, say: Progress, background: ThreadPoolExecutor
-) -> tuple[Callable[[list[Trial]], bool], Callable[[], Future[dict[str, Trial]] | None]]:
+) -> tuple[Callable[[list[Trial]], bool], Callable[[], _Early | None]]:
     """The screening's idle hook, and what it started: when every candidate is being verified
     and a worker would be idle, the best so far is measured again at once (in ``background``)
     rather than after the screening, so that the job's last step overlaps its first. If a
-    candidate screened later is better, it is measured again too (see
-    :func:`_after_screening`)."""
-    started: list[Future[dict[str, Trial]]] = []
+    candidate screened later is better, it is measured again too, without waiting for this
+    one (see :func:`_measure_again`)."""
+    started: list[_Early] = []
 
     def idle(done: list[Trial]) -> bool:
         best = _promising(pool.resolve(done), True, 1)
         if best and not started:
-            started.append(background.submit(_fresh, best, pool, opts, say, Stage.VERIFY))
+            future = background.submit(_fresh, best, pool, opts, say, Stage.VERIFY)
+            started.append(_Early(best[0].result.candidate_hash, future))
         return bool(started)
 
     return idle, lambda: started[0] if started else None
