@@ -127,6 +127,8 @@ class Verifier:
         self._cohort_turns = threading.Condition()
         self._first_done = False
         self._first: Cohort | None = None  # the first candidate's cohort
+        self._tickets = 0  # candidates submitted
+        self._joined = 0  # the ticket that may join next
         self._best_so_far = 1.0  # the highest CI lower bound streamed so far
         self._stream_lock = threading.Lock()
         self.threads = workers * max(1, COHORT_SIZE)
@@ -167,6 +169,7 @@ class Verifier:
         sources: dict[str, str],
         options: VerifyOptions,
         race: Race | None,
+        ticket: int = 0,
     ) -> Trial:
         meta = {
             "policy": candidate.policy,
@@ -178,7 +181,7 @@ class Verifier:
         }
         chash = candidate_hash(candidate.asm)
         label = candidate.label or candidate.policy
-        cohort = self._join()
+        cohort = self._join(ticket)
         try:
             result = Judge(self.baseline, self.sandbox, options, self.store).judge(
                 candidate.asm,
@@ -281,7 +284,10 @@ class Verifier:
             if self.cancelled or (self.cancel is not None and self.cancel.is_set()):
                 self.cancelled = True
                 break
-            fut = self.pool.submit(self._one, c, kind, sources, opts, race)
+            with self._cohort_turns:
+                ticket = self._tickets
+                self._tickets += 1
+            fut = self.pool.submit(self._one, c, kind, sources, opts, race, ticket)
             futures[fut] = c
             pending.add(fut)
             collect(0)
@@ -295,22 +301,26 @@ class Verifier:
             collect(0.2)
         return done
 
-    def _join(self) -> Cohort | None:
+    def _join(self, ticket: int) -> Cohort | None:
         """The cohort a candidate is timed in: the one with the fewest members, at most
-        ``COHORT_SIZE``. Until a first verdict, the first candidate has its cohort (its
-        core) to itself, so that verdict comes as soon as when every candidate had a core."""
+        ``COHORT_SIZE``; candidates join in the order they were submitted (``ticket``).
+        Until a first verdict, the first candidate has its cohort (its core) to itself, so
+        that verdict comes as soon as when every candidate had a core."""
         if not self.cohorts:
             return None
         with self._cohort_turns:
             while True:
                 free = [c for c in self.cohorts if c.members < self._room(c)]
-                if free or (self.cancel is not None and self.cancel.is_set()):
+                stop = self.cancel is not None and self.cancel.is_set()
+                if stop or (free and ticket <= self._joined):
                     break
                 self._cohort_turns.wait(0.2)
             cohort = min(free or self.cohorts, key=lambda c: c.members)
             cohort.members += 1
+            self._joined = max(self._joined, ticket + 1)
             if self._first is None:
                 self._first = cohort
+            self._cohort_turns.notify_all()
         return cohort
 
     def _room(self, cohort: Cohort) -> int:
