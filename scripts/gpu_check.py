@@ -270,8 +270,11 @@ def check_concurrent_reward(work: Path, calls: int) -> dict[str, Any]:
     R._EVALUATORS.clear()
     same = all(v == serial[a] for a, (_, v) in zip(jobs, concurrent, strict=True))
     expected = {answers[0]: 1.0, answers[1]: 0.0, answers[2]: -1.0}
+    # gcc -O2's loop is a few percent faster than the -O3 baseline's: correct, and faster
+    # (1 + 10 x speed-up) when the half-second budget shows it, which 24 calls at once on two
+    # cores do not always allow; then it scores as correct but not faster (1.0).
     scores_ok = all(
-        s == expected[a] if a in expected else s > 11.0
+        s == expected[a] if a in expected else (s == 1.0 or s > 11.0)
         for a, (s, _) in zip(jobs, concurrent, strict=True)
     )
     return {
