@@ -96,6 +96,20 @@ def set_fake(workspace: Path, mode: str, **extra: Any) -> None:
     (workspace / "fake.json").write_text(json.dumps({"mode": mode, **extra}))
 
 
+def set_fake_profile(workspace: Path, functions: dict[str, int], total: int, **extra: Any) -> None:
+    """Have the fake profiler answer with these per-function instruction counts."""
+    control = workspace / "fake.json"
+    config = json.loads(control.read_text()) if control.exists() else {}
+    config["profile"] = {"functions": functions, "total": total, **extra}
+    control.write_text(json.dumps(config))
+
+
+def profiles_made(workspace: Path) -> int:
+    """How many profiles the fake profiler made in ``workspace``."""
+    made = workspace / "profiles-made.txt"
+    return len(made.read_text().splitlines()) if made.exists() else 0
+
+
 class Session:
     """A started client plus what the tests look at."""
 
@@ -294,6 +308,8 @@ def lsp():
     return SimpleNamespace(
         session=session,
         set_fake=set_fake,
+        set_fake_profile=set_fake_profile,
+        profiles_made=profiles_made,
         living_markers=living_markers,
         MARKER="# asmopt-fake-candidate",
         CHILD_MARKER="1000.4242",

@@ -7,7 +7,6 @@ hottest first."""
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from pathlib import Path
 
@@ -61,18 +60,6 @@ async def _hover(s, uri: str, text: str, name: str) -> str:
     return found.contents.value
 
 
-def _fake_profile(workspace: Path, functions: dict[str, int], total: int, **extra) -> None:
-    control = workspace / "fake.json"
-    config = json.loads(control.read_text()) if control.exists() else {}
-    config["profile"] = {"functions": functions, "total": total, **extra}
-    control.write_text(json.dumps(config))
-
-
-def _made(workspace: Path) -> int:
-    made = workspace / "profiles-made.txt"
-    return len(made.read_text().splitlines()) if made.exists() else 0
-
-
 @pytest.mark.slow
 async def test_a_real_profile_shows_in_the_lens_and_hover_and_is_stored(tmp_path, lsp):
     _hot_workspace(tmp_path)
@@ -106,7 +93,7 @@ async def test_a_real_profile_shows_in_the_lens_and_hover_and_is_stored(tmp_path
 
 
 async def test_shares_negligible_functions_and_no_profile_before_it_is_made(workspace, lsp):
-    _fake_profile(workspace, {"sum_to": 620, "main": 5}, total=2000, delay=0.5)
+    lsp.set_fake_profile(workspace, {"sum_to": 620, "main": 5}, total=2000, delay=0.5)
     async with lsp.session(workspace) as s:
         uri = s.open("prog.c")
         assert await s.lenses(uri) == ["Optimize", "Optimize"]  # while it profiles
@@ -118,7 +105,7 @@ async def test_shares_negligible_functions_and_no_profile_before_it_is_made(work
 
 
 async def test_a_start_up_bound_run_is_said_once(workspace, lsp):
-    _fake_profile(workspace, {"sum_to": 30, "main": 10}, total=4000)
+    lsp.set_fake_profile(workspace, {"sum_to": 30, "main": 10}, total=4000)
     async with lsp.session(workspace) as s:
         uri = s.open("prog.c")
         titles = await s.wait_for_lens(uri, "own code")
@@ -135,16 +122,16 @@ async def test_a_start_up_bound_run_is_said_once(workspace, lsp):
 
 
 async def test_reopening_uses_the_store_and_a_saved_change_profiles_again(workspace, lsp):
-    _fake_profile(workspace, {"sum_to": 620, "main": 5}, total=2000)
+    lsp.set_fake_profile(workspace, {"sum_to": 620, "main": 5}, total=2000)
     async with lsp.session(workspace) as s:
         uri = s.open("prog.c")
         await s.wait_for_lens(uri, "31%")
-    assert _made(workspace) == 1
+    assert lsp.profiles_made(workspace) == 1
     async with lsp.session(workspace) as s:
         uri = s.open("prog.c")
         await s.wait_for_lens(uri, "31%")
-        assert _made(workspace) == 1  # from .asmopt/results.sqlite
-        _fake_profile(workspace, {"sum_to": 1000, "main": 5}, total=2000)
+        assert lsp.profiles_made(workspace) == 1  # from .asmopt/results.sqlite
+        lsp.set_fake_profile(workspace, {"sum_to": 1000, "main": 5}, total=2000)
         changed = lsp.PROG_C.replace("% 7", "% 9")
         (workspace / "prog.c").write_text(changed)
         s.change(uri, changed)
@@ -152,22 +139,22 @@ async def test_reopening_uses_the_store_and_a_saved_change_profiles_again(worksp
             types.DidSaveTextDocumentParams(types.TextDocumentIdentifier(uri))
         )
         await s.wait_for_lens(uri, "50% of instructions")
-        assert _made(workspace) == 2
+        assert lsp.profiles_made(workspace) == 2
         # A save that changes nothing the profile depends on keeps it.
         s.client.text_document_did_save(
             types.DidSaveTextDocumentParams(types.TextDocumentIdentifier(uri))
         )
         await s.wait_for_lens(uri, "50% of instructions")
-        assert _made(workspace) == 2
+        assert lsp.profiles_made(workspace) == 2
 
 
 async def test_profile_on_open_off_profiles_only_when_asked(workspace, lsp):
-    _fake_profile(workspace, {"sum_to": 620, "main": 5}, total=2000)
+    lsp.set_fake_profile(workspace, {"sum_to": 620, "main": 5}, total=2000)
     async with lsp.session(workspace, settings={"profileOnOpen": False}) as s:
         uri = s.open("prog.c")
         await asyncio.sleep(1.0)  # long enough for a fake profile, were one started
         assert await s.lenses(uri) == ["Optimize", "Optimize"]
-        assert _made(workspace) == 0
+        assert lsp.profiles_made(workspace) == 0
         answer = await s.command("asmopt.hottestFunctions", uri)
         assert answer["functions"][0] == {
             "name": "sum_to",
@@ -201,7 +188,7 @@ async def test_a_save_profiles_a_file_that_had_no_profile(workspace, lsp):
         await asyncio.sleep(1.5)  # the failed profile on open is only logged
         assert await s.lenses(uri) == ["Optimize", "Optimize"]
         assert not s.messages(), s.messages()
-        _fake_profile(workspace, {"sum_to": 620, "main": 5}, total=2000)
+        lsp.set_fake_profile(workspace, {"sum_to": 620, "main": 5}, total=2000)
         s.client.text_document_did_save(
             types.DidSaveTextDocumentParams(types.TextDocumentIdentifier(uri))
         )
@@ -213,7 +200,7 @@ async def test_the_files_of_one_target_share_its_profile(workspace, lsp):
     (workspace / "asmopt.toml").write_text(
         '[[target]]\nname = "prog"\nsources = ["prog.c", "helper.c"]\ntests = "tests"\n'
     )
-    _fake_profile(workspace, {"sum_to": 620, "helper": 300, "main": 5}, total=2000)
+    lsp.set_fake_profile(workspace, {"sum_to": 620, "helper": 300, "main": 5}, total=2000)
     async with lsp.session(workspace) as s:
         prog = s.open("prog.c")
         await s.wait_for_lens(prog, "31% of instructions")
@@ -222,7 +209,7 @@ async def test_the_files_of_one_target_share_its_profile(workspace, lsp):
             "Optimize",
             "15% of instructions",
         ]
-        assert _made(workspace) == 1
+        assert lsp.profiles_made(workspace) == 1
         answer = await s.command("asmopt.hottestFunctions", helper)
         assert [(f["name"], f["uri"], f["line"]) for f in answer["functions"]] == [
             ("sum_to", prog, 2),  # defined in prog.c, the target's other file
@@ -234,7 +221,7 @@ async def test_the_files_of_one_target_share_its_profile(workspace, lsp):
 async def test_a_profile_waits_for_the_running_optimize_job(workspace, lsp):
     """valgrind takes a whole core: it must not run beside a job's timed runs."""
     lsp.set_fake(workspace, "faster", stage_delay=1.5)  # a job of several seconds
-    _fake_profile(workspace, {"sum_to": 620, "main": 5}, total=2000)
+    lsp.set_fake_profile(workspace, {"sum_to": 620, "main": 5}, total=2000)
     async with lsp.session(workspace, settings={"profileOnOpen": False}) as s:
         uri = s.open("prog.c")
         await s.command("asmopt.optimizeFunction", uri, "sum_to")
@@ -242,7 +229,7 @@ async def test_a_profile_waits_for_the_running_optimize_job(workspace, lsp):
         assert answer["functions"][0]["name"] == "sum_to"
         # The profile was made only once the job had ended.
         assert any("✓" in title for title in await s.lenses(uri)), await s.lenses(uri)
-        assert _made(workspace) == 1
+        assert lsp.profiles_made(workspace) == 1
 
 
 MEASURING = "measuring instructions…"
@@ -257,7 +244,7 @@ async def _raw_lenses(s, uri: str) -> list[types.CodeLens]:
 
 
 async def test_a_lens_says_the_profile_is_being_measured_until_it_is_made(workspace, lsp):
-    _fake_profile(workspace, {"sum_to": 620, "main": 5}, total=2000, delay=2.0)
+    lsp.set_fake_profile(workspace, {"sum_to": 620, "main": 5}, total=2000, delay=2.0)
     async with lsp.session(workspace) as s:
         uri = s.open("prog.c")
         titles = await s.wait_for_lens(uri, MEASURING)
@@ -274,7 +261,9 @@ async def test_a_lens_says_the_profile_is_being_measured_until_it_is_made(worksp
 
 
 async def test_a_failed_profile_leaves_no_measuring_lens(workspace, lsp):
-    _fake_profile(workspace, {"sum_to": 620}, total=2000, delay=1.5, fail="it does not build")
+    lsp.set_fake_profile(
+        workspace, {"sum_to": 620}, total=2000, delay=1.5, fail="it does not build"
+    )
     async with lsp.session(workspace) as s:
         uri = s.open("prog.c")
         await s.wait_for_lens(uri, MEASURING)
@@ -298,7 +287,7 @@ async def test_no_refresh_is_asked_of_a_client_that_cannot(workspace, lsp):
         lsp.CAPABILITIES,
         workspace=attrs.evolve(lsp.CAPABILITIES.workspace, code_lens=None, inlay_hint=None),
     )
-    _fake_profile(workspace, {"sum_to": 620, "main": 5}, total=2000, delay=1.0)
+    lsp.set_fake_profile(workspace, {"sum_to": 620, "main": 5}, total=2000, delay=1.0)
     async with lsp.session(workspace, capabilities=caps) as s:
         uri = s.open("prog.c")
         await s.wait_for_lens(uri, MEASURING)
@@ -309,7 +298,7 @@ async def test_no_refresh_is_asked_of_a_client_that_cannot(workspace, lsp):
 
 async def test_the_lens_says_the_profile_waits_for_the_optimize_job(workspace, lsp):
     lsp.set_fake(workspace, "faster", stage_delay=1.5)
-    _fake_profile(workspace, {"sum_to": 620, "main": 5}, total=2000, delay=1.0)
+    lsp.set_fake_profile(workspace, {"sum_to": 620, "main": 5}, total=2000, delay=1.0)
     async with lsp.session(workspace, settings={"profileOnOpen": False}) as s:
         uri = s.open("prog.c")
         await s.command("asmopt.optimizeFunction", uri, "sum_to")
@@ -334,7 +323,7 @@ async def test_hottest_functions_finds_definitions_in_the_target_s_other_files(w
     (workspace / "asmopt.toml").write_text(
         '[[target]]\nname = "prog"\nsources = ["prog.c", "helper.c", "fast.s"]\ntests = "tests"\n'
     )
-    _fake_profile(
+    lsp.set_fake_profile(
         workspace,
         {"sum_to": 620, "helper": 300, "fast": 200, "ghost": 100, "main": 5},
         total=2000,
