@@ -12,6 +12,7 @@ on its "honest" path, and does none on its "cheap" path.
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import textwrap
@@ -395,3 +396,65 @@ def test_sigchld_disposition_cannot_be_changed_in_a_timed_sandbox(tmp_path):
         run = session.run(0)
     refused, err, default = run.stdout.decode().split()
     assert (refused, int(err), default) == ("1", 1, "1")  # EPERM, still SIG_DFL
+
+
+def test_a_candidate_in_a_cohort_never_runs_beside_the_baseline_run_it_is_divided_by(
+    judge_setup, monkeypatch
+):
+    """Cohorts (executor.cohort) share baseline runs between candidates timed together. A
+    candidate that thrashes the caches while it runs could slow a baseline run made at the
+    same time and so inflate its own speed-up, were it ever paired with one: in a cohort one
+    process runs at a time, so none ever is. Two such candidates and an honest one, judged at
+    once in one cohort: no two runs overlap, and they did pair with each other's runs."""
+    import threading
+    import time
+
+    import asmopt.executor.benchmark as benchmark_module
+    import asmopt.executor.verify as verify_module
+    from asmopt.executor.cohort import Cohort
+
+    tmp, sandbox, baseline, options = judge_setup
+    thrash = PRELUDE + (
+        "static char junk[8 << 20];\n"
+        "int main(void) {\n"
+        "    for (int r = 0; r < ROUNDS; r++)\n"
+        "        for (long i = 0; i < (long)sizeof junk; i += 64) junk[i]++;\n"
+        '    printf("%lu\\n", work(input()));\n'
+        "    return junk[64] == 7;\n"
+        "}\n"
+    )
+    sources = {
+        "thrash1": thrash.replace("ROUNDS", "4"),
+        "thrash2": thrash.replace("ROUNDS", "5"),
+        "honest": CONTROL,
+    }
+    asms = {name: _asm(tmp, name, source) for name, source in sources.items()}
+    spans: list[tuple[float, float]] = []
+    lock = threading.Lock()
+    real = benchmark_module.run_test
+
+    def recorded(*args, **kwargs):
+        start = time.monotonic()
+        try:
+            return real(*args, **kwargs)
+        finally:
+            with lock:
+                spans.append((start, time.monotonic()))
+
+    monkeypatch.setattr(benchmark_module, "run_test", recorded)
+    monkeypatch.setattr(verify_module, "run_test", recorded)
+    cohort = Cohort()
+    results = {}
+
+    def judge(name: str) -> None:
+        results[name] = verify_candidate(asms[name], baseline, sandbox, options, cohort=cohort)
+
+    threads = [threading.Thread(target=judge, args=(name,)) for name in asms]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    spans.sort()
+    assert not [(a, b) for a, b in itertools.pairwise(spans) if b[0] < a[1]]
+    assert cohort.paired > 0
+    assert results["honest"].verdict is Verdict.FASTER, results["honest"].message
