@@ -12,6 +12,11 @@ is downloaded. Checks:
   against bf16 weights: the share of weights that moved.
 - ``learning``: PPO on a toy task with those settings (reward 1 when the first answer token's
   id is divisible by 4, so chance is 1 in 4): the reward must rise.
+- ``scale``: PPO steps (bf16-mixed, gradient checkpointing, KL to a frozen reference) on
+  random models with the layer sizes of Qwen2.5-Coder 1.5B and 7B (the paper's model) but the
+  tiny tokenizer's vocabulary: whether the compact trainer fits one GPU at that size, its peak
+  memory and the time of a step. A shape that does not fit is reported, not failed; the
+  check fails when the smallest shape cannot run.
 - ``concurrent_reward``: the verl reward called the way verl calls it (every sample of a batch
   at once from a thread pool, many on the same row, nothing built yet) gives the verdicts of
   serial calls. Needs gcc; sandboxed with bubblewrap when it is installed.
@@ -23,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shutil
 import subprocess
 import sys
@@ -211,6 +217,92 @@ def check_learning(device: str, work: Path, steps: int) -> dict[str, Any]:
     }
 
 
+# Layer sizes of Qwen2.5-Coder models (their config.json), built as Llama layers; "toy" keeps
+# the CPU run short. The vocabulary is the tiny tokenizer's, so parameters are counted and
+# reported as built.
+SHAPES: dict[str, dict[str, Any]] = {
+    "toy": dict(
+        hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2,
+    ),
+    "1.5b": dict(
+        hidden_size=1536, intermediate_size=8960, num_hidden_layers=28,
+        num_attention_heads=12, num_key_value_heads=2,
+    ),
+    "7b": dict(
+        hidden_size=3584, intermediate_size=18944, num_hidden_layers=28,
+        num_attention_heads=28, num_key_value_heads=4, tie_word_embeddings=False,
+    ),
+}  # fmt: skip
+
+
+def _scale_one(device: str, work: Path, shape: str, steps: int) -> dict[str, Any]:
+    import gc
+
+    import torch
+
+    from asmopt.model.search.backends.transformers_backend import make_tiny_model
+
+    cuda = device.startswith("cuda")
+    started = time.monotonic()
+    model = make_tiny_model(work / f"model-{shape}", shape=SHAPES[shape], device=device)
+    if cuda:  # the model made on the GPU is saved; its memory goes back before training
+        gc.collect()
+        torch.cuda.empty_cache()
+    trainer = _trainer(
+        model,
+        work / f"run-{shape}",
+        device,
+        lambda t: float(t % 2),
+        batch_size=8,
+        mini_batch_size=8,
+        micro_batch_size=4,
+        max_new_tokens=32,
+        temperature=1.0,
+        actor_lr=1e-6,
+        steps=steps,
+        seed=0,
+        dtype="bf16-mixed",
+        gradient_checkpointing=True,
+    )
+    out: dict[str, Any] = {
+        "parameters_m": round(sum(p.numel() for p in trainer.policy.parameters()) / 1e6, 1),
+        "setup_seconds": round(time.monotonic() - started, 1),
+    }
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    metrics = [trainer.train_step() for _ in range(steps)]
+    out.update(
+        steps=steps,
+        step_seconds=[round(m["seconds"], 2) for m in metrics],
+        rollout_seconds=[round(m["rollout_seconds"], 2) for m in metrics],
+        finite=all(math.isfinite(v) for m in metrics for v in m.values() if isinstance(v, float)),
+    )
+    if cuda:
+        out["peak_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 1)
+        out["gpu_gib"] = round(torch.cuda.get_device_properties(0).total_memory / 2**30, 1)
+    return out
+
+
+def check_scale(device: str, work: Path, shapes: list[str], steps: int) -> dict[str, Any]:
+    import gc
+
+    import torch
+
+    results: dict[str, Any] = {}
+    for shape in shapes:
+        try:
+            results[shape] = _scale_one(device, work, shape, steps)
+        except torch.OutOfMemoryError as err:
+            results[shape] = {"fits": False, "error": str(err).splitlines()[0][:300]}
+        gc.collect()
+        if device.startswith("cuda"):
+            torch.cuda.empty_cache()
+        shutil.rmtree(work / f"model-{shape}", ignore_errors=True)
+    first = results[shapes[0]]
+    return {"ok": bool(first.get("finite")), "shapes": results}
+
+
 def check_concurrent_reward(work: Path, calls: int) -> dict[str, Any]:
     if shutil.which("gcc") is None:
         return {"ok": True, "skipped": "gcc is not installed"}
@@ -293,6 +385,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="auto", help="auto (cuda when present), cpu, cuda")
     parser.add_argument("--steps", type=int, default=30, help="PPO steps of the toy task")
     parser.add_argument("--calls", type=int, default=24, help="concurrent reward calls")
+    parser.add_argument(
+        "--scale",
+        default=None,
+        help=f"comma-separated shapes for the scale check, of {sorted(SHAPES)} "
+        "(default: 1.5b,7b on CUDA, toy on the CPU)",
+    )
     parser.add_argument("--only", action="append", default=None, help="run only these checks")
     parser.add_argument("--out", type=Path, default=None, help="also write the JSON here")
     args = parser.parse_args(argv)
@@ -305,6 +403,9 @@ def main(argv: list[str] | None = None) -> int:
     if device == "cpu":
         # Tiny models gain nothing from threads, and on a shared machine they oversubscribe.
         torch.set_num_threads(1)
+    shapes = (args.scale or ("1.5b,7b" if device.startswith("cuda") else "toy")).split(",")
+    if unknown := [s for s in shapes if s not in SHAPES]:
+        parser.error(f"unknown --scale shapes {unknown}; known: {sorted(SHAPES)}")
     report: dict[str, Any] = {
         "device": device,
         "torch": torch.__version__,
@@ -315,6 +416,7 @@ def main(argv: list[str] | None = None) -> int:
         "precision": lambda w: check_precision(device, w),
         "learning": lambda w: check_learning(device, w, args.steps),
         "concurrent_reward": lambda w: check_concurrent_reward(w, args.calls),
+        "scale": lambda w: check_scale(device, w, shapes, steps=2),
     }
     failed = False
     for name, run in checks.items():
@@ -334,6 +436,8 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
             flush=True,
         )
+        if args.out is not None:  # what was found so far survives a check that hangs
+            args.out.write_text(json.dumps(report, indent=2) + "\n")
     report["ok"] = not failed
     text = json.dumps(report, indent=2)
     print(text)

@@ -207,6 +207,9 @@ class PPOTrainer:
                 {"params": list(self.value_head.parameters()), "lr": cfg.critic_lr},
             ],
             weight_decay=cfg.weight_decay,
+            # One fused kernel on CUDA: faster, and no temporary copy of the optimizer state
+            # (the multi-tensor path allocates one; at 7B that is 26 GB more at the peak).
+            fused=torch.device(self.device).type == "cuda",
         )
         self._seed(cfg.seed)
         if state is not None:

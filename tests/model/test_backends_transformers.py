@@ -114,6 +114,20 @@ def test_tiny_model_is_reproducible_from_its_seed(tmp_path: Path, tiny_model_dir
 
 
 @pytest.mark.llm
+def test_a_shaped_model_takes_a_real_models_sizes_in_bfloat16(tmp_path: Path) -> None:
+    import json
+
+    shape = {"hidden_size": 64, "num_hidden_layers": 3, "tie_word_embeddings": False}
+    made = make_tiny_model(tmp_path / "shaped", shape=shape)
+    config = json.loads((made / "config.json").read_text())
+    assert {k: config[k] for k in shape} == shape
+    assert config["intermediate_size"] == 256  # what the shape leaves alone stays tiny's
+    backend = TransformersBackend(made, device="cpu")
+    assert backend.complete([{"role": "user", "content": "hi"}], n=1, max_new_tokens=4)
+    assert "bfloat16" in json.dumps(config)
+
+
+@pytest.mark.llm
 def test_tiny_tokenizer_learns_from_vocab_texts(tmp_path: Path) -> None:
     from transformers import AutoTokenizer
 

@@ -1,6 +1,7 @@
 """scripts/gpu-check.sh, the checks a CUDA machine runs, run here on the CPU: the
 transformers back-end, PPO precision (float32 master weights keep the paper's tiny updates
-that bf16 weights lose), learning on a toy task, and the reward under concurrent calls."""
+that bf16 weights lose), learning on a toy task, the reward under concurrent calls, and PPO
+steps on a model of a given shape (a toy one here)."""
 
 from __future__ import annotations
 
@@ -34,3 +35,5 @@ def test_gpu_check_cpu_parts(tmp_path):
     assert report["learning"]["last_mean"] > report["learning"]["first_mean"]
     assert report["transformers"]["tiny"]["progress_lines"] >= 1
     assert report["concurrent_reward"]["ok"]
+    toy = report["scale"]["shapes"]["toy"]  # a CUDA machine runs Qwen2.5-Coder 1.5B and 7B sizes
+    assert toy["finite"] and toy["steps"] == 2 and len(toy["step_seconds"]) == 2

@@ -440,6 +440,8 @@ def make_tiny_model(
     directory: Path,
     vocab_texts: list[str] | None = None,
     seed: int = 0,
+    shape: dict[str, Any] | None = None,
+    device: str = "cpu",
 ) -> Path:
     """Build a tiny random Llama-style causal LM and its tokenizer in ``directory``.
 
@@ -450,6 +452,10 @@ def make_tiny_model(
     same weights. Both are saved in Hugging Face format (``config.json``, safetensors,
     ``tokenizer.json``), loadable by ``TransformersBackend`` and any transformers code.
     Nothing is downloaded. Returns ``directory``.
+
+    ``shape`` overrides the config's sizes (``hidden_size``, ``num_hidden_layers``...) to
+    make a model of a real one's shape, to size memory and time on a GPU; such a model is
+    initialised on ``device`` and saved in bfloat16.
     """
     torch, transformers = _import_llm_stack()
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -478,22 +484,28 @@ def make_tiny_model(
     tokenizer.chat_template = _CHAT_TEMPLATE
     tokenizer.save_pretrained(directory)
 
+    sizes = {
+        "hidden_size": 96,
+        "intermediate_size": 256,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "tie_word_embeddings": True,
+        **(shape or {}),
+    }
     config = transformers.LlamaConfig(
         vocab_size=bpe.get_vocab_size(),
-        hidden_size=96,
-        intermediate_size=256,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
         max_position_embeddings=8192,
-        tie_word_embeddings=True,
         bos_token_id=bpe.token_to_id(_BOS),
         eos_token_id=bpe.token_to_id(_EOS),
         pad_token_id=bpe.token_to_id(_PAD),
+        **sizes,
     )
-    with torch.random.fork_rng(devices=[]):
+    with torch.random.fork_rng(devices=[]), torch.device(device):
         torch.manual_seed(seed)
         model = transformers.LlamaForCausalLM(config)
+    if shape:
+        model.to(torch.bfloat16)
     model.generation_config = transformers.GenerationConfig(
         bos_token_id=config.bos_token_id,
         eos_token_id=config.eos_token_id,
