@@ -26,14 +26,14 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from asmopt.executor.cohort import Cohort, SharedRun
+from asmopt.executor.cohort import Cohort, Seat, SharedRun
 from asmopt.executor.intervals import (
     bootstrap_median_ci,
     median_bounds,
@@ -55,6 +55,7 @@ __all__ = [
     "Race",
     "RaceLane",
     "RacingRule",
+    "Seat",
     "benchmark",
     "bootstrap_median_ci",
     "median_bounds",
@@ -154,8 +155,8 @@ def _checked(run: RunResult, side: str, test: TestCase, check: RunCheck | None, 
     return run.cpu_seconds
 
 
-# The cohort a candidate is timed in, and its name there (see ``cohort.py``).
-Shared = tuple[Cohort, Hashable]
+# Where a candidate takes its turns, and its name there (see ``cohort.py``).
+Shared = Seat
 
 
 @dataclass(frozen=True)
@@ -210,7 +211,7 @@ class _Runs:
         makes (or made) and this candidate may pair with (None: the first of ``tests``, with
         a baseline run of its own)."""
         if self._shared is not None:
-            cohort, me = self._shared
+            cohort, me = self._shared.cohort, self._shared.me
             for test in tests:
                 run = cohort.claim((test.name, limits), me)
                 if run is not None:
@@ -219,20 +220,19 @@ class _Runs:
 
     def turn(self) -> AbstractContextManager[None]:
         """The cohort's turn (held across the runs made inside), or nothing outside one."""
-        return self._shared[0].turn() if self._shared is not None else nullcontext()
+        return self._shared.cohort.turn() if self._shared is not None else nullcontext()
 
     def announce(self, test: TestCase, limits: SandboxLimits | None) -> SharedRun | None:
         """In a cohort, announce the baseline run of ``test`` this candidate will make, for
         other members to pair with (None outside a cohort)."""
         if self._shared is None:
             return None
-        cohort, me = self._shared
-        return cohort.announce((test.name, limits), me)
+        return self._shared.cohort.announce((test.name, limits), self._shared.me)
 
     def withdraw(self, announced: SharedRun | None) -> None:
         """An announced run will not be made (this candidate failed first)."""
         if announced is not None and self._shared is not None:
-            self._shared[0].fail(announced)
+            self._shared.cohort.fail(announced)
 
     def baseline(
         self,
@@ -249,7 +249,7 @@ class _Runs:
             run = self.run(0, test, limits, cancel)
             seconds = _checked(run, "baseline", test, check, k)
             return _Done(seconds, run.wall_seconds, run.cpu_source)
-        cohort, me = self._shared
+        cohort, me = self._shared.cohort, self._shared.me
         if announced is None:
             announced = cohort.announce((test.name, limits), me)
         try:
@@ -304,9 +304,9 @@ def benchmark(
     when the caller already ran their tests in them, so the timed runs happen in the very
     sandbox the tests ran in. ``race`` is called with the round ratios after every round
     (see :class:`Race`); when it gives a reason, timing stops there and the estimate says
-    why (``stopped_early``). ``shared`` is ``(cohort, me)``: the :class:`Cohort` the
-    candidate is timed in and its name there; its runs then take the cohort's turns and
-    pair with baseline runs other members made when they may.
+    why (``stopped_early``). ``shared`` is the candidate's :class:`Seat`: the cohort it is
+    timed in (which may change between rounds) and its name there; its runs then take the
+    cohort's turns and pair with baseline runs other members made when they may.
     """
     opts = options or BenchmarkOptions()
     if not tests:
@@ -315,6 +315,8 @@ def benchmark(
     runs = _Runs(sandbox, (baseline, candidate), opts.persistent_sandbox, sessions, shared)
     try:
         for round_no in range(opts.warmup_rounds + opts.max_rounds):
+            if shared is not None:
+                shared.between_rounds()  # nothing announced or awaited: it may change cohorts
             a_round, b_round, walls = _round(runs, tests, round_no, limits, cancel, check, rounds)
             if round_no >= opts.warmup_rounds and rounds.add(a_round, b_round, walls, opts, race):
                 break

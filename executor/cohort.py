@@ -34,6 +34,11 @@ on one candidate's median (the race's other rule, and every CI) need no independ
 candidates.
 
 Every baseline run is judged like a test by whoever ran it; one that fails is never shared.
+
+A member takes its turns through a :class:`Seat`, which its job may move to another cohort
+between two timed rounds (when that cohort's core would otherwise be idle): at that point the
+member has no baseline run announced and none it waits for, so every run it makes or pairs
+with afterwards is one of the new cohort's, and what is said above holds in each cohort.
 """
 
 from __future__ import annotations
@@ -45,7 +50,7 @@ from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-__all__ = ["Cohort", "SharedRun"]
+__all__ = ["Cohort", "Seat", "SharedRun"]
 
 
 @dataclass(eq=False)
@@ -155,3 +160,18 @@ class Cohort:
         """Whether candidates ``a`` and ``b`` ever paired with the same baseline run."""
         with self._lock:
             return frozenset((a, b)) in self._links
+
+
+@dataclass(eq=False)
+class Seat:
+    """Where a member (``me``) takes its turns: ``cohort``, which ``move`` may change between
+    two timed rounds (and only then: see the module)."""
+
+    cohort: Cohort
+    me: Hashable
+    move: Callable[[Seat], Cohort] | None = None  # the cohort to take the next round in
+
+    def between_rounds(self) -> None:
+        """Called by the benchmark before each timed round: the member may change cohorts."""
+        if self.move is not None:
+            self.cohort = self.move(self)

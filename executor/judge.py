@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from asmopt.executor.cohort import Cohort
+from asmopt.executor.cohort import Cohort, Seat
 from asmopt.executor.racing import RaceLane
 from asmopt.executor.results import VerificationResult
 from asmopt.executor.sandbox import Sandbox
@@ -87,7 +87,7 @@ class Judge:
         cancel: threading.Event | None = None,
         race: RaceLane | None = None,
         same_code: SameCode | None = None,
-        cohort: Cohort | None = None,
+        cohort: Cohort | Seat | None = None,
     ) -> VerificationResult:
         """The verdict on candidate ``asm``: built like the baseline, every test run, timed
         when all pass; from the store when it was judged before (``cached`` is then True).

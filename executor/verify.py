@@ -28,7 +28,7 @@ from asmopt.executor.benchmark import (
     benchmark,
     run_test,
 )
-from asmopt.executor.cohort import Cohort
+from asmopt.executor.cohort import Cohort, Seat
 from asmopt.executor.elf import same_machine_code
 from asmopt.executor.results import (
     BuildResult,
@@ -292,7 +292,7 @@ def verify_candidate(
     cancel: threading.Event | None = None,
     race: RaceLane | None = None,
     same_code: SameCode | None = None,
-    cohort: Cohort | None = None,
+    cohort: Cohort | Seat | None = None,
 ) -> VerificationResult:
     """Assemble and link ``asm`` like the baseline, run every test, benchmark if all pass.
 
@@ -303,7 +303,8 @@ def verify_candidate(
     already); that answer is not stored: its caller stores the verdict it stands for.
     With a ``cohort`` (``executor.cohort``), every process of the candidate (its build,
     tests and timed runs) takes the cohort's turns, and its timed runs pair with baseline
-    runs other members made when they may (the candidate's name there is its hash).
+    runs other members made when they may (the candidate's name there is its hash). A
+    :class:`Seat` (named by the hash) may move the candidate to another cohort between steps.
     """
     opts = options or VerifyOptions()
     try:
@@ -346,9 +347,10 @@ def _verify_uncached(
     cancel: threading.Event | None,
     race: RaceLane | None = None,
     same_code: SameCode | None = None,
-    cohort: Cohort | None = None,
+    cohort: Cohort | Seat | None = None,
 ) -> VerificationResult:
     identical = asm == baseline.asm
+    seat = Seat(cohort, chash) if isinstance(cohort, Cohort) else cohort
     with tempfile.TemporaryDirectory(prefix="asmopt-cand-") as tmp:
         src = Path(tmp) / "candidate.s"
         src.write_text(asm)
@@ -357,7 +359,9 @@ def _verify_uncached(
             progress("build")
         # Candidate text is hostile: assembled and linked in the sandbox, which sees the
         # candidate and the other inputs of the link, never the workspace or the tests.
-        with cohort.turn() if cohort is not None else nullcontext():
+        if seat is not None:
+            seat.between_rounds()
+        with seat.cohort.turn() if seat is not None else nullcontext():
             build = _link(src, binary, opts, sandbox, cancel)
         if not build.ok:
             build = _relative_to_candidate(build, src)
@@ -376,9 +380,8 @@ def _verify_uncached(
         # must not be measured as a new one (a policy could draw the A/A noise again).
         identical = identical or same_machine_code(binary, baseline.binary)
         tested = _Tested(chash, build, identical)
-        member = (cohort, chash) if cohort is not None else None
         return _test_and_time(
-            binary, baseline, sandbox, opts, tested, progress, cancel, race, member
+            binary, baseline, sandbox, opts, tested, progress, cancel, race, seat
         )
 
 
@@ -426,7 +429,9 @@ def _test_and_time(
         for i, test in enumerate(baseline.tests):
             if progress:
                 progress(f"test {i + 1}/{len(baseline.tests)}")
-            with member[0].turn() if member is not None else nullcontext():
+            if member is not None:
+                member.between_rounds()
+            with member.cohort.turn() if member is not None else nullcontext():
                 run = run_test(cand_session, test, limits, cancel)
             verdicts.append(check(test, run))
         passed = sum(1 for v in verdicts if v.passed)

@@ -20,6 +20,7 @@ from asmopt.executor.benchmark import (
     Race,
     RaceLane,
     RacingRule,
+    Seat,
     order_statistic_median_ci,
 )
 from asmopt.executor.elf import ElfInspectionError, image_digest
@@ -130,6 +131,7 @@ class Verifier:
         self._tickets = 0  # candidates submitted
         self._joined = 0  # the ticket that may join next
         self._best_so_far = 1.0  # the highest CI lower bound streamed so far
+        self.moves = 0  # candidates moved to a cohort whose core was idle (_rebalance)
         self._stream_lock = threading.Lock()
         self.threads = workers * max(1, COHORT_SIZE)
         self.pool = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="asmopt-verify")
@@ -182,6 +184,7 @@ class Verifier:
         chash = candidate_hash(candidate.asm)
         label = candidate.label or candidate.policy
         cohort = self._join(ticket)
+        seat = Seat(cohort, chash, self._rebalance) if cohort is not None else None
         try:
             result = Judge(self.baseline, self.sandbox, options, self.store).judge(
                 candidate.asm,
@@ -189,10 +192,10 @@ class Verifier:
                 cancel=self.cancel,
                 race=self._lane(chash, label, race),
                 same_code=self.same_code.hook(chash, label) if self.same_code else None,
-                cohort=cohort,
+                cohort=seat,
             )
         finally:
-            self._leave(cohort)
+            self._leave(seat.cohort if seat is not None else None)
         if race is not None and result.speedup is not None and result.speedup.samples:
             race.record(chash, label, result.speedup.samples)
         trial = Trial(candidate, result, kind, dict(sources))
@@ -322,6 +325,22 @@ class Verifier:
                 self._first = cohort
             self._cohort_turns.notify_all()
         return cohort
+
+    def _rebalance(self, seat: Seat) -> Cohort:
+        """The cohort ``seat``'s candidate takes its next step in: another one, when that one
+        has at least two members fewer than its own and room (the core of a cohort whose
+        members are done would otherwise idle while another's take turns); else its own."""
+        with self._cohort_turns:
+            own = seat.cohort
+            room = [c for c in self.cohorts if c is not own and c.members < self._room(c)]
+            target = min(room, key=lambda c: c.members, default=None)
+            if target is None or own.members - target.members < 2:
+                return own
+            own.members -= 1
+            target.members += 1
+            self.moves += 1
+            self._cohort_turns.notify_all()
+            return target
 
     def _room(self, cohort: Cohort) -> int:
         if self._first_done or (self._first is not None and cohort is not self._first):

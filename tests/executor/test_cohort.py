@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from asmopt.executor.benchmark import BenchmarkOptions, Race, RacingRule, benchmark
-from asmopt.executor.cohort import Cohort
+from asmopt.executor.cohort import Cohort, Seat
 from asmopt.executor.results import RunResult
 from asmopt.executor.sandbox import SandboxLimits
 from asmopt.executor.testcases import TestCase
@@ -115,15 +115,19 @@ class _FakeSession:
         return RunResult(0, None, b"", b"", cpu, end - start, cpu_source="cgroup")
 
 
-def _time_together(members: int, cohort: Cohort | None, clock: _Clock, tests: int = 2):
+def _time_together(
+    members: int, cohort: Cohort | None, clock: _Clock, tests: int = 2, move=None, rounds=8
+):
     tests = [TestCase(f"t{i}", b"", None) for i in range(tests)]
-    opts = BenchmarkOptions(min_rounds=8, max_rounds=8, target_rel_ci=0.0, warmup_rounds=0)
+    opts = BenchmarkOptions(
+        min_rounds=rounds, max_rounds=rounds, target_rel_ci=0.0, warmup_rounds=0
+    )
     results: dict[str, object] = {}
 
     def one(i: int) -> None:
         name = f"c{i}"
         sessions = (_FakeSession(f"base-for-{name}", clock, None), _FakeSession(name, clock, 1.0))
-        shared = (cohort, name) if cohort is not None else None
+        shared = Seat(cohort, name, move) if cohort is not None else None
         results[name] = benchmark(
             None,
             None,
@@ -195,3 +199,41 @@ def test_a_candidates_own_baseline_run_and_its_run_are_back_to_back():
             owner = who.removeprefix("base-for-")
             neighbours = {runs[j][0] for j in (i - 1, i + 1) if 0 <= j < len(runs)}
             assert owner in neighbours, (who, neighbours)
+
+
+def test_a_member_moves_to_an_idle_cohort_between_rounds_and_each_cohort_stays_one_at_a_time():
+    clock = _Clock()
+    crowded, idle = Cohort(), Cohort()
+    crowded.members = 3
+    moved: dict[str, float] = {}
+    lock = threading.Lock()
+
+    def move(seat: Seat) -> Cohort:
+        # The verifier's rule in small: the first member at a round boundary moves.
+        with lock:
+            if seat.cohort is crowded and idle.members == 0:
+                crowded.members -= 1
+                idle.members += 1
+                moved[str(seat.me)] = time.monotonic()
+                return idle
+            return seat.cohort
+
+    results = _time_together(3, crowded, clock, tests=2, move=move, rounds=6)
+    assert len(moved) == 1 and idle.ran > 0, (moved, idle.ran)
+    ((mover, when),) = moved.items()
+
+    def cohort_of(who: str, start: float) -> Cohort:
+        return idle if who in (mover, f"base-for-{mover}") and start >= when else crowded
+
+    for cohort in (crowded, idle):
+        spans = sorted((s, e) for who, s, e, _ in clock.runs if cohort_of(who, s) is cohort)
+        assert spans
+        for (_, end), (start, _) in itertools.pairwise(spans):
+            assert start >= end  # each cohort: one process at a time
+    # Once it moved, it paired with no baseline run of the cohort it left, nor made one there.
+    assert idle.paired == 0 and idle.ran == sum(
+        1 for who, s, *_ in clock.runs if who == f"base-for-{mover}" and s >= when
+    )
+    for estimate in results.values():
+        samples = estimate.samples  # type: ignore[attr-defined]
+        assert len(samples) == 6
