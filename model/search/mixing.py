@@ -25,7 +25,17 @@ Not every splice is worth timing; each one skipped is a judgement, stated here:
   interchangeable within the CI. Two donors that each improve a different function still
   lend both (the case mixing is for);
 - a mix whose every function comes from one donor, and that takes every function in which
-  that donor differs from the baseline, is that donor again (timed whole already).
+  that donor differs from the baseline, is that donor again (timed whole already);
+- nothing is spliced when the baseline's instruction profile (callgrind, on the tests it
+  covers) leaves at most one unit of work that could gain ``MIN_FUNCTION_GAIN``: one function
+  executing at least ``1 - 1 / MIN_FUNCTION_GAIN`` of the instructions, with libc and
+  start-up counted as one more unit when they execute that much (a donor's function may take
+  their work in, as an inlined ``memcpy`` does). A mix needs two functions that each gain that
+  much; and a splice can only move that one unit's work, whose every donor's version (also
+  when the donor inlined it into a caller) was timed whole with the donor, which differs from
+  the splice in code that executes less than that share (and in layout). Instructions are not
+  time: code that executes few instructions but misses the caches could matter more, which
+  this may miss.
 
 What these save on ties (every clang build and gcc -O2 at 1.64x on examples/align) is the
 function trials that would measure the same 1.64x again; what they may miss is a mix of two
@@ -43,6 +53,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from asmopt.executor.asmfile import clone_parent, data_item, local_labels, parse_functions
 from asmopt.executor.verify import Baseline, candidate_hash
@@ -51,7 +62,17 @@ from asmopt.model.search.stages import Progress, Stage
 from asmopt.model.search.trials import Trial, rank, rank_key
 from asmopt.model.search.verifier import Job, Verifier
 
-__all__ = ["MIN_FUNCTION_GAIN", "clobbers_at_least", "clobbers_at_most", "mix", "mix_is_safe"]
+if TYPE_CHECKING:
+    from asmopt.executor.profile import Profile
+
+__all__ = [
+    "MIN_FUNCTION_GAIN",
+    "clobbers_at_least",
+    "clobbers_at_most",
+    "mix",
+    "mix_is_safe",
+    "one_unit_of_work",
+]
 
 # A function from another source must beat the baseline's by this much (median) before a mix
 # takes it: below that, per-function measurements are mostly noise.
@@ -261,6 +282,26 @@ def _uses_ipa_ra(candidate: Candidate) -> bool:
 # The mix.
 
 
+def one_unit_of_work(profile: Profile | None) -> str | None:
+    """Why nothing is worth splicing, when ``profile`` leaves at most one unit of work that
+    could gain ``MIN_FUNCTION_GAIN`` (see the module docstring); else None (also without a
+    profile)."""
+    if profile is None or profile.total == 0:
+        return None
+    floor = 1.0 - 1.0 / MIN_FUNCTION_GAIN
+    hot = [f for f in profile.functions if f.share >= floor]
+    rest = 1.0 - profile.own_share
+    if len(hot) + (rest >= floor) > 1:
+        return None
+    tests = ", ".join(profile.tests)
+    where = f"`{hot[0].name}` executes {hot[0].share:.2%}" if hot else "no function executes 1%"
+    return (
+        f"no mix: {where} of the instructions (callgrind on {tests}), so no two functions can "
+        f"each gain {MIN_FUNCTION_GAIN - 1:.0%}; each donor's version of that work was timed "
+        "with the donor, whole"
+    )
+
+
 def mix(
     baseline: Baseline,
     trials: list[Trial],
@@ -270,16 +311,23 @@ def mix(
     mix_sources: int,
     say: Progress,
     stage: Stage = Stage.VERIFY,
+    profile: Profile | None = None,
 ) -> tuple[list[Trial], Trial | None]:
     """Per-function trials and the mixed candidate (see the module docstring). ``seen`` maps
     the hash of every assembly text judged so far to its label (and gains the new ones);
     ``notes`` gains what was skipped and why; at most ``mix_sources`` donors lend. Its
-    progress lines report ``stage``."""
+    progress lines report ``stage``. ``profile`` is the baseline's instruction profile, when
+    the job has one."""
     functions = [fn.name for fn in parse_functions(baseline.asm) if fn.parent is None]
     if len(functions) < 2:
         return [], None
     donors = _donors(trials, mix_sources, notes)
     if not donors:
+        return [], None
+    why_not = one_unit_of_work(profile)
+    if why_not is not None:
+        notes.append(why_not)
+        say(stage, why_not)
         return [], None
     # Spliced one by one while the first ones are timed; the racing rule counts every
     # (donor, function) pair as a contender, at least as many as are timed.

@@ -154,10 +154,17 @@ def optimize(
     try:
         with tempfile.TemporaryDirectory(prefix="asmopt-opt-") as tmp:
             job, baseline = build_baseline(job, Path(tmp), sandbox, say, cancel)
-            outcome = _startup_check(job, baseline, sandbox, say)
+            outcome, known = _startup_check(job, baseline, sandbox, say)
             if outcome is None:
                 chosen = _with_refinement(chosen, job, baseline, sandbox, store, say, cancel)
-                result = _search(job, baseline, chosen, sandbox, store, say, cancel, on_update)
+                profile = _WorkProfile.prepare(job, baseline, sandbox, known)
+                try:
+                    result = _search(
+                        job, baseline, chosen, sandbox, store, profile.after_first(say), cancel,
+                        on_update, profile.get,
+                    )  # fmt: skip
+                finally:
+                    profile.join()  # before the sandbox it runs in closes
                 outcome = _outcome(job, baseline, result, chosen, strict)
     finally:
         sandbox.close()
@@ -187,6 +194,7 @@ def _search(
     say: Progress,
     cancel: threading.Event | None,
     on_update: Callable[[SoFar], None] | None,
+    profile: Callable[[], Profile | None],
 ) -> PortfolioResult:
     """Ask every policy, verify, mix, measure again and rank (``portfolio.optimize``)."""
     from asmopt.model.search import portfolio
@@ -203,7 +211,7 @@ def _search(
             workers=settings.workers or None, proposals_per_policy=settings.samples,
             progress=say, cancel=cancel, record=_stored_as(job),
             racing=portfolio.DEFAULT_RACING if settings.racing else None,
-            on_update=on_update,
+            on_update=on_update, profile=profile,
         )  # fmt: skip
     except PolicyError as err:
         raise OptimizeError(str(err), stage=Stage.GENERATE) from err
@@ -246,15 +254,16 @@ STARTUP_CHECK_MAX_SECONDS = 0.1
 
 def _startup_check(
     job: Prepared, baseline: Baseline, sandbox: Sandbox, say: Progress
-) -> OptimizeOutcome | None:
-    """The outcome of a job that stops because its program's run is start-up and libc;
-    None when it goes on (``go_on``; command tests, which run through a shell, have no single
-    run to profile)."""
+) -> tuple[OptimizeOutcome | None, Profile | None]:
+    """The outcome of a job that stops because its program's run is start-up and libc
+    (None when it goes on: ``go_on``; command tests, which run through a shell, have no
+    single run to profile), and the profile that was made to tell, if one was."""
     if job.settings.go_on or job.commands is not None:
-        return None
+        return None, None
     bound, profile = _startup_bound(baseline, sandbox, say)
     if not bound:
-        return None
+        return None, profile
+    assert profile is not None
     return OptimizeOutcome(
         winner=None,
         candidates=(),
@@ -263,14 +272,14 @@ def _startup_check(
         message=f"{job.source.name}: {bound}; not optimized (--go-on to try anyway)",
         target=job.target.name,
         startup_bound=bound,
-        profile=profile,
+        profile=profile.to_dict(),
         source=str(job.source),
-    )
+    ), profile
 
 
 def _startup_bound(
     baseline: Baseline, sandbox: Sandbox, say: Progress
-) -> tuple[str, dict[str, Any] | None]:
+) -> tuple[str, Profile | None]:
     """The one line saying the run is start-up and libc, from the instruction profile of the
     quickest test, or "" (also when valgrind cannot count, or the test is long)."""
     from asmopt.executor.callgrind import CallgrindError
@@ -285,8 +294,83 @@ def _startup_bound(
         profile = profile_binary(sandbox, baseline.binary, [quickest], workers=1, timeout=30)
     except (CallgrindError, ToolNotFoundError, SandboxError):
         return "", None
-    bound = profile.startup_bound()
-    return bound, profile.to_dict() if bound else None
+    return profile.startup_bound(), profile
+
+
+# The mix skips splices that cannot gain, by the baseline's instruction profile on the
+# quickest tests that fit this many seconds of callgrind on one core; it is made while the
+# candidates are screened, from the first verdict on (before it, the first candidate has
+# a core to itself).
+MIX_PROFILE_BUDGET = 6.0
+
+
+class _WorkProfile:
+    """The baseline's instruction profile for the mix, made in a thread of its own."""
+
+    def __init__(self, known: Profile | None = None, make: Callable[[], Any] | None = None):
+        self._profile = known
+        self._make = make
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def prepare(
+        cls, job: Prepared, baseline: Baseline, sandbox: Sandbox, known: Profile | None
+    ) -> _WorkProfile:
+        """What the mix will need: nothing when the job cannot mix (a function asked for,
+        command tests, fewer than two functions); ``known`` (the start-up check's) when it
+        covers the same tests; else a profile to make (:meth:`begin`)."""
+        from asmopt.executor.asmfile import parse_functions
+        from asmopt.executor.profile import select_tests
+
+        top = [f for f in parse_functions(baseline.asm) if f.parent is None]
+        if job.function is not None or job.commands is not None or len(top) < 2:
+            return cls()
+        chosen, _ = select_tests(baseline.tests, baseline.wall_seconds, MIX_PROFILE_BUDGET, 1)
+        if known is not None and set(known.tests) == {t.name for t in chosen}:
+            return cls(known)
+        made = cls()
+        made._make = lambda: made._run(sandbox, baseline, chosen)
+        return made
+
+    def begin(self) -> None:
+        """Start making the profile, once."""
+        with self._lock:
+            if self._make is None or self._thread is not None:
+                return
+            self._thread = threading.Thread(target=self._make, name="asmopt-profile", daemon=True)
+            self._thread.start()
+
+    def after_first(self, say: Progress) -> Progress:
+        """``say``, beginning the profile at the job's first verdict (its first line of the
+        verify stage)."""
+
+        def told(stage: Stage, line: str) -> None:
+            if stage is Stage.VERIFY:
+                self.begin()
+            say(stage, line)
+
+        return told
+
+    def _run(self, sandbox: Sandbox, baseline: Baseline, tests: list[Any]) -> None:
+        from asmopt.executor.callgrind import CallgrindError
+        from asmopt.executor.profile import profile_binary
+        from asmopt.executor.toolchain import ToolNotFoundError
+
+        try:
+            self._profile = profile_binary(sandbox, baseline.binary, tests, workers=1, timeout=60)
+        except (CallgrindError, ToolNotFoundError, SandboxError):
+            self._profile = None  # no profile: the mix splices as it would without one
+
+    def get(self) -> Profile | None:
+        """The profile, once made (None when it could not be)."""
+        self.begin()
+        self.join()
+        return self._profile
+
+    def join(self) -> None:
+        if self._thread is not None:
+            self._thread.join()
 
 
 def profile_program(

@@ -30,6 +30,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from asmopt.executor.benchmark import RacingRule
 from asmopt.executor.sandbox import Sandbox
@@ -54,6 +55,9 @@ from asmopt.model.search.trials import (
     rank_key,
 )
 from asmopt.model.search.verifier import Job, SameCode, Verifier
+
+if TYPE_CHECKING:
+    from asmopt.executor.profile import Profile
 
 __all__ = [
     "MIN_FUNCTION_GAIN",
@@ -159,6 +163,7 @@ def optimize(
     racing: RacingRule | None = DEFAULT_RACING,
     same_code: bool = True,
     on_update: OnUpdate | None = None,
+    profile: Callable[[], Profile | None] | None = None,
 ) -> PortfolioResult:
     """Find the fastest verified version of ``request``'s code (see the module docstring).
 
@@ -176,6 +181,8 @@ def optimize(
     full one. ``same_code`` False times candidates with identical machine code
     again. ``on_update`` hears of every verified speed-up as soon as it is known (see
     :class:`SoFar`). When ``cancel`` is set, the job stops and returns what was verified.
+    ``profile`` gives the baseline's instruction profile (waiting for it if it is being made),
+    or None: the mix uses it to skip splices that cannot gain (see ``mixing``).
 
     Returns every verified candidate with its result; never a winner that failed a test.
     """
@@ -204,7 +211,7 @@ def optimize(
         trials, mixed = _after_screening(
             baseline, trials, pool, opts, mix=mix and request.function is None,
             mix_sources=mix_sources, confirm=confirm, seen=seen, notes=notes, say=say,
-            background=background, early=early(),
+            background=background, early=early(), profile=profile or (lambda: None),
         )  # fmt: skip
     finally:
         background.shutdown(wait=True, cancel_futures=True)
@@ -290,6 +297,7 @@ def _after_screening(
     say: Progress,
     background: ThreadPoolExecutor,
     early: _Early | None = None,
+    profile: Callable[[], Profile | None] = lambda: None,
 ) -> tuple[list[Trial], Trial | None]:
     """Steps 3 and 4: the mix (when ``mix``) and the second measurement (``confirm``). A
     racing job measures its best whole-file candidate again *while* the mix's function trials
@@ -301,7 +309,9 @@ def _after_screening(
     mixed: Trial | None = None
     if pool.rule is None or confirm == 0 or not mix:
         if mix and not pool.cancelled:
-            extra, mixed = _mix(baseline, trials, pool, seen, notes, mix_sources, say)
+            extra, mixed = _mix(
+                baseline, trials, pool, seen, notes, mix_sources, say, profile=profile()
+            )
             trials = trials + extra
         if confirm > 0 and not pool.cancelled:
             trials = _confirm(trials, pool, opts, confirm, say, early)
@@ -314,7 +324,9 @@ def _after_screening(
     again = background.submit(_measure_again, trials, chosen, pool, opts, say, early)
     # Reported as benchmarking: the job's stages stay in order (the best is being measured
     # again from here on).
-    extra, mixed = _mix(baseline, trials, pool, seen, notes, mix_sources, say, Stage.BENCHMARK)
+    extra, mixed = _mix(
+        baseline, trials, pool, seen, notes, mix_sources, say, Stage.BENCHMARK, profile()
+    )
     trials = again.result()
     confirmed = rank(t for t in trials if t.confirmed)
     top = confirmed[0].result.speedup if confirmed else None

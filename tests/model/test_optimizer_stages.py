@@ -57,3 +57,42 @@ def test_the_real_optimizer_reports_every_stage_in_order(tmp_path: Path) -> None
     assert outcome.candidates  # it did verify something
     record = outcome.record()
     assert record.verdict in ("faster", "not-faster") and record.target == "prog"
+
+
+@pytest.mark.skipif(shutil.which("valgrind") is None, reason="needs valgrind")
+def test_a_whole_file_job_profiles_its_baseline_for_the_mix_from_its_first_verdict(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The mix skips splices that cannot gain by the baseline's instruction profile, made
+    while candidates are screened, and only from the first verdict on (until then the first
+    candidate has a core to itself)."""
+    import asmopt.model.search.portfolio as portfolio
+
+    (tmp_path / "prog.c").write_text(PROGRAM)
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "one.in").write_text("3000000\n")
+    real = portfolio.optimize
+    seen: dict[str, object] = {}
+
+    def spy(*args, profile=None, progress=None, **kwargs):
+        work = profile.__self__  # the optimizer's _WorkProfile, through its bound get
+        seen["before"] = work._thread
+
+        def told(stage, line):
+            progress(stage, line)
+            if stage is Stage.VERIFY and "at_first_verdict" not in seen:
+                seen["at_first_verdict"] = work._thread
+
+        result = real(*args, profile=profile, progress=told, **kwargs)
+        seen["profile"] = profile()
+        return result
+
+    monkeypatch.setattr(portfolio, "optimize", spy)
+    settings = Settings(policies=("compiler",), bench_budget=1.0, samples=2, test_timeout=5,
+                        go_on=True)  # fmt: skip
+    optimize(OptimizeRequest(tmp_path / "prog.c", None, settings), progress=lambda *_: None)
+    assert seen["before"] is None and seen["at_first_verdict"] is not None
+    profile = seen["profile"]
+    assert profile is not None and profile.tests == ("one",)  # type: ignore[attr-defined]
+    top = profile.functions[0]  # type: ignore[attr-defined]
+    assert top.name.startswith("sum_to") and top.share > 0.9, profile

@@ -362,13 +362,51 @@ class _Pool:
         return trials
 
 
-def _mix(trials, pool, notes):
+def _mix(trials, pool, notes, profile=None):
     from types import SimpleNamespace
 
     from asmopt.model.search.mixing import mix
 
     baseline = SimpleNamespace(asm=_variant())
-    return mix(baseline, trials, pool, {}, notes, 6, lambda *_: None)  # type: ignore[arg-type]
+    return mix(baseline, trials, pool, {}, notes, 6, lambda *_: None, profile=profile)  # type: ignore[arg-type]
+
+
+def _profile(shares: dict[str, float], elsewhere: float = 0.0):
+    """An instruction profile of 1,000,000 instructions: each function's share of them, and
+    the share executed outside the program's own code (libc, loader, start-up)."""
+    from asmopt.executor.profile import FunctionShare, Profile
+
+    total = 1_000_000
+    functions = tuple(FunctionShare(n, int(v * total), v) for n, v in shares.items())
+    own = sum(f.instructions for f in functions)
+    assert own + int(elsewhere * total) <= total
+    return Profile(
+        total=total, own=total - int(elsewhere * total), functions=functions, tests=("t1",)
+    )
+
+
+def test_no_splice_is_timed_when_one_function_does_all_the_work():
+    """A mix needs two functions that can each gain 1%; when the profile leaves one unit of
+    work, every donor's version of it was timed with the donor, and nothing is spliced."""
+    from asmopt.model.search.mixing import one_unit_of_work
+
+    trials = [
+        _whole("fast f", _variant(f=True, g=True), 1.30, 1.28, 1.32),
+        _whole("fast g", _variant(g=True, h=True), 1.30, 1.29, 1.31),
+    ]
+    pool, notes = _Pool(), []
+    extra, mixed = _mix(trials, pool, notes, _profile({"f": 0.995, "g": 0.004, "h": 0.001}))
+    assert (extra, mixed, pool.asked) == ([], None, [])
+    assert any(n.startswith("no mix: `f` executes 99.50%") for n in notes), notes
+    # Two functions that can each gain 1%, or one and libc (a function may inline its work):
+    # the splices are timed as without a profile.
+    for shares, elsewhere in (({"f": 0.5, "g": 0.49}, 0.0), ({"f": 0.97}, 0.02)):
+        assert one_unit_of_work(_profile(shares, elsewhere)) is None
+        pool = _Pool()
+        _mix(trials, pool, [], _profile(shares, elsewhere))
+        assert pool.asked
+    assert one_unit_of_work(None) is None
+    assert one_unit_of_work(_profile({"f": 0.005, "g": 0.005}, 0.0)) is not None
 
 
 def test_the_mix_skips_splices_that_ties_make_redundant():
@@ -525,6 +563,30 @@ def test_candidates_timed_together_never_run_beside_each_other(setup, monkeypatc
     assert len(spans) > 10
     overlaps = [(a, b) for a, b in itertools.pairwise(spans) if b[0] < a[1]]
     assert not overlaps
+
+
+def test_a_candidate_moves_to_a_cohort_whose_core_would_idle():
+    """Between steps, a candidate leaves a cohort that has at least two members more than
+    another (whose core would otherwise idle while its own members take turns)."""
+    from asmopt.executor.cohort import Seat
+    from asmopt.model.search.stages import quiet
+    from asmopt.model.search.verifier import Verifier
+
+    pool = Verifier(None, None, OPTIONS, None, 2, quiet, None)  # type: ignore[arg-type]
+    try:
+        busy, free = pool.cohorts
+        pool._first_done = True
+        busy.members, free.members = 2, 0
+        seat = Seat(busy, "x", pool._rebalance)
+        seat.between_rounds()
+        assert seat.cohort is free and (busy.members, free.members) == (1, 1)
+        seat.between_rounds()  # balanced: it stays
+        assert seat.cohort is free and pool.moves == 1
+        busy.members = 2  # one more than its own: moving would not help
+        seat.between_rounds()
+        assert seat.cohort is free
+    finally:
+        pool.close()
 
 
 def test_functions_compare_by_code_not_by_label_numbers():
