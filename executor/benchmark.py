@@ -41,13 +41,14 @@ from asmopt.executor.intervals import (
     order_statistic_median_ci,
     outlier_count,
 )
-from asmopt.executor.racing import Race, RaceLane, RacingRule
+from asmopt.executor.racing import WITHDRAWN, Race, RaceLane, RacingRule
 from asmopt.executor.results import RunResult, SpeedupEstimate, TestVerdict
 from asmopt.executor.sandbox import RunSession, Sandbox, SandboxLimits
 from asmopt.executor.testcases import TestCase
 
 # What other modules import from here (the statistics and racing live beside it).
 __all__ = [
+    "WITHDRAWN",
     "BenchmarkError",
     "BenchmarkOptions",
     "Cohort",

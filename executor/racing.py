@@ -178,6 +178,11 @@ class Race:
         return reason
 
 
+# How a race lane's reason begins when the job withdrew a measurement it no longer needs (a
+# speculative second measurement of a candidate another has surely beaten): such a result says
+# nothing of the candidate and is never stored.
+WITHDRAWN = "withdrawn: "
+
 # Called by benchmark() after every round with the CPU and the wall-time ratios of the rounds
 # so far; returns a reason to stop timing, or None.
 RaceLane = Callable[[Sequence[float], Sequence[float]], "str | None"]

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from asmopt.executor.benchmark import (
+    WITHDRAWN,
     BenchmarkError,
     BenchmarkOptions,
     InconsistentRun,
@@ -330,11 +331,17 @@ def verify_candidate(
     )
     if meta:
         result = replace(result, meta={**dict(meta), **result.meta})
-    if store is not None and not result.meta.get("same_code_as"):
+    if store is not None and not result.meta.get("same_code_as") and not withdrawn(result):
         record = result.to_dict()
         record.update(meta or {})
         store.put(key, record)
     return result
+
+
+def withdrawn(result: VerificationResult) -> bool:
+    """Whether ``result`` is of a measurement its job withdrew (its race lane said
+    ``WITHDRAWN``): it says nothing of the candidate, and is never stored."""
+    return result.speedup is not None and result.speedup.stopped_early.startswith(WITHDRAWN)
 
 
 def _verify_uncached(

@@ -54,7 +54,7 @@ from asmopt.model.search.trials import (
     rank,
     rank_key,
 )
-from asmopt.model.search.verifier import Job, SameCode, Verifier
+from asmopt.model.search.verifier import Job, SameCode, Verifier, Withdrawal
 
 if TYPE_CHECKING:
     from asmopt.executor.profile import Profile
@@ -201,8 +201,8 @@ def optimize(
         pool.same_code = SameCode(baseline)
     planned = sum(_planned(p, request, proposals_per_policy) for p in policies)
     asked = _proposals(policies, request, proposals_per_policy, seen, unusable, notes, say, cancel)
-    # Two threads: the best measured again early, and the confirmation after the screening.
-    background = ThreadPoolExecutor(2, thread_name_prefix="asmopt-confirm")
+    # Threads for the measurements begun early, and the confirmation after the screening.
+    background = ThreadPoolExecutor(EARLY_AT_MOST + 1, thread_name_prefix="asmopt-confirm")
     idle, early = _measure_early(pool, opts, say, background)
     try:
         racing_confirms = pool.rule is not None and confirm > 0
@@ -419,8 +419,10 @@ def _fresh(
     opts: VerifyOptions,
     say: Progress,
     stage: Stage = Stage.BENCHMARK,
+    halt: Withdrawal | None = None,
 ) -> dict[str, Trial]:
-    """Each of ``chosen`` measured afresh (see :func:`_measure_again`), by candidate hash."""
+    """Each of ``chosen`` measured afresh (see :func:`_measure_again`), by candidate hash;
+    none that ``halt`` withdrew."""
     if not chosen:
         return {}
     bench = replace(opts.bench, seed=opts.bench.seed + 1)  # the seed: a new store key
@@ -439,7 +441,10 @@ def _fresh(
         contenders=len(chosen),
         fresh_race=True,
         stage=stage,
+        halt=halt,
     )
+    if halt is not None and halt.why:
+        return {}
     by_hash = {t.result.candidate_hash: t for t in chosen}
     return {
         t.result.candidate_hash: replace(
@@ -454,10 +459,21 @@ def _fresh(
 
 @dataclass(frozen=True)
 class _Early:
-    """A fresh measurement begun during the screening: whose, and what it found."""
+    """A fresh measurement begun during the screening: whose, what it found, and how the job
+    withdraws it."""
 
-    chash: str
+    trial: Trial
     future: Future[dict[str, Trial]]
+    halt: Withdrawal
+
+    @property
+    def chash(self) -> str:
+        return self.trial.result.candidate_hash
+
+
+# How many measurements the screening begins early at most (each one after the first begins
+# when a candidate surely faster than the one being measured withdrew it).
+EARLY_AT_MOST = 3
 
 
 def _measure_early(
@@ -465,16 +481,38 @@ def _measure_early(
 ) -> tuple[Callable[[list[Trial]], bool], Callable[[], _Early | None]]:
     """The screening's idle hook, and what it started: when every candidate is being verified
     and a worker would be idle, the best so far is measured again at once (in ``background``)
-    rather than after the screening, so that the job's last step overlaps its first. If a
-    candidate screened later is better, it is measured again too, without waiting for this
-    one (see :func:`_measure_again`)."""
+    rather than after the screening, so that the job's last step overlaps its first. When a
+    candidate screened later is surely faster (its CI lies above the one being measured),
+    that measurement is withdrawn, as the confirmation would not take it (:func:`_promising`),
+    and the new best is measured again at once. A later candidate that is only perhaps
+    better is measured again after the screening, without waiting for this one (see
+    :func:`_measure_again`)."""
     started: list[_Early] = []
 
     def idle(done: list[Trial]) -> bool:
         best = _promising(pool.resolve(done), True, 1)
-        if best and not started:
-            future = background.submit(_fresh, best, pool, opts, say, Stage.VERIFY)
-            started.append(_Early(best[0].result.candidate_hash, future))
-        return bool(started)
+        current = started[-1] if started else None
+        if not best or (current is not None and not _beaten(current.trial, best[0])):
+            return False  # keep being told: a later candidate may beat this one
+        if current is not None:
+            current.halt.why = f"{best[0].label} is surely faster"
+            say(Stage.VERIFY, f"{current.trial.label} is not measured again: {current.halt.why}")
+        if len(started) < EARLY_AT_MOST:
+            halt = Withdrawal()
+            future = background.submit(_fresh, best, pool, opts, say, Stage.VERIFY, halt)
+            started.append(_Early(best[0], future, halt))
+        return len(started) >= EARLY_AT_MOST
 
-    return idle, lambda: started[0] if started else None
+    def current() -> _Early | None:
+        return started[-1] if started and not started[-1].halt.why else None
+
+    return idle, current
+
+
+def _beaten(measured: Trial, best: Trial) -> bool:
+    """Whether ``best`` is another candidate whose screening CI lies wholly above that of
+    ``measured``."""
+    mine, theirs = measured.result.speedup, best.result.speedup
+    if best.result.candidate_hash == measured.result.candidate_hash or not mine or not theirs:
+        return False
+    return theirs.ci_low > mine.ci_high

@@ -12,10 +12,11 @@ import contextlib
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, CancelledError, Future, ThreadPoolExecutor, wait
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from asmopt.executor.benchmark import (
+    WITHDRAWN,
     Cohort,
     Race,
     RaceLane,
@@ -34,6 +35,7 @@ from asmopt.executor.verify import (
     VerifyOptions,
     candidate_hash,
     store_key,
+    withdrawn,
 )
 from asmopt.model.search.policy import Candidate
 from asmopt.model.search.stages import Progress, Stage
@@ -95,6 +97,15 @@ class SameCode:
         return check
 
 
+@dataclass
+class Withdrawal:
+    """A measurement its job may withdraw: once ``why`` is said, the candidates of the
+    :meth:`Verifier.verify` call it was given to stop being timed, and their results, cut
+    short with ``WITHDRAWN``, are not stored (they say nothing of the candidate)."""
+
+    why: str = ""
+
+
 class Verifier:
     """A thread pool of verifications that races candidates, shares verdicts between
     candidates with the same machine code, streams results, and stops cleanly when
@@ -148,12 +159,17 @@ class Verifier:
             self._best_so_far = max(self._best_so_far, update.ci_low)
         self.on_update(update)
 
-    def _lane(self, chash: str, label: str, race: Race | None) -> RaceLane:
-        """The benchmark's per-round callback: race, and stream a provisional verdict."""
+    def _lane(
+        self, chash: str, label: str, race: Race | None, halt: Withdrawal | None = None
+    ) -> RaceLane:
+        """The benchmark's per-round callback: race, and stream a provisional verdict; stop
+        once ``halt`` is set (its job withdrew the measurement)."""
         floor = 1.0 + self.options.min_gain
         told = {"done": False}
 
         def lane(ratios: Sequence[float], walls: Sequence[float]) -> str | None:
+            if halt is not None and halt.why:
+                return f"{WITHDRAWN}{halt.why}"
             if not told["done"] and len(ratios) >= 6:
                 median, low, high = order_statistic_median_ci(ratios)
                 _, _, wall_high = order_statistic_median_ci(walls)
@@ -172,6 +188,7 @@ class Verifier:
         options: VerifyOptions,
         race: Race | None,
         ticket: int = 0,
+        halt: Withdrawal | None = None,
     ) -> Trial:
         meta = {
             "policy": candidate.policy,
@@ -190,15 +207,17 @@ class Verifier:
                 candidate.asm,
                 meta=meta,
                 cancel=self.cancel,
-                race=self._lane(chash, label, race),
+                race=self._lane(chash, label, race, halt),
                 same_code=self.same_code.hook(chash, label) if self.same_code else None,
                 cohort=seat,
             )
         finally:
             self._leave(seat.cohort if seat is not None else None)
+        trial = Trial(candidate, result, kind, dict(sources))
+        if withdrawn(result):
+            return trial  # it says nothing of the candidate: not raced, kept or streamed
         if race is not None and result.speedup is not None and result.speedup.samples:
             race.record(chash, label, result.speedup.samples)
-        trial = Trial(candidate, result, kind, dict(sources))
         if not result.meta.get("same_code_as"):
             self.judged[chash] = trial
         if result.verdict is Verdict.FASTER and result.speedup is not None:
@@ -243,6 +262,7 @@ class Verifier:
         fresh_race: bool = False,
         stage: Stage = Stage.VERIFY,
         on_idle: Callable[[list[Trial]], bool] | None = None,
+        halt: Withdrawal | None = None,
     ) -> list[Trial]:
         """Verify ``jobs`` (taken one by one as they are made) ``workers`` at a time.
         ``contenders`` is how many more candidates this call may time (the racing rule's
@@ -250,7 +270,8 @@ class Verifier:
         Each call races in a race of its own, so two calls may run at once (in two threads),
         sharing the workers. Its progress lines report ``stage``. Once every job was taken
         and fewer are left than the pool has threads (a worker would be idle), ``on_idle`` is
-        called with the trials done so far as each one ends, until it says it is done."""
+        called with the trials done so far as each one ends, until it says it is done.
+        Setting ``halt`` stops timing this call's candidates (see :class:`Withdrawal`)."""
         if self.cancel is not None and self.cancel.is_set():
             self.cancelled = True
         if self.cancelled:
@@ -280,6 +301,8 @@ class Verifier:
                 except CancelledError:
                     continue
                 done.append(trial)
+                if withdrawn(trial.result):
+                    continue  # its job said why when it withdrew it
                 line = f"[{len(done)}/{len(futures)}] {trial.label}: {trial.result.message}"
                 self.say(stage, line)
 
@@ -290,7 +313,7 @@ class Verifier:
             with self._cohort_turns:
                 ticket = self._tickets
                 self._tickets += 1
-            fut = self.pool.submit(self._one, c, kind, sources, opts, race, ticket)
+            fut = self.pool.submit(self._one, c, kind, sources, opts, race, ticket, halt)
             futures[fut] = c
             pending.add(fut)
             collect(0)

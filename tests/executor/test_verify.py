@@ -118,6 +118,24 @@ def test_store_remembers_results_across_instances(setup, tmp_path: Path) -> None
     assert again.speedup.median == first.speedup.median
 
 
+def test_a_measurement_its_job_withdrew_is_not_stored(setup, tmp_path: Path) -> None:
+    """A race lane that says WITHDRAWN cuts the timing short; that result says nothing of the
+    candidate, so a later job measures it anew instead of finding it in the store."""
+    from asmopt.executor.benchmark import WITHDRAWN
+    from asmopt.executor.verify import withdrawn
+
+    sandbox, baseline, options = setup
+    asm = _asm(tmp_path, SUM, "-O1")
+
+    def lane(ratios, walls):
+        return f"{WITHDRAWN}another is surely faster"
+
+    cut = verify_candidate(asm, baseline, sandbox, options, store=ResultStore(tmp_path), race=lane)
+    assert withdrawn(cut) and cut.speedup is not None and cut.speedup.runs == 1
+    again = verify_candidate(asm, baseline, sandbox, options, store=ResultStore(tmp_path))
+    assert not again.cached and not withdrawn(again)
+
+
 def test_round_trip_of_the_json_shape(setup) -> None:
     sandbox, baseline, options = setup
     result = verify_candidate(baseline.asm, baseline, sandbox, options)

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import itertools
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
 
-from asmopt.executor.benchmark import BenchmarkOptions
+from asmopt.executor.benchmark import WITHDRAWN, BenchmarkOptions, RacingRule
 from asmopt.executor.results import SpeedupEstimate, TestStatus, TestVerdict, Verdict
 from asmopt.executor.sandbox import Sandbox
 from asmopt.executor.store import ResultStore
@@ -623,7 +624,8 @@ def test_the_best_measured_again_during_the_screening_is_not_measured_again_afte
     with ThreadPoolExecutor(1) as background:
         idle, early = _measure_early(pool, OPTIONS, lambda *_: None, background)  # type: ignore[arg-type]
         assert not idle([]) and early() is None  # nothing to measure yet: asked again later
-        assert idle([whole]) and early() is not None
+        idle([whole])
+        assert early() is not None
         trials, _ = _after_screening(
             SimpleNamespace(asm=_variant()), [whole], pool, OPTIONS, mix=True, mix_sources=6,  # type: ignore[arg-type]
             confirm=3, seen={}, notes=[], say=lambda *_: None, background=background,
@@ -632,3 +634,51 @@ def test_the_best_measured_again_during_the_screening_is_not_measured_again_afte
     asked = [labels for labels, _ in pool.asked]
     assert asked.count(["W"]) == 1  # once, early
     assert [t.label for t in trials if t.confirmed] == ["W"]
+
+
+class _WithdrawablePool(_Pool):
+    """A stand-in verifier whose measurement of ``slow`` takes until its job withdraws it."""
+
+    def __init__(self, slow: str) -> None:
+        super().__init__()
+        self.rule = RacingRule()
+        self.slow = slow
+
+    def verify(self, jobs, options=None, halt=None, **kwargs):
+        jobs = list(jobs)
+        if halt is None or jobs[0][0].label != self.slow:
+            return super().verify(jobs, options, **kwargs)
+        self.asked.append(([c.label for c, _, _ in jobs], options))
+        for _ in range(500):
+            if halt.why:
+                break
+            time.sleep(0.01)
+        c = jobs[0][0]
+        cut = _whole(c.label, c.asm, 1.35, 1.35, 1.35, stopped=f"{WITHDRAWN}{halt.why}")
+        return [Trial(c, cut.result, "whole", {})]
+
+
+def test_an_early_measurement_is_withdrawn_when_a_surely_faster_candidate_appears():
+    """The best so far is measured again early; a later candidate whose screening CI lies
+    wholly above it withdraws that measurement (the confirmation would not take it) and is
+    measured again at once. A candidate that only ties with it does not."""
+    from asmopt.model.search.portfolio import _measure_early
+
+    first = _whole("A", _variant(f=True), 1.45, 1.44, 1.46)
+    tie = _whole("C", _variant(h=True), 1.46, 1.40, 1.50)
+    faster = _whole("B", _variant(g=True), 1.55, 1.53, 1.56)
+    pool, lines = _WithdrawablePool("A"), []
+    with ThreadPoolExecutor(4) as background:
+        idle, early = _measure_early(pool, OPTIONS, lambda _s, line: lines.append(line), background)  # type: ignore[arg-type]
+        idle([first])
+        measuring_a = early()
+        assert measuring_a is not None and measuring_a.trial.label == "A"
+        idle([first, tie])
+        assert early() is measuring_a  # a tie withdraws nothing
+        idle([first, tie, faster])
+        now = early()
+        assert now is not None and now.trial.label == "B"
+        assert measuring_a.future.result(timeout=10) == {}  # A's cut-short figures are dropped
+        assert now.future.result(timeout=10)["B"].confirmed
+    assert "A is not measured again: B is surely faster" in lines
+    assert [labels for labels, _ in pool.asked] == [["A"], ["B"]]
