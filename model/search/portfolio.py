@@ -402,7 +402,13 @@ def _measure_again(
     """``trials`` with each of ``chosen`` measured afresh (its screening result kept): at the
     job's precision when it races, else with twice the budget and half the CI target. What
     ``early`` measured afresh already (:func:`_measure_early`) is taken from it, not measured
-    again."""
+    again; when it is not one of ``chosen``, it is withdrawn and its figures are dropped, so
+    that what is measured again depends on the screening's figures alone, not on the order
+    in which they came (a job that finds them all in the store confirms what this one did)."""
+    chosen_hashes = {t.result.candidate_hash for t in chosen}
+    if early is not None and early.chash not in chosen_hashes:
+        early.halt.why = "not among the best once every candidate was screened"
+        early = None
     # What ``early`` is measuring is not measured twice; the rest is measured meanwhile.
     started = early.chash if early is not None else ""
     fresh = _fresh([t for t in chosen if t.result.candidate_hash != started], pool, opts, say)

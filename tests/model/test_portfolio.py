@@ -682,3 +682,25 @@ def test_an_early_measurement_is_withdrawn_when_a_surely_faster_candidate_appear
         assert now.future.result(timeout=10)["B"].confirmed
     assert "A is not measured again: B is surely faster" in lines
     assert [labels for labels, _ in pool.asked] == [["A"], ["B"]]
+
+
+def test_an_early_measurement_of_a_candidate_the_confirmation_does_not_choose_is_dropped():
+    """What is measured again depends on the screening's figures alone, not on the order they
+    came in: a measurement begun early of a candidate that, once every candidate was screened,
+    is not among the best is withdrawn, and the best is measured instead."""
+    from asmopt.model.search.portfolio import _measure_again, _measure_early, _promising
+
+    first = _whole("A", _variant(f=True), 1.45, 1.40, 1.50)
+    best = _whole("B", _variant(g=True), 1.46, 1.44, 1.48)  # ties A, with the higher bound
+    pool = _WithdrawablePool("A")
+    with ThreadPoolExecutor(4) as background:
+        idle, early = _measure_early(pool, OPTIONS, lambda *_: None, background)  # type: ignore[arg-type]
+        idle([first])
+        idle([first, best])
+        measuring = early()
+        assert measuring is not None and measuring.trial.label == "A"  # a tie: not withdrawn
+        chosen = _promising([first, best], True, 3)
+        assert [t.label for t in chosen] == ["B"]
+        trials = _measure_again([first, best], chosen, pool, OPTIONS, lambda *_: None, measuring)  # type: ignore[arg-type]
+    assert [t.label for t in trials if t.confirmed] == ["B"]
+    assert measuring.halt.why and [labels for labels, _ in pool.asked] == [["A"], ["B"]]
