@@ -301,7 +301,7 @@ def _startup_bound(
 # quickest tests that fit this many seconds of callgrind on one core; it is made while the
 # candidates are screened, from the first verdict on (before it, the first candidate has
 # a core to itself).
-MIX_PROFILE_BUDGET = 6.0
+MIX_PROFILE_BUDGET = 10.0
 
 
 class _WorkProfile:
@@ -319,14 +319,19 @@ class _WorkProfile:
     ) -> _WorkProfile:
         """What the mix will need: nothing when the job cannot mix (a function asked for,
         command tests, fewer than two functions); ``known`` (the start-up check's) when it
-        covers the same tests; else a profile to make (:meth:`begin`)."""
+        covers the same tests, or when even the quickest test would take callgrind more than
+        ``MIX_PROFILE_BUDGET``; else a profile to make (:meth:`begin`)."""
         from asmopt.executor.asmfile import parse_functions
-        from asmopt.executor.profile import select_tests
+        from asmopt.executor.profile import SLOWDOWN, VALGRIND_START, select_tests
 
         top = [f for f in parse_functions(baseline.asm) if f.parent is None]
         if job.function is not None or job.commands is not None or len(top) < 2:
             return cls()
         chosen, _ = select_tests(baseline.tests, baseline.wall_seconds, MIX_PROFILE_BUDGET, 1)
+        cost = sum(VALGRIND_START + SLOWDOWN * baseline.wall_seconds.get(t.name, 0.0)
+                   for t in chosen)  # fmt: skip
+        if cost > MIX_PROFILE_BUDGET:
+            return cls(known)  # even the quickest test is too long to profile on the side
         if known is not None and set(known.tests) == {t.name for t in chosen}:
             return cls(known)
         made = cls()

@@ -478,8 +478,8 @@ class _Early:
 
 
 # How many measurements the screening begins early at most (each one after the first begins
-# when a candidate surely faster than the one being measured withdrew it).
-EARLY_AT_MOST = 3
+# when another candidate came to rank first, and withdrew the one before).
+EARLY_AT_MOST = 4
 
 
 def _measure_early(
@@ -488,20 +488,24 @@ def _measure_early(
     """The screening's idle hook, and what it started: when every candidate is being verified
     and a worker would be idle, the best so far is measured again at once (in ``background``)
     rather than after the screening, so that the job's last step overlaps its first. When a
-    candidate screened later is surely faster (its CI lies above the one being measured),
-    that measurement is withdrawn, as the confirmation would not take it (:func:`_promising`),
-    and the new best is measured again at once. A later candidate that is only perhaps
-    better is measured again after the screening, without waiting for this one (see
-    :func:`_measure_again`)."""
+    candidate screened later comes to rank first (by its CI's lower bound, as the
+    confirmation chooses: :func:`_promising`), that measurement is withdrawn and the new
+    first is measured again at once, up to ``EARLY_AT_MOST`` times. A later candidate whose
+    median lies above the first's CI is measured again after the screening, without waiting
+    for this one (see :func:`_measure_again`)."""
     started: list[_Early] = []
 
     def idle(done: list[Trial]) -> bool:
         best = _promising(pool.resolve(done), True, 1)
         current = started[-1] if started else None
-        if not best or (current is not None and not _beaten(current.trial, best[0])):
-            return False  # keep being told: a later candidate may beat this one
+        if not best or (current is not None and current.chash == best[0].result.candidate_hash):
+            return False  # keep being told: a later candidate may rank first
         if current is not None:
-            current.halt.why = f"{best[0].label} is surely faster"
+            current.halt.why = (
+                f"{best[0].label} is surely faster"
+                if _beaten(current.trial, best[0])
+                else f"{best[0].label} now ranks first (the confirmation measures the first)"
+            )
             say(Stage.VERIFY, f"{current.trial.label} is not measured again: {current.halt.why}")
         if len(started) < EARLY_AT_MOST:
             halt = Withdrawal()

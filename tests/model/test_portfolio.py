@@ -695,12 +695,30 @@ def test_an_early_measurement_of_a_candidate_the_confirmation_does_not_choose_is
     pool = _WithdrawablePool("A")
     with ThreadPoolExecutor(4) as background:
         idle, early = _measure_early(pool, OPTIONS, lambda *_: None, background)  # type: ignore[arg-type]
-        idle([first])
-        idle([first, best])
+        idle([first])  # B was screened after the last look (or past EARLY_AT_MOST)
         measuring = early()
-        assert measuring is not None and measuring.trial.label == "A"  # a tie: not withdrawn
+        assert measuring is not None and measuring.trial.label == "A"
         chosen = _promising([first, best], True, 3)
         assert [t.label for t in chosen] == ["B"]
         trials = _measure_again([first, best], chosen, pool, OPTIONS, lambda *_: None, measuring)  # type: ignore[arg-type]
     assert [t.label for t in trials if t.confirmed] == ["B"]
     assert measuring.halt.why and [labels for labels, _ in pool.asked] == [["A"], ["B"]]
+
+
+def test_the_early_measurement_follows_the_candidate_that_ranks_first():
+    """A candidate that comes to rank first (by its CI's lower bound, as the confirmation
+    chooses) takes over the early measurement, even when it only ties with the one measured."""
+    from asmopt.model.search.portfolio import _measure_early
+
+    first = _whole("A", _variant(f=True), 1.45, 1.40, 1.50)
+    tie_ranked_first = _whole("B", _variant(g=True), 1.46, 1.44, 1.48)
+    pool, lines = _WithdrawablePool("A"), []
+    with ThreadPoolExecutor(4) as background:
+        idle, early = _measure_early(pool, OPTIONS, lambda _s, line: lines.append(line), background)  # type: ignore[arg-type]
+        idle([first])
+        measuring_a = early()
+        idle([first, tie_ranked_first])
+        now = early()
+        assert measuring_a is not None and now is not None and now.trial.label == "B"
+        assert measuring_a.future.result(timeout=10) == {}
+    assert any(line.startswith("A is not measured again: B now ranks first") for line in lines)
