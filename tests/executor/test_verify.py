@@ -72,7 +72,11 @@ def test_identical_copy_is_not_faster(setup) -> None:
     assert result.identical_to_baseline
     assert result.verdict is Verdict.NOT_FASTER
     assert result.speedup is not None
-    assert result.speedup.ci_low <= 1.0 <= result.speedup.ci_high * 1.02
+    # A 95% CI misses 1.00 one run in twenty by design (a full suite run once found
+    # [1.010, 1.043] for the copy): what holds every time is the verdict, and the CI within
+    # the benchmark's precision (FAST: ±3%) of 1.00.
+    tolerance = 1.0 + FAST.target_rel_ci
+    assert result.speedup.ci_low <= tolerance and result.speedup.ci_high >= 1.0 / tolerance
 
 
 def test_slower_build_is_measured_as_slower(setup, tmp_path: Path) -> None:
