@@ -214,7 +214,7 @@ class _Runs:
         if self._shared is not None:
             cohort, me = self._shared.cohort, self._shared.me
             for test in tests:
-                run = cohort.claim((test.name, limits), me)
+                run = cohort.claim((test.name, limits), me, since=self._shared.moved_at)
                 if run is not None:
                     return test, run
         return tests[0], None

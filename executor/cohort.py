@@ -36,9 +36,13 @@ candidates.
 Every baseline run is judged like a test by whoever ran it; one that fails is never shared.
 
 A member takes its turns through a :class:`Seat`, which its job may move to another cohort
-between two timed rounds (when that cohort's core would otherwise be idle): at that point the
-member has no baseline run announced and none it waits for, so every run it makes or pairs
-with afterwards is one of the new cohort's, and what is said above holds in each cohort.
+between two timed rounds (when that cohort's core would otherwise be idle). At that point the
+member has no baseline run announced and none it waits for; afterwards it pairs only with
+runs of the new cohort *announced after it moved* (``Cohort.claim``'s ``since``). The new
+cohort's earlier runs ran while the member still ran in the old cohort, on the other core,
+and may have been slowed by it: it must not be divided by them. Runs announced later start
+later, in their owners' turns, when every process of the member runs in the new cohort's
+turns. So what is said above holds across a move too.
 """
 
 from __future__ import annotations
@@ -59,6 +63,7 @@ class SharedRun:
     members pairing with it see it."""
 
     owner: Hashable  # the member that makes it
+    announced: float = field(default_factory=time.monotonic)
     done: threading.Event = field(default_factory=threading.Event)
     ended: float = 0.0
     cpu_seconds: float | None = None  # None until it ends, and for good when it failed
@@ -122,15 +127,18 @@ class Cohort:
                 self._holder = None
                 self._turns.notify_all()
 
-    def claim(self, key: Hashable, me: Hashable) -> SharedRun | None:
+    def claim(self, key: Hashable, me: Hashable, since: float = 0.0) -> SharedRun | None:
         """The latest baseline run of ``key`` (a test) when ``me`` may pair with it now
-        (announced or fresh, and not paired with ``me`` before), now marked as paired with
+        (announced or fresh, not paired with ``me`` before, and announced at or after
+        ``since``: when ``me`` joined this cohort from another), now marked as paired with
         it. One announced but not yet run is safe to pair with: it runs in a turn of its
         owner's, never beside ``me``'s run."""
         with self._lock:
             run = self._latest.get(key)
             if run is None or me in run.users or not run.fresh(time.monotonic()):
                 return None
+            if run.announced < since:
+                return None  # it may have run beside me, when I ran in another cohort
             self._links.update(frozenset((me, other)) for other in run.users)
             run.users.add(me)
             self.paired += 1
@@ -170,8 +178,13 @@ class Seat:
     cohort: Cohort
     me: Hashable
     move: Callable[[Seat], Cohort] | None = None  # the cohort to take the next round in
+    moved_at: float = 0.0  # when it last changed cohorts (time.monotonic)
 
     def between_rounds(self) -> None:
         """Called by the benchmark before each timed round: the member may change cohorts."""
-        if self.move is not None:
-            self.cohort = self.move(self)
+        if self.move is None:
+            return
+        cohort = self.move(self)
+        if cohort is not self.cohort:
+            self.moved_at = time.monotonic()
+            self.cohort = cohort

@@ -67,6 +67,17 @@ def test_a_baseline_run_pairs_with_each_other_member_once():
     assert (cohort.ran, cohort.paired) == (1, 2)
 
 
+def test_a_member_that_moved_in_pairs_only_with_runs_announced_after_it_came():
+    cohort = Cohort()
+    earlier = cohort.announce("t1", "a")
+    cohort.finish(earlier, 2.0, 100.0, "cgroup")  # fresh for a long while
+    came = time.monotonic()
+    assert cohort.claim("t1", "mover", since=came) is None  # it may have run beside it
+    later = cohort.announce("t1", "a")
+    assert cohort.claim("t1", "mover", since=came) is later
+    assert cohort.claim("t1", "b") is later  # a member that was there all along: as before
+
+
 def test_failed_and_stale_runs_are_not_shared():
     cohort = Cohort()
     failed = cohort.announce("t1", "a")
@@ -205,6 +216,12 @@ def test_a_member_moves_to_an_idle_cohort_between_rounds_and_each_cohort_stays_o
     clock = _Clock()
     crowded, idle = Cohort(), Cohort()
     crowded.members = 3
+    # The idle cohort's last member just made baseline runs of both tests, fresh enough to
+    # pair with: they ran while the mover still ran in the crowded cohort, so it must not.
+    before = [idle.announce((f"t{i}", None), "gone") for i in range(2)]
+    for run in before:
+        idle.finish(run, 2.0, 100.0, "cgroup")
+    made_before = idle.ran
     moved: dict[str, float] = {}
     lock = threading.Lock()
 
@@ -230,8 +247,10 @@ def test_a_member_moves_to_an_idle_cohort_between_rounds_and_each_cohort_stays_o
         assert spans
         for (_, end), (start, _) in itertools.pairwise(spans):
             assert start >= end  # each cohort: one process at a time
-    # Once it moved, it paired with no baseline run of the cohort it left, nor made one there.
-    assert idle.paired == 0 and idle.ran == sum(
+    # Once it moved, it paired with no baseline run of the cohort it left, nor with one its
+    # new cohort made before it came; it made its own there.
+    assert all(run.users == {"gone"} for run in before)
+    assert idle.paired == 0 and idle.ran - made_before == sum(
         1 for who, s, *_ in clock.runs if who == f"base-for-{mover}" and s >= when
     )
     for estimate in results.values():
