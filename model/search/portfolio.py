@@ -408,6 +408,10 @@ def _measure_again(
     chosen_hashes = {t.result.candidate_hash for t in chosen}
     if early is not None and early.chash not in chosen_hashes:
         early.halt.why = "not among the best once every candidate was screened"
+        early.future.result()  # it stops within a round; if it had ended, it is dropped too
+        screened = next((t for t in trials if t.result.candidate_hash == early.chash), None)
+        if screened is not None:
+            pool.restore(screened)  # the candidate's own figures are its screening ones again
         early = None
     # What ``early`` is measuring is not measured twice; the rest is measured meanwhile.
     started = early.chash if early is not None else ""

@@ -225,6 +225,11 @@ class Verifier:
             self._stream(SoFar(label, s.median, s.ci_low, s.ci_high, s.runs, True, trial))
         return trial
 
+    def restore(self, trial: Trial) -> None:
+        """Make ``trial`` its candidate's own trial again (the one candidates with the same
+        machine code take their verdict from), after a later measurement of it was dropped."""
+        self.judged[trial.result.candidate_hash] = trial
+
     def resolve(self, trials: list[Trial], store_as: VerifyOptions | None = None) -> list[Trial]:
         """Give each trial that shares another's machine code that one's verdict (dropping
         it when that one was never judged, as when the job was cancelled); with

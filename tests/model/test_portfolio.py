@@ -348,6 +348,7 @@ class _Pool:
         self.rule = None
         self.cancelled = False
         self.asked: list[tuple[list[str], object]] = []
+        self.restored: list[str] = []
 
     def verify(self, jobs, options=None, **_):
         jobs = list(jobs)
@@ -361,6 +362,9 @@ class _Pool:
 
     def resolve(self, trials, store_as=None):
         return trials
+
+    def restore(self, trial):
+        self.restored.append(trial.label)
 
 
 def _mix(trials, pool, notes, profile=None):
@@ -703,6 +707,7 @@ def test_an_early_measurement_of_a_candidate_the_confirmation_does_not_choose_is
         trials = _measure_again([first, best], chosen, pool, OPTIONS, lambda *_: None, measuring)  # type: ignore[arg-type]
     assert [t.label for t in trials if t.confirmed] == ["B"]
     assert measuring.halt.why and [labels for labels, _ in pool.asked] == [["A"], ["B"]]
+    assert pool.restored == ["A"]  # its twins take its screening verdict, as it shows
 
 
 def test_the_early_measurement_follows_the_candidate_that_ranks_first():
