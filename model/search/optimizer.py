@@ -298,10 +298,12 @@ def _startup_bound(
 
 
 # The mix skips splices that cannot gain, by the baseline's instruction profile on the
-# quickest tests that fit this many seconds of callgrind on one core; it is made while the
-# candidates are screened, from the first verdict on (before it, the first candidate has
-# a core to itself).
-MIX_PROFILE_BUDGET = 10.0
+# quickest tests that fit this many seconds of callgrind on one core (estimated from the
+# baseline's wall time, which load inflates: the budget leaves room, so that the choice
+# does not flip between two runs of a test of a few hundred milliseconds); it is made while
+# the candidates are screened, from the first verdict on (before it, the first candidate
+# has a core to itself).
+MIX_PROFILE_BUDGET = 20.0
 
 
 class _WorkProfile:
