@@ -230,6 +230,11 @@ class RunSession:
         while not self._closed and not self._sandbox._closed and len(self._spares) < _SPARES:
             self._spares.append(self._launch())
 
+    @property
+    def programs(self) -> tuple[Path, ...]:
+        """The binaries it runs, as the host sees them."""
+        return tuple(self._programs)
+
     def program_path(self, index: int = 0) -> str:
         """The path under which the runs see the session's ``index``-th binary."""
         return self._inside_paths()[index] if self._sandbox.enabled else str(self._programs[index])

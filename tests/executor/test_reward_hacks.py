@@ -398,63 +398,131 @@ def test_sigchld_disposition_cannot_be_changed_in_a_timed_sandbox(tmp_path):
     assert (refused, int(err), default) == ("1", 1, "1")  # EPERM, still SIG_DFL
 
 
+# Does half the baseline's work, then walks 8 MiB ROUNDS times: it evicts what shares the
+# caches with it, such as a baseline run beside it.
+THRASH = PRELUDE + (
+    "static char junk[8 << 20];\n"
+    "int main(void) {\n"
+    "    for (int r = 0; r < ROUNDS; r++)\n"
+    "        for (long i = 0; i < (long)sizeof junk; i += 64) junk[i]++;\n"
+    '    printf("%lu\\n", work(input()));\n'
+    "    return junk[64] == 7;\n"
+    "}\n"
+)
+
+
+def _judge_at_once(judge_setup, seats: dict[str, tuple[str, object]]) -> tuple[dict, dict]:
+    """Judge each named candidate (its source, its cohort or seat) in a thread of its own,
+    all at once; their results and the ident of each one's thread."""
+    import threading
+
+    tmp, sandbox, baseline, options = judge_setup
+    results, threads = {}, {}
+
+    def judge(name: str, source: str, seat: object) -> None:
+        threads[name] = threading.get_ident()
+        asm = _asm(tmp, name, source)
+        results[name] = verify_candidate(asm, baseline, sandbox, options, cohort=seat)
+
+    workers = [
+        threading.Thread(target=judge, args=(name, source, seat))
+        for name, (source, seat) in seats.items()
+    ]
+    for t in workers:
+        t.start()
+    for t in workers:
+        t.join()
+    return results, threads
+
+
 def test_a_candidate_in_a_cohort_never_runs_beside_the_baseline_run_it_is_divided_by(
-    judge_setup, monkeypatch
+    judge_setup, judge_runs
 ):
     """Cohorts (executor.cohort) share baseline runs between candidates timed together. A
     candidate that thrashes the caches while it runs could slow a baseline run made at the
     same time and so inflate its own speed-up, were it ever paired with one: in a cohort one
     process runs at a time, so none ever is. Two such candidates and an honest one, judged at
     once in one cohort: no two runs overlap, and they did pair with each other's runs."""
-    import threading
-    import time
-
-    import asmopt.executor.benchmark as benchmark_module
-    import asmopt.executor.verify as verify_module
     from asmopt.executor.cohort import Cohort
 
-    tmp, sandbox, baseline, options = judge_setup
-    thrash = PRELUDE + (
-        "static char junk[8 << 20];\n"
-        "int main(void) {\n"
-        "    for (int r = 0; r < ROUNDS; r++)\n"
-        "        for (long i = 0; i < (long)sizeof junk; i += 64) junk[i]++;\n"
-        '    printf("%lu\\n", work(input()));\n'
-        "    return junk[64] == 7;\n"
-        "}\n"
-    )
-    sources = {
-        "thrash1": thrash.replace("ROUNDS", "4"),
-        "thrash2": thrash.replace("ROUNDS", "5"),
-        "honest": CONTROL,
-    }
-    asms = {name: _asm(tmp, name, source) for name, source in sources.items()}
-    spans: list[tuple[float, float]] = []
-    lock = threading.Lock()
-    real = benchmark_module.run_test
-
-    def recorded(*args, **kwargs):
-        start = time.monotonic()
-        try:
-            return real(*args, **kwargs)
-        finally:
-            with lock:
-                spans.append((start, time.monotonic()))
-
-    monkeypatch.setattr(benchmark_module, "run_test", recorded)
-    monkeypatch.setattr(verify_module, "run_test", recorded)
     cohort = Cohort()
-    results = {}
-
-    def judge(name: str) -> None:
-        results[name] = verify_candidate(asms[name], baseline, sandbox, options, cohort=cohort)
-
-    threads = [threading.Thread(target=judge, args=(name,)) for name in asms]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    spans.sort()
-    assert not [(a, b) for a, b in itertools.pairwise(spans) if b[0] < a[1]]
+    seats = {
+        "thrash1": (THRASH.replace("ROUNDS", "4"), cohort),
+        "thrash2": (THRASH.replace("ROUNDS", "5"), cohort),
+        "honest": (CONTROL, cohort),
+    }
+    results, _ = _judge_at_once(judge_setup, seats)
+    spans = sorted(judge_runs, key=lambda s: s.start)
+    assert not [(a, b) for a, b in itertools.pairwise(spans) if b.start < a.end]
     assert cohort.paired > 0
+    assert results["honest"].verdict is Verdict.FASTER, results["honest"].message
+
+
+def test_a_candidate_that_moves_never_pairs_with_a_baseline_run_made_beside_it(
+    judge_setup, judge_runs, monkeypatch
+):
+    """A job moves a candidate to another cohort between two rounds when that cohort's core
+    would idle (``Seat.move``). Two cohorts run at once, one per core, so before its move the
+    mover ran beside baseline runs of its new cohort; paired with one of those, a thrashing
+    candidate would be divided by a baseline run it slowed. Thrashing candidates in two
+    cohorts, one of which moves after its third round: every baseline run a candidate paired
+    with (another member made it) ran while no run of that candidate did. The hazard was real
+    (a baseline run of the new cohort overlapped one of the mover's runs before the move), and
+    the mover did share baseline runs with its new cohort after it."""
+    import threading
+
+    from asmopt.executor.cohort import Cohort, Seat
+
+    _, _, baseline, _ = judge_setup
+    lock = threading.Lock()
+    made: dict[int, object] = {}  # id(SharedRun) -> the Span of that baseline run
+    paired: list[tuple[int, object]] = []  # (thread of the member that paired, SharedRun)
+    real_claim, real_finish = Cohort.claim, Cohort.finish
+
+    def claim(self, key, me, since=0.0):
+        run = real_claim(self, key, me, since)
+        if run is not None:
+            with lock:
+                paired.append((threading.get_ident(), run))
+        return run
+
+    def finish(self, run, *args):
+        me = threading.get_ident()  # the run just ended in this thread: its latest span
+        with lock:
+            made[id(run)] = next(s for s in reversed(list(judge_runs)) if s.thread == me)
+        return real_finish(self, run, *args)
+
+    monkeypatch.setattr(Cohort, "claim", claim)
+    monkeypatch.setattr(Cohort, "finish", finish)
+    old, new = Cohort(), Cohort()
+    steps = {"n": 0}
+
+    def move(seat: Seat) -> Cohort:
+        # Called before its build, before each of its 2 tests and before each round.
+        steps["n"] += 1
+        return new if steps["n"] > 6 else seat.cohort
+
+    mover = Seat(old, "mover", move)
+    seats = {
+        "mover": (THRASH.replace("ROUNDS", "4"), mover),
+        "honest": (CONTROL, Seat(old, "honest")),
+        "thrash5": (THRASH.replace("ROUNDS", "5"), Seat(new, "thrash5")),
+        "thrash6": (THRASH.replace("ROUNDS", "6"), Seat(new, "thrash6")),
+    }
+    results, threads = _judge_at_once(judge_setup, seats)
+
+    def own_runs(thread: int):
+        return [s for s in judge_runs if s.thread == thread and s.program != baseline.binary]
+
+    for thread, run in paired:
+        span = made[id(run)]
+        assert not [s for s in own_runs(thread) if s.overlaps(span.start, span.end)]
+    assert mover.cohort is new and mover.moved_at > 0
+    before = [s for s in own_runs(threads["mover"]) if s.end <= mover.moved_at]
+    new_runs = [
+        span for span in made.values() if span.thread in (threads["thrash5"], threads["thrash6"])
+    ]
+    assert any(b.overlaps(s.start, s.end) for b in new_runs for s in before)
+    # After the move, the mover and its new cohort shared baseline runs (one way or the other).
+    assert any({"mover"} & run.users and {"thrash5", "thrash6"} & run.users for _, run in paired)
     assert results["honest"].verdict is Verdict.FASTER, results["honest"].message

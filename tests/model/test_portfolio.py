@@ -536,37 +536,18 @@ def test_the_race_counts_the_proposals_each_policy_will_make():
     assert _planned(Plain(), None, 4) == 4
 
 
-def test_candidates_timed_together_never_run_beside_each_other(setup, monkeypatch):
+def test_candidates_timed_together_never_run_beside_each_other(setup, judge_runs):
     """With one worker, every candidate of the job is in one cohort (executor.cohort): its
     tests and timed runs take turns, so no candidate ever runs while the baseline run its
     ratio divides runs (it could slow it down)."""
-    import time
-
-    import asmopt.executor.benchmark as benchmark_module
-    import asmopt.executor.verify as verify_module
-
-    spans: list[tuple[float, float]] = []
-    lock = threading.Lock()
-    real = benchmark_module.run_test
-
-    def recorded(*args, **kwargs):
-        start = time.monotonic()
-        try:
-            return real(*args, **kwargs)
-        finally:
-            with lock:
-                spans.append((start, time.monotonic()))
-
-    monkeypatch.setattr(benchmark_module, "run_test", recorded)
-    monkeypatch.setattr(verify_module, "run_test", recorded)
     _, source, tests, baseline, sandbox, variants = setup
     request = Request(baseline_asm=baseline.asm, source_path=source, tests_dir=tests)
     policy = FixedPolicy("fixed", [(k, variants[k]) for k in ("fast f", "fast g", "wrong f")])
     result = optimize(request, [policy], baseline, sandbox, OPTIONS, workers=1, mix=False)
     assert result.winner is not None
-    spans.sort()
+    spans = sorted(judge_runs, key=lambda s: s.start)
     assert len(spans) > 10
-    overlaps = [(a, b) for a, b in itertools.pairwise(spans) if b[0] < a[1]]
+    overlaps = [(a, b) for a, b in itertools.pairwise(spans) if b.start < a.end]
     assert not overlaps
 
 
