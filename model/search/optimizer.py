@@ -24,9 +24,10 @@ function is refused with a message (its tests pass with the function made to tra
 from __future__ import annotations
 
 import os
+import queue
 import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -95,6 +96,66 @@ class _EveryVariant:
         return self.inner.propose_iter(request, max(n, self.planned(request)))
 
 
+class _Prefetched:
+    """A policy whose proposals are made in a thread of its own from the moment the job knows
+    its request (:meth:`start`), so that the compiler search builds its variants, profile-
+    guided ones with their training runs, while the job still checks whether the program is
+    worth optimizing; :meth:`propose_iter` then hands them over as they come. Only the compiler
+    search is made so: an LLM's answers wait for that verdict (its tokens cost more than a
+    build), and a refining policy needs the job's verifier."""
+
+    def __init__(self, inner: _EveryVariant, request: Request, n: int) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self._request, self._n = request, n
+        self._made: queue.Queue[tuple[str, Any]] = queue.Queue()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._make, name="asmopt-prefetch", daemon=True)
+        self._thread.start()
+
+    @staticmethod
+    def start(policies: list[Policy], request: Request, n: int) -> list[Policy]:
+        """``policies`` with the compiler search's proposals begun."""
+        return [_Prefetched(p, request, n) if isinstance(p, _EveryVariant) else p for p in policies]
+
+    @staticmethod
+    def stop(policies: list[Policy]) -> None:
+        """Make no more proposals (the variant being built is finished) and wait for that."""
+        for p in policies:
+            if isinstance(p, _Prefetched):
+                p._stop.set()
+                p._thread.join()
+
+    def _make(self) -> None:
+        try:
+            for proposal in self.inner.propose_iter(self._request, self._n):
+                self._made.put(("proposal", proposal))
+                if self._stop.is_set():
+                    break  # leaving the loop closes the generator: its files go
+        except BaseException as err:  # handed to whoever takes the proposals
+            self._made.put(("error", err))
+        finally:
+            self._made.put(("end", None))
+
+    def planned(self, request: Request, n: int = 1) -> int:
+        return self.inner.planned(request, n)
+
+    def propose_iter(self, request: Request, n: int = 1) -> Iterator[Any]:
+        if request != self._request:  # not the job's request: ask afresh
+            yield from self.inner.propose_iter(request, n)
+            return
+        while True:
+            kind, item = self._made.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                raise item
+            yield item
+
+    def propose(self, request: Request, n: int = 1) -> list[Any]:
+        return list(self.propose_iter(request, n))
+
+
 def make_policies(settings: Settings) -> list[Policy]:
     """The policies ``settings`` asks for, ready to propose. LLM back-ends load lazily."""
     from asmopt.model.search.compiler_search import CompilerSearchPolicy
@@ -143,9 +204,11 @@ def optimize(
     after ``cancel`` the outcome holds what was verified until then. The job's run record
     (``outcome.record()``) is kept in ``store`` unless the job was cancelled.
 
-    Before asking any policy, a program whose quickest test is short is profiled
+    Before any candidate is verified, a program whose quickest test is short is profiled
     (callgrind instructions); when its own code executes only a small share of them, the
-    job stops with one line saying so (``startup_bound``), unless ``settings.go_on``.
+    job stops with one line saying so (``startup_bound``), unless ``settings.go_on``. The
+    compiler search builds its variants meanwhile (:class:`_Prefetched`); LLMs are asked
+    after it.
     """
     say = progress or quiet
     job = prepare(request)
@@ -154,18 +217,23 @@ def optimize(
     try:
         with tempfile.TemporaryDirectory(prefix="asmopt-opt-") as tmp:
             job, baseline = build_baseline(job, Path(tmp), sandbox, say, cancel)
-            outcome, known = _startup_check(job, baseline, sandbox, say)
-            if outcome is None:
-                chosen = _with_refinement(chosen, job, baseline, sandbox, store, say, cancel)
-                profile = _WorkProfile.prepare(job, baseline, sandbox, known)
-                try:
-                    result = _search(
-                        job, baseline, chosen, sandbox, store, profile.after_first(say), cancel,
-                        on_update, profile.get,
-                    )  # fmt: skip
-                finally:
-                    profile.join()  # before the sandbox it runs in closes
-                outcome = _outcome(job, baseline, result, chosen, strict)
+            # The compiler search builds its variants while the start-up check profiles.
+            chosen = _Prefetched.start(chosen, _request(job, baseline), job.settings.samples)
+            try:
+                outcome, known = _startup_check(job, baseline, sandbox, say)
+                if outcome is None:
+                    chosen = _with_refinement(chosen, job, baseline, sandbox, store, say, cancel)
+                    profile = _WorkProfile.prepare(job, baseline, sandbox, known)
+                    try:
+                        result = _search(
+                            job, baseline, chosen, sandbox, store, profile.after_first(say),
+                            cancel, on_update, profile.get,
+                        )  # fmt: skip
+                    finally:
+                        profile.join()  # before the sandbox it runs in closes
+                    outcome = _outcome(job, baseline, result, chosen, strict)
+            finally:
+                _Prefetched.stop(chosen)  # a job that stops early leaves variants unbuilt
     finally:
         sandbox.close()
     if store is not None:  # what the editor shows of this run, whoever ran it
@@ -200,14 +268,9 @@ def _search(
     from asmopt.model.search import portfolio
 
     settings = job.settings
-    request = Request(
-        baseline_asm=baseline.asm, c_source=job.c_source, function=job.function,
-        source_path=job.source, cflags=tuple(job.cflags), tests_dir=job.target.tests,
-        allow_native=settings.allow_native, march_level=settings.march_level,
-    )  # fmt: skip
     try:
         return portfolio.optimize(
-            request, policies, baseline, sandbox, job.options, store=store,
+            _request(job, baseline), policies, baseline, sandbox, job.options, store=store,
             workers=settings.workers or None, proposals_per_policy=settings.samples,
             progress=say, cancel=cancel, record=_stored_as(job),
             racing=portfolio.DEFAULT_RACING if settings.racing else None,
@@ -215,6 +278,16 @@ def _search(
         )  # fmt: skip
     except PolicyError as err:
         raise OptimizeError(str(err), stage=Stage.GENERATE) from err
+
+
+def _request(job: Prepared, baseline: Baseline) -> Request:
+    """What every policy of ``job`` is asked."""
+    settings = job.settings
+    return Request(
+        baseline_asm=baseline.asm, c_source=job.c_source, function=job.function,
+        source_path=job.source, cflags=tuple(job.cflags), tests_dir=job.target.tests,
+        allow_native=settings.allow_native, march_level=settings.march_level,
+    )  # fmt: skip
 
 
 def _outcome(

@@ -96,3 +96,65 @@ def test_a_whole_file_job_profiles_its_baseline_for_the_mix_from_its_first_verdi
     assert profile is not None and profile.tests == ("one",)  # type: ignore[attr-defined]
     top = profile.functions[0]  # type: ignore[attr-defined]
     assert top.name.startswith("sum_to") and top.share > 0.9, profile
+
+
+def _prefetching() -> list:
+    import threading
+
+    return [t for t in threading.enumerate() if t.name == "asmopt-prefetch"]
+
+
+def test_the_compiler_search_builds_its_variants_while_the_start_up_check_profiles(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The start-up check (callgrind on the quickest test) and the compiler search's builds
+    (profile-guided ones with their training runs) are independent: the first variant is
+    built before the check ends. A job stopped right after the check leaves no thread
+    building more."""
+    import threading
+
+    from asmopt.model.search import optimizer as optimizer_module
+    from asmopt.model.search.compiler_search import CompilerSearchPolicy
+
+    (tmp_path / "prog.c").write_text(PROGRAM)
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "small.in").write_text("2000000\n")  # quick: the check profiles it
+    built = threading.Event()
+    real_iter = CompilerSearchPolicy.propose_iter
+
+    def propose_iter(self, request, n=1):
+        for proposal in real_iter(self, request, n):
+            built.set()
+            yield proposal
+
+    checked: dict[str, bool] = {}
+    real_check = optimizer_module._startup_check
+    cancel = threading.Event()
+
+    def startup_check(*args):
+        result = real_check(*args)
+        checked["built meanwhile"] = built.wait(20)
+        cancel.set()  # nothing more is needed of this job
+        return result
+
+    monkeypatch.setattr(CompilerSearchPolicy, "propose_iter", propose_iter)
+    monkeypatch.setattr(optimizer_module, "_startup_check", startup_check)
+    settings = Settings(policies=("compiler",), bench_budget=1.0, samples=1, test_timeout=5)
+    outcome = optimize(OptimizeRequest(tmp_path / "prog.c", None, settings), cancel=cancel)
+    assert checked == {"built meanwhile": True}
+    assert not outcome.startup_bound and outcome.cancelled and not _prefetching()
+
+
+def test_a_start_up_bound_job_stops_the_compiler_search_it_began(tmp_path: Path) -> None:
+    """A program whose run is start-up and libc ends the job after the check, with the
+    variants' builds begun during it stopped (none is left running after the job)."""
+    (tmp_path / "tiny.c").write_text(
+        '#include <stdio.h>\nint main(void) { int a, b; if (scanf("%d %d", &a, &b) != 2) '
+        'return 1; printf("%d\\n", a + b); return 0; }\n'
+    )
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "t1.in").write_text("1 2\n")
+    settings = Settings(policies=("compiler",), bench_budget=1.0, samples=1, test_timeout=5)
+    outcome = optimize(OptimizeRequest(tmp_path / "tiny.c", None, settings))
+    assert outcome.startup_bound and not outcome.candidates
+    assert not _prefetching()
