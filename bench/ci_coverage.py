@@ -1,0 +1,112 @@
+"""Does a benchmark's 95% CI, stopped by the benchmark's own rule, cover the true speed-up?
+
+A benchmark looks at its CI after every round from ``min_rounds`` on and stops as soon as the
+CI is narrow enough (``target_rel_ci``). Each CI alone is a distribution-free 95% interval
+(order statistics); stopping at the first narrow one is *optional stopping*, which can make
+the interval that is reported miss more often than 5%. This script replays the benchmark's
+real stopping rule and estimate (``executor.benchmark._Rounds``) on simulated round ratios
+whose true median is known, for three shapes of noise (log-normal, Laplace, Student t with 2
+degrees of freedom: heavy tails, like rounds hit by other load) at several spreads, with the
+options a job uses: the screening's (6 rounds, ±5%) and the full precision's (10 rounds, ±2%,
+what the winner's second measurement uses). It prints, per case, how often the reported CI
+misses the true median, how often it would call a candidate that is exactly as fast as the
+baseline faster (CI above 1 + min_gain), and the median number of rounds.
+
+    .venv/bin/python bench/ci_coverage.py [--sims N] [--seed S]
+
+Target: every miss rate at most 5% for spreads up to ``TARGET_SPREAD`` (what real rounds show
+here, and twice that); the wider spreads are printed too, with what the rule does there. Exit
+status 0 when met, 1 when not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import machine_line, table
+
+from asmopt.executor.benchmark import BenchmarkOptions, _Rounds
+
+SPREADS = (0.003, 0.01, 0.02, 0.03, 0.05, 0.08)  # sigma of log(ratio)
+# The target holds up to this spread: the rounds of real jobs on the 2-core machine show a
+# sigma (1.4826 MAD of log ratio) of 0.001-0.011 (bench/README.md); wider ones are printed as
+# what the rule does there.
+TARGET_SPREAD = 0.02
+SHAPES = ("log-normal", "Laplace", "t(2)")
+MAX_ROUNDS = 60  # stands in for the time budget
+MIN_GAIN = 0.01  # verify calls FASTER only when the CI's lower bound is above 1 + this
+
+
+def _noise(rng: np.random.Generator, shape: str, n: int) -> np.ndarray:
+    if shape == "log-normal":
+        return rng.standard_normal(n)
+    if shape == "Laplace":
+        return rng.laplace(size=n) / np.sqrt(2.0)  # unit variance, as the others near it
+    return rng.standard_t(2, n) / 2.0
+
+
+def replay(ratios: np.ndarray, opts: BenchmarkOptions) -> tuple[float, float, int]:
+    """The benchmark's own stopping rule and estimate on these round ratios, in order:
+    (CI low, CI high, rounds)."""
+    rounds = _Rounds(started=time.monotonic())
+    for r in ratios:
+        if rounds.add([float(r)], [1.0], [float(r), 1.0], opts, None):
+            break
+    est = rounds.estimate(["t"], opts)
+    return est.ci_low, est.ci_high, est.runs
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--sims", type=int, default=2000, help="simulated benchmarks per case")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+    rng = np.random.default_rng(args.seed)
+    full = replace(BenchmarkOptions(), budget_seconds=1e9, max_rounds=MAX_ROUNDS)
+    rules = {
+        "screening (min 6, ±5%)": replace(full, min_rounds=6, target_rel_ci=0.05),
+        "full precision (min 10, ±2%)": full,
+    }
+    print(f"CI coverage under the benchmark's stopping rule  {machine_line()}")
+    print(
+        f"{args.sims} simulated benchmarks per case, true median 1.00, at most {MAX_ROUNDS} "
+        "rounds\n"
+    )
+    worst = beyond = 0.0
+    rows = []
+    for label, opts in rules.items():
+        for shape in SHAPES:
+            for sigma in SPREADS:
+                miss = faster = 0
+                used = []
+                for _ in range(args.sims):
+                    ratios = np.exp(sigma * _noise(rng, shape, MAX_ROUNDS))
+                    low, high, n = replay(ratios, opts)
+                    miss += not low <= 1.0 <= high
+                    faster += low > 1.0 + MIN_GAIN
+                    used.append(n)
+                rate = miss / args.sims
+                if sigma <= TARGET_SPREAD:
+                    worst = max(worst, rate)
+                else:
+                    beyond = max(beyond, rate)
+                rows.append([label, shape, f"{sigma:.3f}", f"{rate:.1%}",
+                             f"{faster / args.sims:.1%}", f"{np.median(used):.0f}"])  # fmt: skip
+    print(table(["rule", "noise", "sigma", "CI misses", "says faster", "median rounds"], rows))
+    met = worst <= 0.05
+    print(
+        f"\nworst miss rate up to sigma {TARGET_SPREAD}: {worst:.1%} (target at most 5%: "
+        f"{'met' if met else 'NOT MET'}); at wider spreads: up to {beyond:.1%}"
+    )
+    return 0 if met else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
