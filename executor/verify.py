@@ -387,9 +387,7 @@ def _verify_uncached(
         # must not be measured as a new one (a policy could draw the A/A noise again).
         identical = identical or same_machine_code(binary, baseline.binary)
         tested = _Tested(chash, build, identical)
-        return _test_and_time(
-            binary, baseline, sandbox, opts, tested, progress, cancel, race, seat
-        )
+        return _test_and_time(binary, baseline, sandbox, opts, tested, progress, cancel, race, seat)
 
 
 @dataclass(frozen=True)

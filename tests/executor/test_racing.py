@@ -140,3 +140,35 @@ def test_racing_saves_rounds_on_a_typical_field():
     medians = [1.66, 1.0, 1.63, 1.64, 1.65, 1.0, 1.0, 1.0, 1.0]
     _, mean_rounds = _simulate(medians, "lognormal", trials=100, seed=7, max_rounds=40)
     assert mean_rounds < 30  # without racing every candidate here would take 40
+
+
+def _stopped(ratios: list[float], **options) -> tuple[int, object]:
+    """How many of ``ratios`` (round ratios, in order) a benchmark times before it stops, and
+    its estimate, under its own rule (``benchmark._Rounds``)."""
+    import time
+
+    from asmopt.executor.benchmark import BenchmarkOptions, _Rounds
+
+    opts = BenchmarkOptions(budget_seconds=1e9, **options)
+    rounds = _Rounds(started=time.monotonic())
+    for r in ratios:
+        if rounds.add([r], [1.0], [r, 1.0], opts, None):
+            break
+    return len(rounds.ratios), rounds.estimate(["t"], opts)
+
+
+def test_a_benchmark_looks_at_its_ci_after_6_rounds_then_after_every_round_from_10():
+    """Quiet rounds stop at 6 with the CI of those 6 (the extremes: exact coverage 96.9%);
+    otherwise no look happens before 10, so a CI that narrows by chance at 7-9 rounds is
+    not the one reported (bench/ci_coverage.py: the reported CI then misses at most 4% of
+    the time for round spreads up to 2%)."""
+    quiet = [1.50, 1.51, 1.49, 1.50, 1.52, 1.50, *[1.50] * 10]
+    n, est = _stopped(quiet)
+    assert n == 6 and est.converged and (est.ci_low, est.ci_high) == (1.49, 1.52)
+    assert _stopped(quiet, early_look=0)[0] == 10
+    # One outlier each way: the 95% CI of 9 rounds is [x2, x8], narrow here; of 6-8 it is
+    # the whole range.
+    outliers = [1.20, 1.50, 1.51, 1.80, 1.49, 1.50, 1.51, 1.50, 1.49, 1.50, 1.50, 1.51]
+    n, est = _stopped(outliers)
+    assert n == 10 and est.converged and 1.49 <= est.ci_low < est.ci_high <= 1.51
+    assert _stopped(outliers, min_rounds=6, early_look=0)[0] == 9  # a look every round
