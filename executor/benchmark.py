@@ -6,9 +6,10 @@ inherits a warm cache from the other. A round's ratio is (sum of A's CPU time) /
 that is, the speed-up on the user's whole workload. Rounds continue until the 95% confidence
 interval of the median ratio (order statistics, distribution-free) is within ``target_rel_ci``
 of the median at one of the looks (after ``early_look`` rounds, then after every round from
-``min_rounds``), or the time budget is spent. CPU time of every process of the sandbox (its cgroup where the machine
-allows, else rusage; see ``cgroup.py``) is the figure, not wall time, so the sandbox's
-start-up and other load on the wall clock stay out; the wall-time ratio is reported beside it.
+``min_rounds``), or the time budget is spent. CPU time of every process of the sandbox (its
+cgroup where the machine allows, else rusage; see ``cgroup.py``) is the figure, not wall time,
+so the sandbox's start-up and other load on the wall clock stay out; the wall-time ratio is
+reported beside it.
 
 Each side runs in a persistent sandbox of its own (``Sandbox.session``) rather than a
 bubblewrap per run, which took most of the wall time of short programs. The judge
