@@ -271,7 +271,8 @@ class RunSession:
         gives (``wall_seconds`` is the round trip, without a sandbox start-up).
 
         Raises ``SandboxError`` when the sandbox cannot start (or is closed) and ``Cancelled``
-        when ``cancel`` is set during the run.
+        when ``cancel`` is set during the run, or while its sandbox starts (a job that stops
+        kills every sandbox it has, those still starting too).
         """
         if not 0 <= index < len(self._programs):
             raise IndexError(f"no binary {index} in this session")
@@ -279,7 +280,12 @@ class RunSession:
         argv = self._argv(index, args)
         blob = b"".join(os.fsencode(a) + b"\0" for a in argv)
         with self._lock:
-            self._ensure_started(limits)
+            try:
+                self._ensure_started(limits)
+            except SandboxError:
+                if cancel is not None and cancel.is_set():
+                    raise Cancelled("run cancelled while its sandbox started") from None
+                raise
             self._seq = (self._seq + 1) & 0xFFFFFFFF
             request = pack_request(self._seq, index, len(argv), blob, stdin, limits)
             self.runs += 1

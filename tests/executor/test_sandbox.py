@@ -463,6 +463,23 @@ def test_session_cancel_and_kill_all_stop_it_within_a_second(tmp_path: Path) -> 
         session.run(1)
 
 
+def test_a_run_whose_sandbox_cannot_start_once_cancelled_is_cancelled(tmp_path: Path) -> None:
+    """A job that stops sets its cancel event and kills every sandbox it has (``kill_all``),
+    those still starting too: a run that then finds no sandbox is cancelled, not an error
+    (found when Ctrl-C in `asmopt optimize` hit a session starting a bubblewrap)."""
+    trivial = _build(tmp_path, "trivial4", "int main(void){return 0;}")
+    box = Sandbox()
+    session = box.session([trivial], fresh_per_run=True)
+    assert session.run(0).exit_code == 0
+    box.close()  # as kill_all, and for good: no sandbox can start any more
+    cancel = threading.Event()
+    with pytest.raises(sandbox_mod.SandboxError):
+        session.run(0, cancel=cancel)
+    cancel.set()
+    with pytest.raises(Cancelled):
+        session.run(0, cancel=cancel)
+
+
 def test_session_overhead_is_a_fraction_of_a_sandbox_start(sb: Sandbox, tmp_path: Path) -> None:
     """Not a timing assertion: a session run must cost well under a fresh sandbox's start."""
     trivial = _build(tmp_path, "trivial4", "int main(void){return 0;}")
