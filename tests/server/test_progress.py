@@ -47,7 +47,8 @@ async def test_no_progress_without_client_support(workspace, lsp):
 async def test_the_lens_follows_the_progress_stage_and_a_refresh_follows_each(workspace, lsp):
     """Each stage change is followed by a lens refresh, and a lens asked for then shows the
     stage the progress last reported (never an older one)."""
-    lsp.set_fake(workspace, "faster", stage_delay=0.6)
+    # Each stage lasts a second: time for a look at it on a loaded machine.
+    lsp.set_fake(workspace, "faster", stage_delay=1.0)
     async with lsp.session(workspace) as s:
         uri = s.open("prog.c")
         await s.command("asmopt.optimizeFunction", uri, "sum_to")
@@ -66,7 +67,9 @@ async def test_the_lens_follows_the_progress_stage_and_a_refresh_follows_each(wo
                 titles = await s.lenses(uri)
                 running = [t for t in titles if t.startswith("running")]
                 latest = next(v for v in reversed(values) if v.kind == "report")
-                if running and latest is reports[-1]:
+                # Unless the stage changed meanwhile (another report of the same stage, such
+                # as a verdict line, changes nothing the lens shows).
+                if running and latest.message.split(":")[0] == stage:
                     assert running[0] == f"running… ({stage})", (running, stage)
                     seen.append(stage)
             await asyncio.sleep(0.05)
