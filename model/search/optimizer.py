@@ -110,6 +110,7 @@ class _Prefetched:
         self._request, self._n = request, n
         self._made: queue.Queue[tuple[str, Any]] = queue.Queue()
         self._stop = threading.Event()
+        self._taken = False  # the made proposals are handed over once
         self._thread = threading.Thread(target=self._make, name="asmopt-prefetch", daemon=True)
         self._thread.start()
 
@@ -141,9 +142,10 @@ class _Prefetched:
         return self.inner.planned(request, n)
 
     def propose_iter(self, request: Request, n: int = 1) -> Iterator[Any]:
-        if request != self._request:  # not the job's request: ask afresh
+        if self._taken or request != self._request:  # asked again, or otherwise: afresh
             yield from self.inner.propose_iter(request, n)
             return
+        self._taken = True
         while True:
             kind, item = self._made.get()
             if kind == "end":

@@ -158,3 +158,24 @@ def test_a_start_up_bound_job_stops_the_compiler_search_it_began(tmp_path: Path)
     outcome = optimize(OptimizeRequest(tmp_path / "tiny.c", None, settings))
     assert outcome.startup_bound and not outcome.candidates
     assert not _prefetching()
+
+
+def test_prefetched_proposals_are_handed_over_once_and_a_second_ask_is_answered_afresh() -> None:
+    from asmopt.model.search.optimizer import _EveryVariant, _Prefetched
+
+    class Counting:
+        name = "compiler"
+        asked = 0
+
+        def variants_for(self, request):
+            return [1, 2]
+
+        def propose_iter(self, request, n=1):
+            Counting.asked += 1
+            yield from ("a", "b")
+
+    (policy,) = _Prefetched.start([_EveryVariant(Counting())], "request", 1)  # type: ignore[list-item, arg-type]
+    assert list(policy.propose_iter("request", 1)) == ["a", "b"]
+    assert list(policy.propose_iter("request", 1)) == ["a", "b"]  # not a wait on an empty queue
+    _Prefetched.stop([policy])
+    assert Counting.asked == 2
