@@ -4,6 +4,9 @@
   ``Content-Length`` is missing, malformed or wrong is answered with a parse error (-32700)
   and reading resumes at the next header, so one bad message never silences the server.
   End of input ends the server.
+- The loop it runs in (:func:`run_until_exit`) ends even when a task will not: asyncio's own
+  runner can wait forever at exit for a task that was starting a process (CPython
+  gh-125502), and the client then waits for an ``exit`` that never comes.
 - Before ``initialize`` every request is answered with -32002 (server not initialized) and
   notifications other than ``exit`` are dropped, as the protocol says.
 - A request whose parameters do not fit the method's type gets -32602 (invalid params).
@@ -20,6 +23,7 @@ import os
 import re
 import sys
 import threading
+from collections.abc import Coroutine
 from typing import Any
 
 from lsprotocol import types
@@ -35,6 +39,7 @@ _HEADER_END = b"\r\n\r\n"
 _CONTENT_LENGTH = re.compile(rb"^content-length[ \t]*:[ \t]*(\d+)[ \t]*\r?$", re.I | re.M)
 _NEXT_HEADER = re.compile(rb"content-length[ \t]*:", re.I)
 MAX_HEADER_BYTES = 64 * 1024
+EXIT_GRACE = 2.0  # seconds the tasks left at exit get to end once cancelled
 
 
 class EncodedResult(str):
@@ -219,3 +224,50 @@ async def serve_stdio(protocol: AsmoptProtocol, stdin: int | None = None) -> Non
                 print("asmopt serve: skipped a malformed message", file=sys.stderr, flush=True)
                 continue
             _decode(protocol, body)
+
+
+def run_until_exit(main: Coroutine[Any, Any, Any], grace: float = EXIT_GRACE) -> Any:
+    """Run ``main`` in a new event loop, as :func:`asyncio.run` does, and at the end cancel
+    the tasks left and give them ``grace`` seconds (then the default executor as long).
+
+    :func:`asyncio.run` waits for the cancelled tasks without a bound, and a task cancelled
+    while ``asyncio.create_subprocess_exec`` connects the child's pipes never ends
+    (CPython gh-125502, in every 3.11 and 3.12): a server told to exit while it started a
+    worker would hang. The process being started is killed by asyncio as the task is
+    cancelled; only the task that waits for it is left behind."""
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        return loop.run_until_complete(main)
+    finally:
+        try:
+            _cancel_left(loop, grace)
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.run_until_complete(_bounded(loop.shutdown_default_executor(), grace))
+        finally:
+            asyncio.set_event_loop(None)
+            loop.close()
+
+
+def _cancel_left(loop: asyncio.AbstractEventLoop, grace: float) -> None:
+    tasks = asyncio.all_tasks(loop)
+    if not tasks:
+        return
+    for task in tasks:
+        task.cancel()
+    done, stuck = loop.run_until_complete(asyncio.wait(tasks, timeout=grace))
+    for task in done:
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("a task failed while the server stopped", exc_info=task.exception())
+    for task in stuck:
+        logger.warning("left a task that did not end within %.0f s of exit: %r", grace, task)
+        # Forgotten on purpose: the loop closes under it. Without this, its destruction
+        # would print "Task was destroyed but it is pending" for a task already reported.
+        task._log_destroy_pending = False  # type: ignore[attr-defined]
+
+
+async def _bounded(aw: Coroutine[Any, Any, Any], seconds: float) -> None:
+    try:
+        await asyncio.wait_for(aw, seconds)
+    except TimeoutError:
+        logger.warning("the server's threads did not end within %.0f s of exit", seconds)

@@ -26,7 +26,7 @@ from asmopt.server.documents import Buffer, DocumentStore, FunctionInfo, Languag
 from asmopt.server.jobs import JobManager
 from asmopt.server.options import ServerOptions
 from asmopt.server.profiles import ProfileIndex
-from asmopt.server.protocol import AsmoptProtocol, serve_stdio
+from asmopt.server.protocol import AsmoptProtocol, run_until_exit, serve_stdio
 from asmopt.server.results import ResultIndex, source_key
 
 logger = logging.getLogger(__name__)
@@ -118,7 +118,7 @@ class AsmoptLanguageServer(LanguageServer):
         self.protocol.set_writer(StdoutWriter(stdout or sys.stdout.buffer))
         try:
             assert isinstance(self.protocol, AsmoptProtocol)  # protocol_cls, given above
-            asyncio.run(serve_stdio(self.protocol, stdin.fileno() if stdin else None))
+            run_until_exit(serve_stdio(self.protocol, stdin.fileno() if stdin else None))
         except BrokenPipeError:
             logger.error("the client went away")
         except (KeyboardInterrupt, SystemExit):

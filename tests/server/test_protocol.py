@@ -1,6 +1,7 @@
 """The wire: malformed framing is answered and skipped (the server keeps answering, shutdown
 included), a request before initialize gets -32002, wrong parameter types get -32602, end of
-input ends the server, and a stopped server leaves no temporary folder behind."""
+input ends the server, a stopped server leaves no temporary folder behind, and the server's
+event loop ends even when a task was starting a process as it was told to exit."""
 
 from __future__ import annotations
 
@@ -133,3 +134,37 @@ def test_end_of_input_stops_the_server_and_its_scratch_folder_goes(tmp_path):
     assert proc.wait(timeout=15) == 0
     time.sleep(0.2)
     assert not list(Path(tmp_path).glob("asmopt-*")), list(tmp_path.iterdir())
+
+
+# A task that starts a process with pipes, and a main coroutine that exits the moment the
+# process exists but before its pipes are connected: the instant CPython's own runner hangs
+# at (gh-125502), where the server can be when an `exit` arrives while a profile starts.
+_EXIT_WHILE_SPAWNING = """
+import asyncio, sys
+from asmopt.server.protocol import run_until_exit
+
+async def spawn():
+    p = await asyncio.create_subprocess_exec(
+        "true", stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE)
+    await p.wait()
+
+async def main():
+    asyncio.ensure_future(spawn())
+    await asyncio.sleep(0)
+    raise SystemExit(0)
+
+try:
+    run_until_exit(main(), grace=0.5)
+except SystemExit:
+    print("ended")
+"""
+
+
+def test_the_loop_ends_when_told_to_exit_while_a_task_starts_a_process():
+    for _ in range(3):
+        done = subprocess.run(
+            [sys.executable, "-c", _EXIT_WHILE_SPAWNING], capture_output=True, text=True, timeout=20
+        )
+        assert done.stdout.strip() == "ended", done.stderr
+        assert "did not end within" in done.stderr  # the stuck task is named, not waited on
