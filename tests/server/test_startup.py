@@ -12,8 +12,6 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.asyncio
-
 
 def _rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -27,6 +25,7 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+@pytest.mark.asyncio
 async def test_initialize_is_fast_and_idle_memory_small(workspace, lsp):
     start = time.perf_counter()
     async with lsp.session(workspace) as s:
@@ -58,6 +57,7 @@ def test_serve_command_is_lazy_and_documented():
     assert bad.returncode != 0 and "HOST:PORT" in bad.stderr
 
 
+@pytest.mark.asyncio
 async def test_serve_speaks_lsp_on_stdio(workspace):
     from lsprotocol import types
     from pytest_lsp import ClientServerConfig
