@@ -31,6 +31,7 @@ import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -189,6 +190,7 @@ class _Runs:
         use_session: bool,
         sessions: tuple[RunSession, RunSession] | None,
         shared: Shared | None = None,
+        spare: Callable[[], tuple[RunSession, RunSession]] | None = None,
     ) -> None:
         self._sandbox = sandbox
         self._binaries = binaries
@@ -198,6 +200,26 @@ class _Runs:
         if sessions is None and use_session:
             self._own = [sandbox.session([b], fresh_per_run=True) for b in binaries]
             self.sessions = (self._own[0], self._own[1])
+        self._spare = spare or (
+            lambda: (
+                sandbox.session([binaries[0]], fresh_per_run=True),
+                sandbox.session([binaries[1]], fresh_per_run=True),
+            )
+        )
+        self._second: tuple[RunSession, RunSession] | None = None
+
+    @property
+    def can_widen(self) -> bool:
+        """Whether rounds may be timed two wide: in a cohort, with sessions."""
+        return self._shared is not None and self.sessions is not None
+
+    def lanes(self) -> tuple[tuple[RunSession, RunSession], tuple[RunSession, RunSession]]:
+        """The two pairs of (baseline, candidate) sessions of a wide round."""
+        assert self.sessions is not None
+        if self._second is None:
+            self._second = self._spare()
+            self._own.extend(self._second)
+        return self.sessions, self._second
 
     def run(
         self,
@@ -226,6 +248,10 @@ class _Runs:
                 if run is not None:
                     return test, run
         return tests[0], None
+
+    @property
+    def cohort(self) -> Cohort | None:
+        return self._shared.cohort if self._shared is not None else None
 
     def turn(self) -> AbstractContextManager[None]:
         """The cohort's turn (held across the runs made inside), or nothing outside one."""
@@ -304,6 +330,7 @@ def benchmark(
     sessions: tuple[RunSession, RunSession] | None = None,
     race: RaceLane | None = None,
     shared: Shared | None = None,
+    spare: Callable[[], tuple[RunSession, RunSession]] | None = None,
 ) -> SpeedupEstimate:
     """Measure the speed-up of ``candidate`` over ``baseline`` on ``tests`` (> 1 is faster).
 
@@ -315,19 +342,33 @@ def benchmark(
     (see :class:`Race`); when it gives a reason, timing stops there and the estimate says
     why (``stopped_early``). ``shared`` is the candidate's :class:`Seat`: the cohort it is
     timed in (which may change between rounds) and its name there; its runs then take the
-    cohort's turns and pair with baseline runs other members made when they may.
+    cohort's turns and pair with baseline runs other members made when they may; a round for
+    which the seat lends a second, idle cohort is timed two wide (:func:`_wide_round`) in a
+    second pair of sessions, ``spare()``'s (opened on first use and closed here; sessions
+    like the first pair's when it is not given).
     """
     opts = options or BenchmarkOptions()
     if not tests:
         raise ValueError("benchmark needs at least one test to time")
     rounds = _Rounds(started=time.monotonic())
-    runs = _Runs(sandbox, (baseline, candidate), opts.persistent_sandbox, sessions, shared)
+    runs = _Runs(sandbox, (baseline, candidate), opts.persistent_sandbox, sessions, shared, spare)
     try:
-        for round_no in range(opts.warmup_rounds + opts.max_rounds):
+        round_no = 0
+        while opts.max_rounds > 0:
             if shared is not None:
                 shared.between_rounds()  # nothing announced or awaited: it may change cohorts
-            a_round, b_round, walls = _round(runs, tests, round_no, limits, cancel, check, rounds)
-            if round_no >= opts.warmup_rounds and rounds.add(a_round, b_round, walls, opts, race):
+            wide = shared is not None and runs.can_widen
+            with shared.widened() if wide and shared is not None else nullcontext(None) as other:
+                if other is not None:
+                    lanes = _wide_round(runs, other, tests, round_no, limits, cancel, check, rounds)
+                else:
+                    lanes = [_round(runs, tests, round_no, limits, cancel, check, rounds)]
+            warm_up, round_no = round_no < opts.warmup_rounds, round_no + 1
+            # Each lane's ratio is added on its own, so the looks happen at the same numbers
+            # of rounds whether rounds come one or two at a time.
+            if not warm_up and any(
+                rounds.add(a_round, b_round, walls, opts, race) for a_round, b_round, walls in lanes
+            ):
                 break
     finally:
         runs.close()
@@ -384,6 +425,72 @@ def _round(
     return [a_times[t.name] for t in tests], [b_times[t.name] for t in tests], walls
 
 
+def _wide_round(
+    runs: _Runs,
+    other: Cohort,
+    tests: Sequence[TestCase],
+    round_no: int,
+    limits: SandboxLimits | None,
+    cancel: threading.Event | None,
+    check: RunCheck | None,
+    rounds: _Rounds,
+) -> list[tuple[list[float], list[float], list[float]]]:
+    """One round two wide, on the cores of the member's cohort and of ``other`` (idle, lent
+    for this round): for each test, holding both cohorts' turns, the baseline runs on both
+    cores at once and then the candidate does (or the other way round, alternating as
+    :func:`_round` does); each core's candidate run pairs with that core's baseline run. Two
+    rounds' figures, one per core. Nothing of the candidate runs beside a baseline run it is
+    paired with, and each ratio has a baseline run of its own (see ``cohort.py``)."""
+    assert runs.cohort is not None
+    lanes = runs.lanes()
+    a_times: list[dict[str, float]] = [{}, {}]
+    b_times: list[dict[str, float]] = [{}, {}]
+    walls = [[0.0, 0.0], [0.0, 0.0]]
+    k = round_no + 1
+    for j, test in enumerate(tests):
+        first = (round_no + j) % 2 == 0  # the baseline first
+        with Cohort.both_turns(runs.cohort, other):
+            for side in (0, 1) if first else (1, 0):
+                name = "candidate" if side else "baseline"
+                results = _at_once(
+                    [partial(run_test, lane[side], test, limits, cancel) for lane in lanes]
+                )
+                for i, run in enumerate(results):
+                    seconds = _checked(run, name, test, check, k)
+                    (b_times if side else a_times)[i][test.name] = seconds
+                    walls[i][side] += run.wall_seconds
+                    rounds.sources.add(run.cpu_source)
+    return [
+        ([a_times[i][t.name] for t in tests], [b_times[i][t.name] for t in tests], walls[i])
+        for i in range(2)
+    ]
+
+
+def _at_once(calls: Sequence[Callable[[], RunResult]]) -> list[RunResult]:
+    """Run ``calls`` in threads of their own, all at once; their results in order, once every
+    one of them has returned (the first exception is raised after they all end)."""
+    results: list[RunResult | BaseException | None] = [None] * len(calls)
+
+    def call(i: int) -> None:
+        try:
+            results[i] = calls[i]()
+        except BaseException as err:  # handed to the caller below
+            results[i] = err
+
+    threads = [threading.Thread(target=call, args=(i,), daemon=True) for i in range(len(calls))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    out = []
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+        assert result is not None
+        out.append(result)
+    return out
+
+
 @dataclass
 class _Rounds:
     """What the timed rounds (warm-up rounds left out) measured so far."""
@@ -423,7 +530,9 @@ class _Rounds:
             self.stopped_early = race(tuple(self.ratios), tuple(self.wall_ratios)) or ""
             if self.stopped_early:
                 return True
-        return time.monotonic() - self.started > opts.budget_seconds and len(self.ratios) >= 2
+        if n >= opts.max_rounds:
+            return True
+        return time.monotonic() - self.started > opts.budget_seconds and n >= 2
 
     def estimate(self, names: list[str], opts: BenchmarkOptions) -> SpeedupEstimate:
         """The speed-up these rounds show, with notes on how far to trust it."""

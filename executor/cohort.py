@@ -164,6 +164,15 @@ class Cohort:
         run.ended = time.monotonic()
         run.done.set()
 
+    @staticmethod
+    @contextmanager
+    def both_turns(a: Cohort, b: Cohort) -> Iterator[None]:
+        """Hold the turns of ``a`` and ``b`` at once (a wide round), taken in one fixed order
+        so that two holders of two turns never wait on each other."""
+        first, second = sorted((a, b), key=id)
+        with first.turn(), second.turn():
+            yield
+
     def linked(self, a: Hashable, b: Hashable) -> bool:
         """Whether candidates ``a`` and ``b`` ever paired with the same baseline run."""
         with self._lock:
@@ -173,12 +182,38 @@ class Cohort:
 @dataclass(eq=False)
 class Seat:
     """Where a member (``me``) takes its turns: ``cohort``, which ``move`` may change between
-    two timed rounds (and only then: see the module)."""
+    two timed rounds (and only then: see the module).
+
+    ``widen`` lends the member a second cohort for one round when it is alone in its own
+    and another cohort has no member (its core would idle): the round is then timed *two
+    wide* (``benchmark``'s wide rounds), holding both cohorts' turns. Within each test both
+    cores run the baseline at once, then both run the candidate at once (or the other way
+    round), each core pairing its own two runs. No candidate process runs while a baseline run
+    it is paired with runs, so the cohorts' first rule holds; each of the two ratios pairs with
+    a baseline run of its own, so the second holds too. Afterwards the member pairs only with
+    baseline runs announced after the wide round (as after a move)."""
 
     cohort: Cohort
     me: Hashable
     move: Callable[[Seat], Cohort] | None = None  # the cohort to take the next round in
     moved_at: float = 0.0  # when it last changed cohorts (time.monotonic)
+    # The cohort lent for the next round (None: none idles), and how to give it back.
+    widen: Callable[[Seat], Cohort | None] | None = None
+    give_back: Callable[[Cohort], None] | None = None
+
+    @contextmanager
+    def widened(self) -> Iterator[Cohort | None]:
+        """For one round: the second cohort it may be timed two wide with, or None."""
+        other = self.widen(self) if self.widen is not None else None
+        if other is None:
+            yield None
+            return
+        try:
+            yield other
+        finally:
+            self.moved_at = time.monotonic()
+            if self.give_back is not None:
+                self.give_back(other)
 
     def between_rounds(self) -> None:
         """Called by the benchmark before each timed round: the member may change cohorts."""

@@ -470,6 +470,10 @@ def _test_and_time(
                 sessions=(base_session, cand_session),
                 race=race,
                 shared=member,
+                spare=lambda: (
+                    sandbox.session([baseline.binary], limits=limits, **opts.session_options()),
+                    sandbox.session([binary], limits=limits, **opts.session_options()),
+                ),
             )
         except InconsistentRun as err:
             if err.side == "baseline":

@@ -46,6 +46,10 @@ __all__ = ["COHORT_SIZE", "Job", "SameCode", "Verifier"]
 # Candidates timed together on each core (executor.cohort): each round of a test runs the
 # baseline once for all of them. 1: every candidate alone on a core, with its own baseline runs.
 COHORT_SIZE = 3
+# A candidate alone in its cohort while another cohort has no member takes its rounds two
+# wide, on both cores (executor.cohort.Seat.widen): the last candidate timed, typically the
+# winner's second measurement, no longer leaves a core idle.
+WIDE_WHEN_ALONE = True
 
 # What the verifier is asked to judge: a candidate, its kind and where its functions came from.
 Job = tuple[Candidate, TrialKind, dict[str, str]]
@@ -201,7 +205,11 @@ class Verifier:
         chash = candidate_hash(candidate.asm)
         label = candidate.label or candidate.policy
         cohort = self._join(ticket)
-        seat = Seat(cohort, chash, self._rebalance) if cohort is not None else None
+        seat = None
+        if cohort is not None:
+            seat = Seat(
+                cohort, chash, self._rebalance, widen=self._widen, give_back=self._give_back
+            )
         try:
             result = Judge(self.baseline, self.sandbox, options, self.store).judge(
                 candidate.asm,
@@ -369,6 +377,25 @@ class Verifier:
             self.moves += 1
             self._cohort_turns.notify_all()
             return target
+
+    def _widen(self, seat: Seat) -> Cohort | None:
+        """A cohort lent to ``seat``'s candidate for one round two wide: one without members,
+        when the candidate is alone in its own (``WIDE_WHEN_ALONE``); it counts as a member
+        of the lent cohort until :meth:`_give_back`."""
+        if not WIDE_WHEN_ALONE:
+            return None
+        with self._cohort_turns:
+            if seat.cohort.members != 1:
+                return None
+            idle = next((c for c in self.cohorts if c is not seat.cohort and c.members == 0), None)
+            if idle is not None:
+                idle.members += 1
+            return idle
+
+    def _give_back(self, cohort: Cohort) -> None:
+        with self._cohort_turns:
+            cohort.members -= 1
+            self._cohort_turns.notify_all()
 
     def _room(self, cohort: Cohort) -> int:
         if self._first_done or (self._first is not None and cohort is not self._first):

@@ -125,6 +125,9 @@ class _FakeSession:
             self.clock.runs.append((self.who, start, end, cpu))
         return RunResult(0, None, b"", b"", cpu, end - start, cpu_source="cgroup")
 
+    def close(self) -> None:
+        self.closed = True
+
 
 def _time_together(
     members: int, cohort: Cohort | None, clock: _Clock, tests: int = 2, move=None, rounds=8
@@ -256,3 +259,93 @@ def test_a_member_moves_to_an_idle_cohort_between_rounds_and_each_cohort_stays_o
     for estimate in results.values():
         samples = estimate.samples  # type: ignore[attr-defined]
         assert len(samples) == 6
+
+
+def _lender(lent: list[Cohort], idle: Cohort, after: int = 0):
+    """A seat's ``widen`` and ``give_back`` as the verifier makes them, for one idle cohort:
+    lent when it has no member (and only from the ``after``-th ask on)."""
+    asks = {"n": 0}
+
+    def widen(seat: Seat) -> Cohort | None:
+        asks["n"] += 1
+        if asks["n"] <= after or idle.members:
+            return None
+        idle.members += 1
+        lent.append(idle)
+        return idle
+
+    def give_back(cohort: Cohort) -> None:
+        cohort.members -= 1
+
+    return widen, give_back
+
+
+def test_a_member_alone_is_timed_two_wide_and_never_beside_a_baseline_run_it_pairs_with():
+    """A candidate alone in its cohort while another cohort idles takes its rounds two wide:
+    both cores run the baseline at once, then both run the candidate. Its runs overlap each
+    other's, never a baseline run's; each ratio has a baseline run of its own; the looks and
+    ``max_rounds`` count ratios, not loop turns; the lent cohort is given back."""
+    clock = _Clock()
+    own, idle = Cohort(), Cohort()
+    own.members = 1
+    lent: list[Cohort] = []
+    widen, give_back = _lender(lent, idle, after=2)
+    seat = Seat(own, "c", widen=widen, give_back=give_back)
+    spares: list[tuple[_FakeSession, _FakeSession]] = []
+
+    def spare():
+        spares.append((_FakeSession("base-for-c", clock, None), _FakeSession("c", clock, 1.0)))
+        return spares[-1]
+
+    tests = [TestCase(f"t{i}", b"", None) for i in range(2)]
+    opts = BenchmarkOptions(min_rounds=9, max_rounds=9, target_rel_ci=0.0, warmup_rounds=0)
+    sessions = (_FakeSession("base-for-c", clock, None), _FakeSession("c", clock, 1.0))
+    estimate = benchmark(None, None, None, tests, opts, sessions=sessions, shared=seat, spare=spare)  # type: ignore[arg-type]
+
+    # Two rounds narrow, then wide rounds (two ratios each) until 9 ratios: the last wide
+    # round's second ratio is not added (the 9th was the last look).
+    assert len(lent) == 4 and len(spares) == 1 and idle.members == 0
+    assert all(getattr(s, "closed", False) for s in spares[0])  # the spare pair is closed
+    assert estimate.runs == 9 and len(set(estimate.samples)) == 9
+    assert all(abs(r - 2.0) < 0.1 for r in estimate.samples)
+    assert seat.moved_at > 0  # it pairs only with baseline runs announced after
+    cand = [(s, e) for who, s, e, _ in clock.runs if who == "c"]
+    base = [(s, e) for who, s, e, _ in clock.runs if who == "base-for-c"]
+    assert len(cand) == 2 * (2 + 2 * 4) and len(base) == len(cand)
+    assert not [(c, b) for c in cand for b in base if c[0] < b[1] and b[0] < c[1]]
+    at_once = [(a, b) for a, b in itertools.combinations(cand, 2) if a[0] < b[1] and b[0] < a[1]]
+    assert len(at_once) == 2 * 4  # each test of each wide round: both cores at once
+
+
+def test_a_member_is_not_timed_wide_while_another_cohort_has_members():
+    clock = _Clock()
+    own, busy = Cohort(), Cohort()
+    own.members, busy.members = 1, 1
+    lent: list[Cohort] = []
+    widen, give_back = _lender(lent, busy)
+    seat = Seat(own, "c", widen=widen, give_back=give_back)
+    tests = [TestCase("t0", b"", None)]
+    opts = BenchmarkOptions(min_rounds=4, max_rounds=4, target_rel_ci=0.0, warmup_rounds=0)
+    sessions = (_FakeSession("base-for-c", clock, None), _FakeSession("c", clock, 1.0))
+    estimate = benchmark(None, None, None, tests, opts, sessions=sessions, shared=seat)  # type: ignore[arg-type]
+    assert not lent and estimate.runs == 4 and busy.members == 1
+    spans = sorted((s, e) for _, s, e, _ in clock.runs)
+    assert all(b[0] >= a[1] for a, b in itertools.pairwise(spans))  # one at a time
+
+
+def test_two_turns_are_taken_in_one_order_whoever_asks():
+    a, b = Cohort(), Cohort()
+    done = []
+
+    def take(x: Cohort, y: Cohort) -> None:
+        for _ in range(50):
+            with Cohort.both_turns(x, y):
+                time.sleep(0.0005)
+        done.append(1)
+
+    threads = [threading.Thread(target=take, args=p) for p in ((a, b), (b, a))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=10)
+    assert len(done) == 2  # no deadlock

@@ -526,3 +526,42 @@ def test_a_candidate_that_moves_never_pairs_with_a_baseline_run_made_beside_it(
     # After the move, the mover and its new cohort shared baseline runs (one way or the other).
     assert any({"mover"} & run.users and {"thrash5", "thrash6"} & run.users for _, run in paired)
     assert results["honest"].verdict is Verdict.FASTER, results["honest"].message
+
+
+def test_a_candidate_timed_two_wide_never_runs_beside_a_baseline_run(judge_setup, judge_runs):
+    """A candidate alone while the other core idles is timed two wide (``Seat.widen``): both
+    cores run the baseline, then both run the candidate. A thrashing candidate gains nothing
+    there: none of its runs overlaps any baseline run (it overlaps only its own twin), and an
+    honest candidate timed the same way measures the speed-up it has."""
+    from asmopt.executor.cohort import Cohort, Seat
+
+    _, sandbox, baseline, _ = judge_setup
+    lent = []
+
+    def seat(name: str) -> Seat:
+        own, idle = Cohort(), Cohort()
+        own.members = 1
+
+        def widen(_: Seat) -> Cohort:
+            idle.members += 1
+            lent.append(name)
+            return idle
+
+        def give_back(cohort: Cohort) -> None:
+            cohort.members -= 1
+
+        return Seat(own, name, widen=widen, give_back=give_back)
+
+    thrash = THRASH.replace("ROUNDS", "6")
+    _judge_at_once(judge_setup, {"thrash": (thrash, seat("thrash"))})
+    base = sandbox.stage(baseline.binary)
+    base_runs = [s for s in judge_runs if s.program == base]
+    cand_runs = [s for s in judge_runs if s.program != base]
+    assert base_runs and cand_runs and "thrash" in lent
+    assert not [(c, b) for c in cand_runs for b in base_runs if c.overlaps(b.start, b.end)]
+    assert any(a.overlaps(b.start, b.end) for a, b in itertools.combinations(cand_runs, 2))
+
+    results, _ = _judge_at_once(judge_setup, {"honest": (CONTROL, seat("honest"))})
+    assert "honest" in lent
+    assert results["honest"].verdict is Verdict.FASTER, results["honest"].message
+    assert results["honest"].speedup.median > 1.5

@@ -575,6 +575,41 @@ def test_a_candidate_moves_to_a_cohort_whose_core_would_idle():
         pool.close()
 
 
+def test_a_candidate_alone_is_lent_the_idle_cohort_for_a_round(monkeypatch):
+    """The last candidate timed (typically the winner's second measurement) would leave a
+    core idle: alone in its cohort while another has no member, it takes its next round two
+    wide (executor.cohort.Seat.widen). The lent cohort counts it as a member until given
+    back, so no other candidate is lent it meanwhile; nothing is lent while another cohort
+    has members or its own cohort has others."""
+    import asmopt.model.search.verifier as verifier_module
+    from asmopt.executor.cohort import Seat
+    from asmopt.model.search.stages import quiet
+    from asmopt.model.search.verifier import Verifier
+
+    pool = Verifier(None, None, OPTIONS, None, 2, quiet, None)  # type: ignore[arg-type]
+    try:
+        mine, other = pool.cohorts
+        mine.members = 1
+        seat = Seat(mine, "x", pool._rebalance, widen=pool._widen, give_back=pool._give_back)
+        with seat.widened() as lent:
+            assert lent is other and other.members == 1
+            with Seat(other, "y", widen=pool._widen).widened() as second:
+                assert second is None  # no cohort idles while it is lent
+        assert other.members == 0 and seat.moved_at > 0
+        other.members = 1
+        with seat.widened() as lent:
+            assert lent is None
+        other.members, mine.members = 0, 2
+        with seat.widened() as lent:
+            assert lent is None
+        mine.members = 1
+        monkeypatch.setattr(verifier_module, "WIDE_WHEN_ALONE", False)
+        with seat.widened() as lent:
+            assert lent is None
+    finally:
+        pool.close()
+
+
 def test_functions_compare_by_code_not_by_label_numbers():
     """Two builds of one function that differ only in how their labels are numbered are the
     same code (the mix does not time a splice that is its donor again); a constant they name
