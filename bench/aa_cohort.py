@@ -8,7 +8,8 @@ addresses), which makes its machine code differ from the baseline's and from eve
 copy's: nothing is recognised as "the same machine code", everything is timed. The job is
 ``portfolio.optimize`` with the default racing rule, its workers and cohorts; it prints, per
 job, how many copies were called faster, their speed-ups and CIs, how many baseline runs the
-cohorts made and how often a copy paired with another's.
+cohorts made, how often a copy paired with another's and how many rounds were timed two wide
+(a copy alone while the other core idled, ``cohort.Seat.widened``).
 
     .venv/bin/python bench/aa_cohort.py [--program examples/align/align.c] [--copies 6]
         [--jobs 2] [--workers 2]
@@ -76,11 +77,11 @@ def main(argv: list[str] | None = None) -> int:
         request = Request(baseline_asm=baseline.asm, source_path=args.program)
         for job in range(args.jobs):
             copies = [copy_of(baseline.asm, 1 + job * args.copies + i) for i in range(args.copies)]
-            cohorts: list = []
+            pools: list = []
             real = verifier.Verifier.close
 
-            def close(self, _real=real, _seen=cohorts) -> None:
-                _seen.extend(self.cohorts)
+            def close(self, _real=real, _seen=pools) -> None:
+                _seen.append(self)
                 _real(self)
 
             verifier.Verifier.close = close  # type: ignore[method-assign]
@@ -103,11 +104,16 @@ def main(argv: list[str] | None = None) -> int:
                 for t in timed
                 if t.result.speedup is not None
             )
+            cohorts = [c for pool in pools for c in pool.cohorts]
             ran = sum(c.ran for c in cohorts)
             paired = sum(c.paired for c in cohorts)
-            row = [job + 1, f"{len(faster)}/{len(timed)}", ran, paired, f"{seconds:.0f}", figures]
-            rows.append(row)
-    headers = ["job", "called faster", "baseline runs", "pairings", "s", "copies (median [CI])"]
+            wide = sum(pool.wide_rounds for pool in pools)
+            row = [job + 1, f"{len(faster)}/{len(timed)}", ran, paired, wide, f"{seconds:.0f}"]
+            rows.append([*row, figures])
+    headers = [
+        "job", "called faster", "baseline runs", "pairings", "wide rounds", "s",
+        "copies (median [CI])",
+    ]  # fmt: skip
     print(table(headers, rows))
     print(f"cohort size {verifier.COHORT_SIZE}; copies called faster: {false} of {total}")
     return 1 if false else 0

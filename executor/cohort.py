@@ -35,6 +35,11 @@ candidates.
 
 Every baseline run is judged like a test by whoever ran it; one that fails is never shared.
 
+A member alone in its cohort while another cohort has none (the last candidate of a job, its
+winner's second measurement as a rule) would leave that core idle: it takes its rounds *two
+wide* instead (:meth:`Seat.widened`), holding both cohorts' turns. Both cores run the baseline,
+then both run the candidate; each core's two runs pair, so both rules above hold.
+
 A member takes its turns through a :class:`Seat`, which its job may move to another cohort
 between two timed rounds (when that cohort's core would otherwise be idle). At that point the
 member has no baseline run announced and none it waits for; afterwards it pairs only with

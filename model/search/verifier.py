@@ -147,6 +147,7 @@ class Verifier:
         self._joined = 0  # the ticket that may join next
         self._best_so_far = 1.0  # the highest CI lower bound streamed so far
         self.moves = 0  # candidates moved to a cohort whose core was idle (_rebalance)
+        self.wide_rounds = 0  # rounds timed two wide in a lent cohort (_widen)
         self._stream_lock = threading.Lock()
         self.threads = workers * max(1, COHORT_SIZE)
         self.pool = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="asmopt-verify")
@@ -390,6 +391,7 @@ class Verifier:
             idle = next((c for c in self.cohorts if c is not seat.cohort and c.members == 0), None)
             if idle is not None:
                 idle.members += 1
+                self.wide_rounds += 1
             return idle
 
     def _give_back(self, cohort: Cohort) -> None:

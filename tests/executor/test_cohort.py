@@ -111,13 +111,13 @@ class _FakeSession:
     """A one-binary session whose runs sleep briefly and report a CPU time: the baseline's
     unique per run (so a reused run would show), a candidate's fixed."""
 
-    def __init__(self, who: str, clock: _Clock, cpu: float | None) -> None:
-        self.who, self.clock, self.cpu = who, clock, cpu
+    def __init__(self, who: str, clock: _Clock, cpu: float | None, sleep: float = 0.004) -> None:
+        self.who, self.clock, self.cpu, self.sleep = who, clock, cpu, sleep
         self.limits = SandboxLimits()
 
     def run(self, index, stdin, args, limits, cancel=None) -> RunResult:
         start = time.monotonic()
-        time.sleep(0.004)
+        time.sleep(self.sleep)
         end = time.monotonic()
         with self.clock.lock:
             self.clock.count += 1
@@ -294,12 +294,15 @@ def test_a_member_alone_is_timed_two_wide_and_never_beside_a_baseline_run_it_pai
     spares: list[tuple[_FakeSession, _FakeSession]] = []
 
     def spare():
-        spares.append((_FakeSession("base-for-c", clock, None), _FakeSession("c", clock, 1.0)))
+        spares.append(
+            (_FakeSession("base-for-c", clock, None, 0.03), _FakeSession("c", clock, 1.0, 0.03))
+        )
         return spares[-1]
 
     tests = [TestCase(f"t{i}", b"", None) for i in range(2)]
     opts = BenchmarkOptions(min_rounds=9, max_rounds=9, target_rel_ci=0.0, warmup_rounds=0)
-    sessions = (_FakeSession("base-for-c", clock, None), _FakeSession("c", clock, 1.0))
+    # Runs of 30 ms: two started at once overlap however late a thread starts on a busy box.
+    sessions = (_FakeSession("base-for-c", clock, None, 0.03), _FakeSession("c", clock, 1.0, 0.03))
     estimate = benchmark(None, None, None, tests, opts, sessions=sessions, shared=seat, spare=spare)  # type: ignore[arg-type]
 
     # Two rounds narrow, then wide rounds (two ratios each) until 9 ratios: the last wide
