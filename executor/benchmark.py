@@ -25,10 +25,12 @@ timing of a candidate, never its checks (every timed run it had is still checked
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from functools import partial
@@ -207,6 +209,7 @@ class _Runs:
             )
         )
         self._second: tuple[RunSession, RunSession] | None = None
+        self._helper: ThreadPoolExecutor | None = None  # runs the second lane (at_once)
 
     @property
     def can_widen(self) -> bool:
@@ -220,6 +223,24 @@ class _Runs:
             self._second = self._spare()
             self._own.extend(self._second)
         return self.sessions, self._second
+
+    def at_once(self, calls: Sequence[Callable[[], RunResult]]) -> list[RunResult]:
+        """Run the two ``calls`` at once: the first in this thread, the second in the helper
+        thread (always the same one: a session's next bubblewraps start in the thread of its
+        last run and die with that thread, ``--die-with-parent``, so the second pair of
+        sessions is only ever used from one thread that lives as long as they do). Their
+        results once both returned; the first exception after both ended."""
+        first, second = calls
+        if self._helper is None:
+            self._helper = ThreadPoolExecutor(1, thread_name_prefix="asmopt-wide")
+        future = self._helper.submit(second)
+        try:
+            mine = first()
+        except BaseException:
+            with contextlib.suppress(BaseException):
+                future.result()
+            raise
+        return [mine, future.result()]
 
     def run(
         self,
@@ -315,6 +336,8 @@ class _Runs:
     def close(self) -> None:
         for session in self._own:
             session.close()
+        if self._helper is not None:
+            self._helper.shutdown(wait=True)
 
 
 def benchmark(
@@ -452,7 +475,7 @@ def _wide_round(
         with Cohort.both_turns(runs.cohort, other):
             for side in (0, 1) if first else (1, 0):
                 name = "candidate" if side else "baseline"
-                results = _at_once(
+                results = runs.at_once(
                     [partial(run_test, lane[side], test, limits, cancel) for lane in lanes]
                 )
                 for i, run in enumerate(results):
@@ -464,31 +487,6 @@ def _wide_round(
         ([a_times[i][t.name] for t in tests], [b_times[i][t.name] for t in tests], walls[i])
         for i in range(2)
     ]
-
-
-def _at_once(calls: Sequence[Callable[[], RunResult]]) -> list[RunResult]:
-    """Run ``calls`` in threads of their own, all at once; their results in order, once every
-    one of them has returned (the first exception is raised after they all end)."""
-    results: list[RunResult | BaseException | None] = [None] * len(calls)
-
-    def call(i: int) -> None:
-        try:
-            results[i] = calls[i]()
-        except BaseException as err:  # handed to the caller below
-            results[i] = err
-
-    threads = [threading.Thread(target=call, args=(i,), daemon=True) for i in range(len(calls))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    out = []
-    for result in results:
-        if isinstance(result, BaseException):
-            raise result
-        assert result is not None
-        out.append(result)
-    return out
 
 
 @dataclass
