@@ -70,7 +70,11 @@ class RunSession:
     in ``/dev`` and System V IPC objects, so that nothing of one run is there for the next.
     When a program breaks the session (it killed the runner, e.g. ``kill(-1, SIGKILL)``) or
     the runner cannot restore the sandbox, that run is reported as killed and the next run
-    starts a fresh bubblewrap. Runs are serialised; the object may be shared by threads.
+    starts a fresh bubblewrap. Runs are serialised; the object may be shared by threads, but
+    a bubblewrap dies with the thread that started it (``--die-with-parent``), and with
+    ``fresh_per_run`` each run starts the next runs' bubblewraps in its own thread: run it
+    from threads that outlive it. One started by a thread that has ended is skipped when
+    seen dead; one whose thread ends just as it is taken dies under the run (a killed run).
     """
 
     def __init__(
