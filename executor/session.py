@@ -72,9 +72,9 @@ class RunSession:
     the runner cannot restore the sandbox, that run is reported as killed and the next run
     starts a fresh bubblewrap. Runs are serialised; the object may be shared by threads, but
     a bubblewrap dies with the thread that started it (``--die-with-parent``), and with
-    ``fresh_per_run`` each run starts the next runs' bubblewraps in its own thread: run it
-    from threads that outlive it. One started by a thread that has ended is skipped when
-    seen dead; one whose thread ends just as it is taken dies under the run (a killed run).
+    ``fresh_per_run`` each run starts the next runs' bubblewraps in its own thread: a spare
+    whose thread has ended is never used (another is started), so a session run from
+    short-lived threads is correct but starts its sandboxes at the run's expense.
     """
 
     def __init__(
@@ -131,15 +131,21 @@ class RunSession:
     def _start(self) -> None:
         slot = None
         while self._spares and slot is None:
-            try:
-                slot = self._ready(self._spares.popleft())
-            except SandboxError:
+            spare = self._spares.popleft()
+            if spare.starter is not None and not spare.starter.is_alive():
                 # bubblewrap dies with the thread that started it (--die-with-parent): a
-                # spare started by a thread that has ended since is gone. Take another.
-                slot = None
+                # spare whose thread has ended is dead, or about to be (the kernel's signal
+                # may come just after it was seen ready, under the run). Take another.
+                _retire(spare, self._sandbox)
+                continue
+            try:
+                slot = self._ready(spare)
+            except SandboxError:
+                slot = None  # it died some other way: take another
         if slot is None:
             slot = self._ready(self._launch())
-        self._proc, self._req_w, self._resp_r, self._errors, self._cgroup = slot
+        self._proc, self._req_w, self._resp_r = slot.proc, slot.req_w, slot.resp_r
+        self._errors, self._cgroup = slot.errors, slot.cgroup
         self._answered = 0
 
     def _ready(self, slot: _Slot) -> _Slot:
@@ -205,7 +211,7 @@ class RunSession:
         with sb._lock:
             sb._active.add(proc)
         self.starts += 1
-        return _Slot(proc, req_w, resp_r, errors, cgroup)
+        return _Slot(proc, req_w, resp_r, errors, cgroup, threading.current_thread())
 
     def _stop(self, keep_errors: bool = False) -> int | None:
         """Kill the current bubblewrap (if any) and forget it; its exit status. Its stderr is
@@ -490,6 +496,8 @@ class _Slot(NamedTuple):
     resp_r: int
     errors: IO[bytes] | None
     cgroup: Cgroup | None
+    # The thread that started it: bubblewrap dies with it (--die-with-parent).
+    starter: threading.Thread | None = None
 
 
 def _retire(slot: _Slot, sandbox: Sandbox) -> None:

@@ -480,6 +480,38 @@ def test_a_run_whose_sandbox_cannot_start_once_cancelled_is_cancelled(tmp_path: 
         session.run(0, cancel=cancel)
 
 
+def test_a_spare_sandbox_whose_thread_ended_is_never_used(
+    sb: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fresh-per-run session starts the next runs' bubblewraps in the thread of its last
+    run, and bubblewrap dies with that thread (``--die-with-parent``). Once the thread has
+    ended, those spares are dead or about to be: the kernel's signal can come just after one
+    was seen ready, killing the next run under it (a wide round that ran each lane in a
+    thread of its own saw "crashed: killed by SIGKILL" on 1 align job in 6). Such a spare
+    is never taken: the next run starts another, and passes."""
+    from asmopt.executor import session as session_mod
+
+    trivial = _build(tmp_path, "trivial5", "int main(void){return 0;}")
+    readied: list[threading.Thread | None] = []
+    real_ready = session_mod.RunSession._ready
+
+    def ready(self, slot):
+        readied.append(slot.starter)
+        return real_ready(self, slot)
+
+    with sb.session([trivial], fresh_per_run=True) as session:
+        worker = threading.Thread(target=lambda: session.run(0))
+        worker.start()
+        worker.join()
+        assert session._spares and all(s.starter is worker for s in session._spares)
+        monkeypatch.setattr(session_mod.RunSession, "_ready", ready)
+        starts = session.starts
+        for _ in range(3):
+            assert session.run(0).exit_code == 0
+    assert readied and set(readied) == {threading.current_thread()}  # never the dead spares
+    assert session.starts > starts
+
+
 def test_session_overhead_is_a_fraction_of_a_sandbox_start(sb: Sandbox, tmp_path: Path) -> None:
     """Not a timing assertion: a session run must cost well under a fresh sandbox's start."""
     trivial = _build(tmp_path, "trivial4", "int main(void){return 0;}")
