@@ -167,6 +167,15 @@ def _checked(run: RunResult, side: str, test: TestCase, check: RunCheck | None, 
     return run.cpu_seconds
 
 
+def _baseline_run(run: Callable[[], RunResult]) -> RunResult:
+    """A timed run of the baseline, made once more when its sandbox died before answering.
+    The baseline passed its tests and no candidate reaches its sandbox, so that was the
+    machine; left as it was, the candidate would be reported "cannot be timed". A
+    candidate's lost run is never run again: it may be its own doing."""
+    result = run()
+    return run() if result.lost else result
+
+
 # Where a candidate takes its turns, and its name there (see ``cohort.py``).
 Shared = Seat
 
@@ -302,14 +311,14 @@ class _Runs:
         """Run the baseline on ``test`` now and check it like a test; in a cohort, share it
         (as ``announced``, or announced now)."""
         if self._shared is None:
-            run = self.run(0, test, limits, cancel)
+            run = _baseline_run(lambda: self.run(0, test, limits, cancel))
             seconds = _checked(run, "baseline", test, check, k)
             return _Done(seconds, run.wall_seconds, run.cpu_source)
         cohort, me = self._shared.cohort, self._shared.me
         if announced is None:
             announced = cohort.announce((test.name, limits), me)
         try:
-            run = self.run(0, test, limits, cancel)
+            run = _baseline_run(lambda: self.run(0, test, limits, cancel))
             seconds = _checked(run, "baseline", test, check, k)
         except BaseException:
             cohort.fail(announced)
@@ -476,7 +485,12 @@ def _wide_round(
             for side in (0, 1) if first else (1, 0):
                 name = "candidate" if side else "baseline"
                 results = runs.at_once(
-                    [partial(run_test, lane[side], test, limits, cancel) for lane in lanes]
+                    [
+                        partial(_baseline_run, partial(run_test, lane[0], test, limits, cancel))
+                        if side == 0
+                        else partial(run_test, lane[1], test, limits, cancel)
+                        for lane in lanes
+                    ]
                 )
                 for i, run in enumerate(results):
                     seconds = _checked(run, name, test, check, k)

@@ -78,6 +78,9 @@ class RunResult:
     # The sandbox stopped answering (its runner was stopped or killed by the program) and
     # was killed from outside: the program's doing, never a busy machine's.
     stalled: bool = False
+    # The sandbox died, or its runner could not start the run, before any answer: a program
+    # can do that (kill its runner), and so can the machine.
+    lost: bool = False
 
 
 class TestStatus(enum.StrEnum):

@@ -357,7 +357,9 @@ class RunSession:
             self._stop()
         if response.kind not in (KIND_EXITED, KIND_SIGNALED):
             # The runner could not start the run (no pipe, no fork): like a crash.
-            return RunResult(None, signal.SIGKILL, out, err, 0.0, wall, sandboxed=enabled)
+            return RunResult(
+                None, signal.SIGKILL, out, err, 0.0, wall, sandboxed=enabled, lost=True
+            )
         cpu = (response.utime_us + response.stime_us) / 1e6
         if used is not None:
             # The kernel's count for every process of the sandbox, less the runner's
@@ -419,7 +421,7 @@ class RunSession:
             sig = -returncode
         else:
             sig = signal.SIGKILL
-        return RunResult(None, sig, b"", b"", 0.0, wall, sandboxed=enabled)
+        return RunResult(None, sig, b"", b"", 0.0, wall, sandboxed=enabled, lost=True)
 
     def _exchange(
         self,

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from asmopt.executor.benchmark import BenchmarkOptions, Race, RacingRule, benchmark
+from asmopt.executor.benchmark import BenchmarkError, BenchmarkOptions, Race, RacingRule, benchmark
 from asmopt.executor.cohort import Cohort, Seat
 from asmopt.executor.results import RunResult
 from asmopt.executor.sandbox import SandboxLimits
@@ -365,3 +365,68 @@ def test_two_turns_are_taken_in_one_order_whoever_asks():
     for t in threads:
         t.join(timeout=10)
     assert len(done) == 2  # no deadlock
+
+
+class _LosingSession(_FakeSession):
+    """A fake session whose ``lose``-th run (1-based) comes back lost: its sandbox died
+    before it answered."""
+
+    def __init__(self, who: str, clock: _Clock, cpu: float | None, lose: int) -> None:
+        super().__init__(who, clock, cpu)
+        self.lose, self.calls = lose, 0
+
+    def run(self, index, stdin, args, limits, cancel=None) -> RunResult:
+        self.calls += 1
+        if self.calls == self.lose:
+            return RunResult(None, 9, b"", b"", 0.0, 0.001, lost=True)
+        return super().run(index, stdin, args, limits, cancel)
+
+
+@pytest.mark.parametrize("cohort", [False, True])
+def test_a_baseline_run_whose_sandbox_died_is_made_again(cohort):
+    """The baseline passed its tests and no candidate reaches its sandbox: a timed run of it
+    that died before answering was the machine's doing, and is made once more rather than
+    reported as "cannot be timed". A candidate's lost run is not: it may be its own doing."""
+    clock = _Clock()
+    tests = [TestCase("t0", b"", None), TestCase("t1", b"", None)]
+    opts = BenchmarkOptions(min_rounds=4, max_rounds=4, target_rel_ci=0.0, warmup_rounds=0)
+    seat = Seat(Cohort(), "c") if cohort else None
+    base = _LosingSession("base-for-c", clock, None, lose=3)
+    estimate = benchmark(
+        None, None, None, tests, opts, sessions=(base, _FakeSession("c", clock, 1.0)), shared=seat
+    )  # type: ignore[arg-type]
+    assert estimate.runs == 4 and base.calls == 4 * 2 + 1
+    assert all(abs(r - 2.0) < 0.1 for r in estimate.samples)
+
+    losing = _LosingSession("c", clock, 1.0, lose=3)
+    with pytest.raises(BenchmarkError, match="candidate"):
+        benchmark(
+            None,
+            None,
+            None,
+            tests,
+            opts,
+            sessions=(_FakeSession("base-for-c", clock, None), losing),
+            shared=seat,
+        )  # type: ignore[arg-type]
+
+
+def test_a_baseline_run_lost_in_a_wide_round_is_made_again_in_its_lane():
+    clock = _Clock()
+    own, idle = Cohort(), Cohort()
+    own.members = 1
+    lent: list[Cohort] = []
+    widen, give_back = _lender(lent, idle)
+    seat = Seat(own, "c", widen=widen, give_back=give_back)
+    lost_lane = _LosingSession("base-for-c", clock, None, lose=2)
+    lost_lane.lane = "base-lane1"
+
+    def spare():
+        return lost_lane, _FakeSession("c", clock, 1.0)
+
+    tests = [TestCase("t0", b"", None)]
+    opts = BenchmarkOptions(min_rounds=4, max_rounds=4, target_rel_ci=0.0, warmup_rounds=0)
+    sessions = (_FakeSession("base-for-c", clock, None), _FakeSession("c", clock, 1.0))
+    estimate = benchmark(None, None, None, tests, opts, sessions=sessions, shared=seat, spare=spare)  # type: ignore[arg-type]
+    assert lent and estimate.runs == 4 and lost_lane.calls == 2 + 1
+    assert len(clock.threads["base-lane1"]) == 1  # made again in its own lane's thread

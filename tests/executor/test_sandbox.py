@@ -317,6 +317,7 @@ def test_kill_everything_restarts_the_session(tmp_path: Path) -> None:
         served = session.run(0)
         assert _verdict_fields(served) == _verdict_fields(one_shot)
         assert served.signal == 9 and served.exit_code is None
+        assert served.lost  # the sandbox died before answering (the program's doing here)
         assert session.run(1).stdout == b"ok\n"  # transparently restarted
         assert session.starts == 2
 
