@@ -220,10 +220,12 @@ class _Runs:
         self._second: tuple[RunSession, RunSession] | None = None
         self._helper: ThreadPoolExecutor | None = None  # runs the second lane (at_once)
 
-    @property
-    def can_widen(self) -> bool:
-        """Whether rounds may be timed two wide: in a cohort, with sessions."""
-        return self._shared is not None and self.sessions is not None
+    def widened(self) -> AbstractContextManager[Cohort | None]:
+        """For one round: the idle cohort lent to time it two wide (``Seat.widened``), or
+        None (never outside a cohort or without sessions)."""
+        if self._shared is None or self.sessions is None:
+            return nullcontext(None)
+        return self._shared.widened()
 
     def lanes(self) -> tuple[tuple[RunSession, RunSession], tuple[RunSession, RunSession]]:
         """The two pairs of (baseline, candidate) sessions of a wide round."""
@@ -389,8 +391,7 @@ def benchmark(
         while opts.max_rounds > 0:
             if shared is not None:
                 shared.between_rounds()  # nothing announced or awaited: it may change cohorts
-            wide = shared is not None and runs.can_widen
-            with shared.widened() if wide and shared is not None else nullcontext(None) as other:
+            with runs.widened() as other:
                 if other is not None:
                     lanes = _wide_round(runs, other, tests, round_no, limits, cancel, check, rounds)
                 else:
@@ -484,14 +485,10 @@ def _wide_round(
         with Cohort.both_turns(runs.cohort, other):
             for side in (0, 1) if first else (1, 0):
                 name = "candidate" if side else "baseline"
-                results = runs.at_once(
-                    [
-                        partial(_baseline_run, partial(run_test, lane[0], test, limits, cancel))
-                        if side == 0
-                        else partial(run_test, lane[1], test, limits, cancel)
-                        for lane in lanes
-                    ]
-                )
+                calls = [partial(run_test, lane[side], test, limits, cancel) for lane in lanes]
+                if side == 0:
+                    calls = [partial(_baseline_run, call) for call in calls]
+                results = runs.at_once(calls)
                 for i, run in enumerate(results):
                     seconds = _checked(run, name, test, check, k)
                     (b_times if side else a_times)[i][test.name] = seconds

@@ -40,7 +40,7 @@ from asmopt.executor.results import (
     Verdict,
     VerificationResult,
 )
-from asmopt.executor.sandbox import Sandbox, SandboxLimits
+from asmopt.executor.sandbox import RunSession, Sandbox, SandboxLimits
 from asmopt.executor.store import ResultStore, candidate_key
 from asmopt.executor.testcases import Comparator, TestCase, judge, tests_digest
 from asmopt.executor.toolchain import build_binary, compile_to_asm, toolchain_fingerprint
@@ -422,10 +422,11 @@ def _test_and_time(
     """Run every test on the built candidate, then time it against the baseline in the very
     sessions the tests ran in, when every test passed."""
     limits = _run_limits(baseline, baseline.tests, opts)
-    with (
-        sandbox.session([binary], limits=limits, **opts.session_options()) as cand_session,
-        sandbox.session([baseline.binary], limits=limits, **opts.session_options()) as base_session,
-    ):
+
+    def session(program: Path) -> RunSession:
+        return sandbox.session([program], limits=limits, **opts.session_options())
+
+    with session(binary) as cand_session, session(baseline.binary) as base_session:
 
         def check(test: TestCase, run: RunResult) -> TestVerdict:
             return judge(test, run, opts.comparator, expected=baseline.expected[test.name])
@@ -470,10 +471,7 @@ def _test_and_time(
                 sessions=(base_session, cand_session),
                 race=race,
                 shared=member,
-                spare=lambda: (
-                    sandbox.session([baseline.binary], limits=limits, **opts.session_options()),
-                    sandbox.session([binary], limits=limits, **opts.session_options()),
-                ),
+                spare=lambda: (session(baseline.binary), session(binary)),
             )
         except InconsistentRun as err:
             if err.side == "baseline":
