@@ -158,7 +158,7 @@ class Race:
                 if self.rule.separated(samples, theirs) and not self.linked(key, k)
             ]
             if beaten:
-                reason = f"slower than {beaten[0]} (every round so far below every one of its)"
+                reason = f"{BEATEN}{beaten[0]} (every round so far below every one of its)"
         if reason is None and self.rule.is_look(n):
             lower, upper = self.rule.bounds(samples)
             with self._lock:
@@ -171,12 +171,16 @@ class Race:
                 ahead = [(low, name) for low, name in others if low > upper]
                 if ahead:
                     low, name = max(ahead)
-                    reason = f"slower than {name} (median surely below its {low:.2f}x)"
+                    reason = f"{BEATEN}{name} (median surely below its {low:.2f}x)"
         if reason is not None:
             with self._lock:
                 self.stopped[key] = reason
         return reason
 
+
+# How a reason begins when a rival beat the candidate (it may still be faster than the
+# baseline: only its rank is known), as opposed to the baseline rule's "not faster than".
+BEATEN = "slower than "
 
 # How a race lane's reason begins when the job withdrew a measurement it no longer needs (a
 # speculative second measurement of a candidate another has surely beaten): such a result says

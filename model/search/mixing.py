@@ -56,6 +56,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from asmopt.executor.asmfile import clone_parent, data_item, local_labels, parse_functions
+from asmopt.executor.racing import BEATEN
 from asmopt.executor.verify import Baseline, candidate_hash
 from asmopt.model.search.policy import Candidate
 from asmopt.model.search.stages import Progress, Stage
@@ -364,17 +365,22 @@ def ties(a: Trial, b: Trial) -> bool:
 
 
 def _donors(trials: list[Trial], mix_sources: int, notes: list[str]) -> list[Trial]:
-    """The passing whole-file trials that may lend functions, the best first: not stopped by
-    the race (surely slower than another, or than 1.01x) and not tied with the baseline (its
-    CI contains 1, or its median is within 1% of it)."""
+    """The passing whole-file trials that may lend functions, the best first.
+
+    Not those the race stopped by its baseline rule (surely below 1.01x), nor those tied with
+    the baseline (the CI contains 1, or the median is within 1% of it). One that a rival
+    stopped is only known to be slower than that rival, from rounds cut short: it lends when
+    its median is faster than the baseline by ``MIN_FUNCTION_GAIN``."""
     donors = []
     for t in rank(trials):
         speedup = t.result.speedup
         if not t.passed or t.candidate.function is not None or speedup is None:
             continue
         if speedup.stopped_early:
-            continue
-        if speedup.ci_low <= 1.0 <= speedup.ci_high or _within_noise(speedup.median):
+            beaten = speedup.stopped_early.startswith(BEATEN)
+            if not beaten or speedup.median < MIN_FUNCTION_GAIN:
+                continue
+        elif speedup.ci_low <= 1.0 <= speedup.ci_high or _within_noise(speedup.median):
             notes.append(f"{t.label}: not mixed (as a whole, the same speed as the baseline)")
             continue
         donors.append(t)
