@@ -42,7 +42,9 @@ PRELUDE = r"""
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
-static unsigned long work(unsigned long n) {
+/* The same machine code at the same alignment in every program: where a compiler puts
+   this loop moves its speed by a few percent, more than the verdict can see. */
+__attribute__((noipa, aligned(64))) static unsigned long work(unsigned long n) {
     unsigned long x = n;
     for (unsigned long i = 0; i < n; i++) x = x * 6364136223846793005UL + i;
     return x;
