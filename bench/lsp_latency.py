@@ -4,7 +4,7 @@ Generates a 5,000-line C program (with ``main`` and a test), starts ``python -m
 asmopt.server``, and times codeLens, hover (on function names and on code lines), codeAction
 and inlayHint: first with the server idle, then while a real "Optimize file" run (compiler
 policy, short benchmark budget) works in its worker process. Prints p50/p95 per request;
-the target is p95 < 50 ms in both phases.
+the targets are p95 < 50 ms in both phases and initialize (process start included) < 1 s.
 
 The client here is a minimal JSON-RPC client (plain dicts, no typed deserialisation), so the
 figures are the server's round trip plus JSON, as an editor sees it: a typed Python client
@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 TARGET_P95_MS = 50.0
+TARGET_INITIALIZE_MS = 1000.0  # process start included
 SETTINGS = {"policies": ["compiler"], "benchBudget": 3, "samples": 1}
 
 
@@ -289,7 +290,12 @@ async def main() -> int:
     print()
     verdict = "meets" if worst < TARGET_P95_MS else "MISSES"
     print(f"worst p95 {worst:.1f} ms: {verdict} the {TARGET_P95_MS:.0f} ms target")
-    return 0 if worst < TARGET_P95_MS else 1
+    init_ok = init_ms < TARGET_INITIALIZE_MS
+    print(
+        f"initialize {init_ms:.0f} ms: {'meets' if init_ok else 'MISSES'} the "
+        f"{TARGET_INITIALIZE_MS:.0f} ms target"
+    )
+    return 0 if worst < TARGET_P95_MS and init_ok else 1
 
 
 if __name__ == "__main__":
