@@ -40,6 +40,7 @@ import numpy as np
 
 from asmopt.executor.cohort import Cohort, Seat, SharedRun
 from asmopt.executor.intervals import (
+    MIN_CI_SAMPLES,
     bootstrap_median_ci,
     median_bounds,
     one_sided_rank,
@@ -83,7 +84,9 @@ class BenchmarkOptions:
     """How hard to try for a precise figure."""
 
     target_rel_ci: float = 0.02  # stop when the CI half-width is within 2% of the median
-    budget_seconds: float = 60.0  # wall-clock budget for timing one candidate
+    # Wall-clock budget for timing one candidate; timing goes on past it until there are
+    # MIN_CI_SAMPLES (6) rounds, the fewest with a 95% CI (unless max_rounds is fewer).
+    budget_seconds: float = 60.0
     # The CI is looked at after ``early_look`` rounds and then after every round from
     # ``min_rounds`` on; timing stops at the first look where it is narrow enough. Looking
     # after every round from 6 on would stop at the first narrow interval by chance too
@@ -536,7 +539,8 @@ class _Rounds:
         self.ratios.append(_ratio(sum(a_round), sum(b_round)))
         self.wall_ratios.append(_ratio(walls[0], walls[1]))
         n = len(self.ratios)
-        if n >= opts.min_rounds or n == opts.early_look:
+        enough = n >= MIN_CI_SAMPLES  # before that, no interval is a 95% one
+        if enough and (n >= opts.min_rounds or n == opts.early_look):
             self.ci = median_ci(self.ratios, opts, n)
             median, low, high = self.ci
             if (high - low) / 2.0 <= opts.target_rel_ci * median:
@@ -548,7 +552,7 @@ class _Rounds:
                 return True
         if n >= opts.max_rounds:
             return True
-        return time.monotonic() - self.started > opts.budget_seconds and n >= 2
+        return time.monotonic() - self.started > opts.budget_seconds and enough
 
     def estimate(self, names: list[str], opts: BenchmarkOptions) -> SpeedupEstimate:
         """The speed-up these rounds show, with notes on how far to trust it."""

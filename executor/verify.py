@@ -31,6 +31,7 @@ from asmopt.executor.benchmark import (
 )
 from asmopt.executor.cohort import Cohort, Seat
 from asmopt.executor.elf import same_machine_code
+from asmopt.executor.intervals import MIN_CI_SAMPLES
 from asmopt.executor.results import (
     BuildResult,
     RunResult,
@@ -496,11 +497,20 @@ def _timed_verdict(
     """FASTER or NOT_FASTER from the timing, with the message that says why."""
     identical = tested.identical
     wall_disagrees = speedup.wall_ci_high is not None and speedup.wall_ci_high <= 1.0
-    faster = speedup.ci_low > 1.0 + opts.min_gain and not identical and not wall_disagrees
+    # Fewer rounds than MIN_CI_SAMPLES (a race's early stop, a cancel, max_rounds) have no
+    # 95% interval: their extremes cover the median 50% (2 rounds) to 94% (5) of the time.
+    few = speedup.runs < MIN_CI_SAMPLES
+    clear = speedup.ci_low > 1.0 + opts.min_gain
+    faster = clear and not few and not identical and not wall_disagrees
     if faster:
         message = f"{speedup.median:.2f}x faster [{speedup.ci_low:.2f}–{speedup.ci_high:.2f}]"
     elif identical:
         message = "identical to the baseline"
+    elif clear and few:
+        message = (
+            f"not measurably faster: {speedup.median:.2f}x over {speedup.runs} rounds, too "
+            f"few for a 95% CI (at least {MIN_CI_SAMPLES})"
+        )
     elif wall_disagrees and speedup.ci_low > 1.0 + opts.min_gain:
         message = (
             f"not faster: {speedup.median:.2f}x less CPU, but its wall time is not shorter "

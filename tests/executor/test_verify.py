@@ -223,3 +223,35 @@ def test_order_statistic_ci_is_the_whole_range_when_data_is_scarce() -> None:
     data = [1.0, 1.2, 0.9, 1.1, 1.05]
     median, lo, hi = order_statistic_median_ci(data)
     assert (lo, hi) == (0.9, 1.2) and median == 1.05
+
+
+def test_no_speed_up_is_claimed_from_fewer_rounds_than_a_95_percent_ci_needs() -> None:
+    """Two rounds' extremes cover the median half the time: a tie timed twice would be called
+    faster one time in four. Timing goes on past the budget to 6 rounds, and fewer (a race's
+    early stop, a cancel) never make a candidate faster."""
+    import time
+
+    from asmopt.executor.benchmark import _Rounds
+    from asmopt.executor.intervals import MIN_CI_SAMPLES
+    from asmopt.executor.results import BuildResult, SpeedupEstimate
+    from asmopt.executor.verify import _Tested, _timed_verdict
+
+    spent = BenchmarkOptions(budget_seconds=0.0, min_rounds=3, target_rel_ci=0.5)
+    rounds = _Rounds(started=time.monotonic() - 1.0)
+    stops = [rounds.add([1.3], [1.0], [1.3, 1.0], spent, None) for _ in range(MIN_CI_SAMPLES)]
+    assert stops == [False] * (MIN_CI_SAMPLES - 1) + [True]
+
+    tested = _Tested("c", BuildResult(ok=True, output=None, command=()), identical=False)
+    for runs, verdict in (
+        (MIN_CI_SAMPLES - 1, Verdict.NOT_FASTER),
+        (MIN_CI_SAMPLES, Verdict.FASTER),
+    ):
+        speedup = SpeedupEstimate(1.3, 1.2, 1.4, runs, 1.0, 1 / 1.3)
+        result = _timed_verdict(speedup, VerifyOptions(), tested, [])
+        assert result.verdict is verdict, result.message
+    assert (
+        "too few for a 95% CI"
+        in _timed_verdict(
+            SpeedupEstimate(1.3, 1.2, 1.4, 2, 1.0, 1 / 1.3), VerifyOptions(), tested, []
+        ).message
+    )
