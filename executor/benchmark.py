@@ -85,7 +85,8 @@ class BenchmarkOptions:
 
     target_rel_ci: float = 0.02  # stop when the CI half-width is within 2% of the median
     # Wall-clock budget for timing one candidate; timing goes on past it until there are
-    # MIN_CI_SAMPLES (6) rounds, the fewest with a 95% CI (unless max_rounds is fewer).
+    # MIN_CI_SAMPLES (6) rounds, the fewest with a 95% CI (unless max_rounds is fewer), while
+    # every round so far is faster than the baseline.
     budget_seconds: float = 60.0
     # The CI is looked at after ``early_look`` rounds and then after every round from
     # ``min_rounds`` on; timing stops at the first look where it is narrow enough. Looking
@@ -552,7 +553,10 @@ class _Rounds:
                 return True
         if n >= opts.max_rounds:
             return True
-        return time.monotonic() - self.started > opts.budget_seconds and enough
+        # Past the budget, timing goes on to MIN_CI_SAMPLES rounds only while a speed-up can
+        # still be claimed: with any round at or below 1.0 it cannot be, at 6 rounds either.
+        hopeless = n >= 2 and min(self.ratios) <= 1.0
+        return time.monotonic() - self.started > opts.budget_seconds and (enough or hopeless)
 
     def estimate(self, names: list[str], opts: BenchmarkOptions) -> SpeedupEstimate:
         """The speed-up these rounds show, with notes on how far to trust it."""

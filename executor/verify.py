@@ -511,7 +511,7 @@ def _timed_verdict(
             f"not measurably faster: {speedup.median:.2f}x over {speedup.runs} rounds, too "
             f"few for a 95% CI (at least {MIN_CI_SAMPLES})"
         )
-    elif wall_disagrees and speedup.ci_low > 1.0 + opts.min_gain:
+    elif wall_disagrees and clear:
         message = (
             f"not faster: {speedup.median:.2f}x less CPU, but its wall time is not shorter "
             f"({speedup.wall_median:.2f}x [{speedup.wall_ci_low:.2f}–{speedup.wall_ci_high:.2f}])"

@@ -240,6 +240,10 @@ def test_no_speed_up_is_claimed_from_fewer_rounds_than_a_95_percent_ci_needs() -
     rounds = _Rounds(started=time.monotonic() - 1.0)
     stops = [rounds.add([1.3], [1.0], [1.3, 1.0], spent, None) for _ in range(MIN_CI_SAMPLES)]
     assert stops == [False] * (MIN_CI_SAMPLES - 1) + [True]
+    # Once a round is no faster, 6 rounds could not claim a speed-up either: it stops there.
+    rounds = _Rounds(started=time.monotonic() - 1.0)
+    assert not rounds.add([1.3], [1.0], [1.3, 1.0], spent, None)
+    assert rounds.add([0.9], [1.0], [0.9, 1.0], spent, None)
 
     tested = _Tested("c", BuildResult(ok=True, output=None, command=()), identical=False)
     for runs, verdict in (
