@@ -27,7 +27,7 @@ regions elsewhere in the file; :func:`function_family` finds them.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 __all__ = [
@@ -47,6 +47,7 @@ __all__ = [
     "parse_functions",
     "referenced_symbols",
     "section_declarations",
+    "statements",
 ]
 
 
@@ -270,6 +271,14 @@ def _lex(text: str) -> list[_Line]:
         in_block = in_block_after
         lines.append(line)
     return lines
+
+
+def statements(text: str) -> Iterator[tuple[list[str], str, str]]:
+    """Each statement of ``text`` as (its labels, the directive or mnemonic in lower case or
+    "", its operands): comments removed, ``;``-separated statements apart."""
+    for line in _lex(text):
+        for stmt in line.stmts:
+            yield stmt.labels, stmt.op, stmt.args
 
 
 def _first_arg(args: str) -> str:

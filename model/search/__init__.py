@@ -6,7 +6,9 @@
 - :mod:`.llm_policy`, :mod:`.prompts`, :mod:`.backends`: a language model as a policy (the
   paper's prompt, transformers / OpenAI-compatible / vLLM back-ends); :mod:`.openai_server` is
   ``asmopt serve-model``, the small server the ``openai`` back-end can talk to.
-- :mod:`.splice`: one candidate function into a translation unit's baseline assembly.
+- :mod:`.splice`: one candidate function into a translation unit's baseline assembly;
+  :mod:`.registers` refuses a splice whose gcc-built callers keep values in registers the
+  new function changes (``-fipa-ra``).
 - :mod:`.portfolio`: ask every policy, judge every candidate, race, keep the fastest, mix;
   :mod:`.trials` (a verdict, ranking), :mod:`.verifier` (the job's pool of verifications,
   raced and streamed) and :mod:`.mixing` (per-function mixes) are its parts.

@@ -383,6 +383,7 @@ class CompilerSearchPolicy:
                 portable=not (variant.native or variant.level),
                 meta=meta,
             )
+        from asmopt.model.search.registers import splice_is_safe
         from asmopt.model.search.splice import SpliceError, splice_function
 
         try:
@@ -391,6 +392,16 @@ class CompilerSearchPolicy:
             )
         except SpliceError as err:
             return NoCandidate(self.name, f"{label}: {err}")
+        # gcc's callers may keep values in registers their own build of the function left
+        # alone; this build's may not (clang does not assume it of its callees).
+        ok, why = splice_is_safe(
+            {request.function: label},
+            {"baseline": request.baseline_asm, label: built.asm},
+            {"baseline": True, label: variant.compiler != "clang"},
+        )
+        if not ok:
+            why = f"{label}: function {request.function} not spliced: {why}"
+            return NoCandidate(self.name, why)
         return Candidate(
             asm=spliced,
             policy=self.name,

@@ -22,6 +22,7 @@ from asmopt.model.search.prompts import (
     chat_messages,
     extract_assembly,
 )
+from asmopt.model.search.registers import splice_is_safe
 from asmopt.model.search.splice import SpliceError, splice_function
 
 
@@ -118,6 +119,13 @@ class LLMPolicy:
             whole = splice_function(request.baseline_asm, request.function, asm)
         except SpliceError as err:
             return NoCandidate(self.name, f"unusable answer: {err}", raw_response=text)
+        ok, why = splice_is_safe(
+            {request.function: "the answer"},
+            {"baseline": request.baseline_asm, "the answer": whole},
+            {"baseline": True},
+        )
+        if not ok:
+            return NoCandidate(self.name, f"unusable answer: {why}", raw_response=text)
         return Candidate(
             asm=whole,
             policy=self.name,

@@ -44,8 +44,9 @@ and slower in another by the same amount.
 
 Mixing code from different compilers needs care: gcc's ``-fipa-ra`` lets a caller keep values
 in call-clobbered registers that its callee (in the same file) is known not to touch. A callee
-from another source may touch them. :func:`mix_is_safe` refuses a mix where a gcc-built caller
-calls a function from another source that may clobber registers its own version left alone.
+from another source may touch them. :func:`asmopt.model.search.registers.splice_is_safe`
+refuses a splice or a mix where a gcc-built caller keeps a value live across its call to a
+function from another source that may change that register.
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ from asmopt.executor.asmfile import clone_parent, data_item, local_labels, parse
 from asmopt.executor.racing import BEATEN
 from asmopt.executor.verify import Baseline, candidate_hash
 from asmopt.model.search.policy import Candidate
+from asmopt.model.search.registers import splice_is_safe
 from asmopt.model.search.stages import Progress, Stage
 from asmopt.model.search.trials import Trial, rank, rank_key
 from asmopt.model.search.verifier import Job, Verifier
@@ -68,125 +70,13 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MIN_FUNCTION_GAIN",
-    "clobbers_at_least",
-    "clobbers_at_most",
     "mix",
-    "mix_is_safe",
     "one_unit_of_work",
 ]
 
 # A function from another source must beat the baseline's by this much (median) before a mix
 # takes it: below that, per-function measurements are mostly noise.
 MIN_FUNCTION_GAIN = 1.01
-
-
-# ---------------------------------------------------------------------------------------------
-# Safety of mixing: which caller-saved registers a function may clobber.
-
-
-_CALLER_SAVED = (
-    "rax rcx rdx rsi rdi r8 r9 r10 r11 "
-    + " ".join(f"xmm{i}" for i in range(32))
-    + " k0 k1 k2 k3 k4 k5 k6 k7"
-).split()
-_ALL = frozenset(_CALLER_SAVED)
-_REG_RE = re.compile(r"%([a-z][a-z0-9]*)")
-_ALIASES = {
-    **{r: "rax" for r in ("rax", "eax", "ax", "al", "ah")},
-    **{r: "rcx" for r in ("rcx", "ecx", "cx", "cl", "ch")},
-    **{r: "rdx" for r in ("rdx", "edx", "dx", "dl", "dh")},
-    **{r: "rsi" for r in ("rsi", "esi", "si", "sil")},
-    **{r: "rdi" for r in ("rdi", "edi", "di", "dil")},
-    **{f"r{n}{s}": f"r{n}" for n in range(8, 16) for s in ("", "d", "w", "b")},
-    **{f"{p}mm{n}": f"xmm{n}" for n in range(32) for p in ("x", "y", "z")},
-}
-# Instructions that write registers they do not name (or name only as inputs).
-_IMPLICIT_WRITES = {
-    "cqto": {"rdx"},
-    "cltd": {"rdx"},
-    "cwtd": {"rdx"},
-    "cltq": {"rax"},
-    "cwtl": {"rax"},
-    "cbtw": {"rax"},
-    "cpuid": {"rax", "rbx", "rcx", "rdx"},
-    "rdtsc": {"rax", "rdx"},
-    "rdtscp": {"rax", "rdx", "rcx"},
-    "syscall": {"rax", "rcx", "r11"},
-}
-_ONE_OPERAND_RAX_RDX = re.compile(r"^(?:i?mul|i?div)[bwlq]?$")
-_STRING_OP = re.compile(r"^(?:rep\w*\s+)?(?:movs|stos|lods|scas|cmps)")
-# Instructions whose last operand is read, not written.
-_READS_LAST = re.compile(
-    r"^(?:v?u?comis[sd]|v?ptest|cmp\w*|test\w*|bt[wlq]?|push\w*|call\w*|jmp\w*|j\w+|ret\w*|"
-    r"nop\w*|prefetch\w*|i?mul[bwlq]?|i?div[bwlq]?|out\w*|ldmxcsr|fxrstor\w*|xrstor\w*)$"
-)
-
-
-def _instructions(text: str) -> Iterable[tuple[str, str]]:
-    for raw in text.splitlines():
-        line = raw.split("#", 1)[0].strip()
-        while True:  # drop labels in front of an instruction
-            m = re.match(r"^[\w.$]+:\s*", line)
-            if not m:
-                break
-            line = line[m.end() :]
-        if not line or line.startswith("."):
-            continue
-        parts = line.split(None, 1)
-        mnemonic = parts[0].lower()
-        if mnemonic.startswith("rep") and len(parts) > 1:
-            sub = parts[1].split(None, 1)
-            mnemonic = f"{mnemonic} {sub[0].lower()}"
-            parts = [mnemonic, sub[1] if len(sub) > 1 else ""]
-        yield mnemonic, parts[1] if len(parts) > 1 else ""
-
-
-def _calls(text: str) -> list[str]:
-    """Targets of calls and tail calls (``*`` for indirect ones); local jumps excluded."""
-    found: list[str] = []
-    for mnemonic, args in _instructions(text):
-        if mnemonic.startswith("call") or (
-            mnemonic.startswith("jmp") and not args.startswith(".L")
-        ):
-            target = args.strip()
-            found.append("*" if target.startswith("*") else target.split("@", 1)[0])
-    return found
-
-
-def clobbers_at_most(text: str) -> frozenset[str]:
-    """Caller-saved registers a function (AT&T text) may change: every one it names or
-    writes implicitly, and all of them when it calls anything."""
-    if _calls(text):
-        return _ALL
-    regs: set[str] = set()
-    for mnemonic, args in _instructions(text):
-        regs |= {_ALIASES.get(r, r) for r in _REG_RE.findall(args)}
-        regs |= _IMPLICIT_WRITES.get(mnemonic, set())
-        if _ONE_OPERAND_RAX_RDX.match(mnemonic) or mnemonic.startswith(("cmpxchg", "xchg")):
-            regs |= {"rax", "rdx"}
-        if _STRING_OP.match(mnemonic):
-            regs |= {"rcx", "rsi", "rdi", "rax"}
-        if mnemonic.startswith(("vzeroupper", "vzeroall")):
-            regs |= {f"xmm{i}" for i in range(16)}
-    return frozenset(regs & _ALL)
-
-
-def clobbers_at_least(text: str, defined: set[str]) -> frozenset[str]:
-    """Caller-saved registers a function (AT&T text) surely changes: all of them when it
-    calls something outside ``defined`` (gcc then assumes every one is clobbered), else the
-    registers it names as the destination of an instruction that writes its last operand."""
-    for target in _calls(text):
-        if target == "*" or target not in defined:
-            return _ALL
-    regs: set[str] = set()
-    for mnemonic, args in _instructions(text):
-        if _READS_LAST.match(mnemonic.split()[-1]) or not args:
-            continue
-        last = args.rsplit(",", 1)[-1].strip()
-        m = re.fullmatch(r"%([a-z][a-z0-9]*)", last)
-        if m:
-            regs.add(_ALIASES.get(m.group(1), m.group(1)))
-    return frozenset(regs & _ALL)
 
 
 def _root(name: str) -> str:
@@ -232,45 +122,6 @@ def _code(asm: str, text: str, constants: dict[str, str]) -> str:
     lines = (" ".join(_LOCAL_LABEL.sub(rename, raw.split("#", 1)[0]).split()) for raw in
              text.splitlines())  # fmt: skip
     return "\n".join(line for line in lines if line)
-
-
-def mix_is_safe(
-    choice: dict[str, str], sources: dict[str, str], ipa_ra: dict[str, bool]
-) -> tuple[bool, str]:
-    """Whether taking function ``f`` from source ``choice[f]`` (the others from "baseline")
-    keeps every call between functions of different sources correct.
-
-    ``sources`` maps a source name to its whole assembly ("baseline" included); ``ipa_ra``
-    says which sources may assume callee register use (gcc builds). For a call from ``g``
-    (source S, with IPA-RA) to ``f`` (source T != S), every register T's ``f`` may clobber
-    must be one S's own ``f`` surely clobbers. Returns (ok, reason when not).
-    """
-    texts = {name: _function_texts(asm) for name, asm in sources.items()}
-    # A gcc part or clone (f.part.0, f.cold) comes with its function.
-    owner = {f: choice.get(_root(f), "baseline") for f in texts["baseline"]}
-    for f in choice:
-        owner.update({g: choice[f] for g in texts[choice[f]] if _root(g) == f})
-    functions = set(owner)
-    for caller, source in owner.items():
-        if not ipa_ra.get(source, True):
-            continue
-        body = texts[source].get(caller)
-        if body is None:
-            return False, f"`{caller}` is not in {source}"
-        for callee in set(_calls(body)):
-            if callee == "*" or callee not in functions or owner.get(callee) == source:
-                continue
-            theirs = texts[owner[callee]].get(callee)
-            ours = texts[source].get(callee)
-            if theirs is None or ours is None:
-                return False, f"`{callee}` is missing from one of its sources"
-            extra = clobbers_at_most(theirs) - clobbers_at_least(ours, set(texts[source]))
-            if extra:
-                return False, (
-                    f"`{caller}` ({source}) may keep values in {', '.join(sorted(extra))} across "
-                    f"its call to `{callee}`, which {owner[callee]}'s version changes"
-                )
-    return True, ""
 
 
 def _uses_ipa_ra(candidate: Candidate) -> bool:
@@ -427,6 +278,14 @@ def _function_jobs(
             except SpliceError as err:
                 notes.append(f"{donor.label}: `{name}` not mixed ({err})")
                 continue
+            ok, why = splice_is_safe(
+                {name: donor.label},
+                {"baseline": baseline.asm, donor.label: donor.candidate.asm},
+                {"baseline": True, donor.label: _uses_ipa_ra(donor.candidate)},
+            )
+            if not ok:
+                notes.append(f"{donor.label}: `{name}` not mixed ({why})")
+                continue
             key = candidate_hash(spliced)
             if key in seen:
                 continue
@@ -504,7 +363,7 @@ def _mixed(
     order = sorted(choice, key=lambda f: rank_key(best[f].result))
     mixed_asm: str | None = None
     while len(choice) >= 2:
-        ok, why = mix_is_safe(choice, sources, ipa_ra)
+        ok, why = splice_is_safe(choice, sources, ipa_ra)
         if ok:
             try:
                 mixed_asm = baseline.asm

@@ -36,12 +36,7 @@ from asmopt.executor.benchmark import RacingRule
 from asmopt.executor.sandbox import Sandbox
 from asmopt.executor.store import ResultStore
 from asmopt.executor.verify import Baseline, VerifyOptions, candidate_hash
-from asmopt.model.search.mixing import (
-    MIN_FUNCTION_GAIN,
-    clobbers_at_least,
-    clobbers_at_most,
-    mix_is_safe,
-)
+from asmopt.model.search.mixing import MIN_FUNCTION_GAIN
 from asmopt.model.search.mixing import mix as _mix
 from asmopt.model.search.policy import Candidate, NoCandidate, Policy, PolicyError, Request
 from asmopt.model.search.stages import Stage, quiet
@@ -66,9 +61,6 @@ __all__ = [
     "SoFar",
     "Trial",
     "TrialKind",
-    "clobbers_at_least",
-    "clobbers_at_most",
-    "mix_is_safe",
     "optimize",
     "rank",
     "rank_key",

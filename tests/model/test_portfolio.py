@@ -23,9 +23,6 @@ from asmopt.executor.verify import VerificationResult, VerifyOptions, prepare_ba
 from asmopt.model.search.policy import Candidate, NoCandidate, PolicyError, Proposal, Request
 from asmopt.model.search.portfolio import (
     Trial,
-    clobbers_at_least,
-    clobbers_at_most,
-    mix_is_safe,
     optimize,
     rank,
 )
@@ -204,44 +201,11 @@ def test_no_winner_when_nothing_is_faster(setup):
     assert "none of 1 candidates passes every test" in result.message
 
 
-# --- register clobbers ----------------------------------------------------------------------
-
-LEAF_USES_RCX = "f:\n\tmovq %rdi, %rax\n\taddq %rcx, %rax\n\tret\n"
-LEAF_WRITES_RAX = "f:\n\tleaq 1(%rdi), %rax\n\tret\n"
-CALLS_PUTS = "f:\n\tsubq $8, %rsp\n\tcall puts@PLT\n\taddq $8, %rsp\n\tret\n"
-
-
-def test_clobber_bounds():
-    assert clobbers_at_most(LEAF_USES_RCX) == {"rdi", "rax", "rcx"}
-    assert clobbers_at_least(LEAF_USES_RCX, {"f"}) == {"rax"}  # rcx and rdi are only read
-    assert clobbers_at_least(CALLS_PUTS, {"f"}) >= {"rax", "rcx", "r11", "xmm0"}
-    assert clobbers_at_most("f:\n\tcqto\n\tidivq %rsi\n\tret\n") >= {"rax", "rdx", "rsi"}
-
-
 def _file(*functions: str) -> str:
     return "\t.text\n" + "".join(
         f"\t.globl\t{body.split(':')[0]}\n\t.type\t{body.split(':')[0]}, @function\n{body}"
         for body in functions
     )
-
-
-def test_mix_refuses_a_callee_that_clobbers_what_a_gcc_caller_keeps():
-    main = "main:\n\tmovq $5, %rcx\n\tcall f\n\taddq %rcx, %rax\n\tret\n"
-    baseline = _file(main, LEAF_WRITES_RAX)
-    other = _file(main, LEAF_USES_RCX.replace("addq %rcx", "movq $0, %rcx\n\taddq %rcx"))
-    ok, why = mix_is_safe({"f": "other"}, {"baseline": baseline, "other": other}, {})
-    assert not ok and "rcx" in why
-    # A caller built without IPA-RA (clang) assumes every caller-saved register is clobbered.
-    ok, _ = mix_is_safe(
-        {"main": "other"},
-        {"baseline": baseline, "other": other},
-        {"other": False, "baseline": True},
-    )
-    assert ok
-    # A callee whose own version calls out may be replaced by anything.
-    base2 = _file(main, CALLS_PUTS)
-    ok, _ = mix_is_safe({"f": "other"}, {"baseline": base2, "other": other}, {})
-    assert ok
 
 
 def test_policy_noise_is_reported_not_raised(setup):
