@@ -4,7 +4,6 @@ allowed and labelled non-portable, function requests splice; and the sandbox's o
 from __future__ import annotations
 
 import os
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -76,15 +75,16 @@ def _baseline_asm(source: Path, tmp: Path) -> str:
     return out.read_text()
 
 
-def _run_asm(asm: str, tmp: Path, stdin: str) -> str:
+def _run_asm(asm: str, tmp: Path, stdin: str, sandbox: Sandbox) -> str:
+    """What a candidate prints, assembled, linked and run in the sandbox like any candidate."""
     src = tmp / "cand.s"
     src.write_text(asm)
     binary = tmp / "cand.bin"
-    build = build_binary([src], binary)  # linked like the baseline: gcc x.s -lm
+    build = build_binary([src], binary, sandbox=sandbox)  # linked like the baseline
     assert build.ok, build.stderr
-    return subprocess.run(
-        [str(binary)], input=stdin, capture_output=True, text=True, check=True
-    ).stdout
+    run = sandbox.run(binary, stdin.encode())
+    assert run.exit_code == 0, run
+    return run.stdout.decode()
 
 
 def test_every_variant_builds_and_runs(program, sandbox, tmp_path):
@@ -101,7 +101,7 @@ def test_every_variant_builds_and_runs(program, sandbox, tmp_path):
     for cand in candidates:
         assert cand.policy == "compiler" and cand.portable
         assert "-march=native" not in cand.label
-        assert _run_asm(cand.asm, tmp_path, "50000\n") == expected, cand.label
+        assert _run_asm(cand.asm, tmp_path, "50000\n", sandbox) == expected, cand.label
     labels = [c.label for c in candidates]
     assert labels[0] == "clang -O3"  # the best bet first
     assert "gcc -O3 PGO (2 training inputs)" in labels
@@ -124,7 +124,7 @@ def test_pgo_really_uses_the_profile(program, sandbox, tmp_path):
     assert isinstance(proposal, Candidate), proposal
     assert proposal.label == "gcc -O3 PGO (2 training inputs)"
     assert proposal.asm != plain
-    assert _run_asm(proposal.asm, tmp_path, "50000\n") == expected
+    assert _run_asm(proposal.asm, tmp_path, "50000\n", sandbox) == expected
     # The same build without the profile data: gcc warns, and the policy would refuse it.
     warn = compile_to_asm(
         source,
@@ -145,7 +145,7 @@ def test_clang_pgo_assembles_with_gnu_as(program, sandbox, tmp_path):
     [proposal] = policy.propose(request, n=1)
     assert isinstance(proposal, Candidate), proposal
     assert ".cg_profile" not in proposal.asm and ".addrsig" not in proposal.asm
-    assert _run_asm(proposal.asm, tmp_path, "50000\n") == expected
+    assert _run_asm(proposal.asm, tmp_path, "50000\n", sandbox) == expected
 
 
 def test_native_only_when_allowed_and_labelled(program, tmp_path):
@@ -159,7 +159,7 @@ def test_native_only_when_allowed_and_labelled(program, tmp_path):
     assert all(c.label.endswith("non-portable: -march=native") for c in native)
 
 
-def test_function_request_is_spliced_into_the_baseline(program, tmp_path):
+def test_function_request_is_spliced_into_the_baseline(program, sandbox, tmp_path):
     source, _, expected = program
     baseline = _baseline_asm(source, tmp_path)
     request = Request(baseline_asm=baseline, source_path=source, function="classify")
@@ -169,7 +169,7 @@ def test_function_request_is_spliced_into_the_baseline(program, tmp_path):
     assert proposal.function == "classify"
     assert proposal.label == "clang -O3, function classify"
     assert proposal.asm != baseline
-    assert _run_asm(proposal.asm, tmp_path, "50000\n") == expected
+    assert _run_asm(proposal.asm, tmp_path, "50000\n", sandbox) == expected
 
 
 def test_missing_function_is_a_reason_not_a_crash(program, tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,8 @@ from asmopt.executor.asmfile import (
     local_labels,
     parse_functions,
 )
+from asmopt.executor.sandbox import Sandbox
+from asmopt.executor.toolchain import build_binary
 from asmopt.model.search.splice import SpliceError, splice_function
 
 pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc")
@@ -87,15 +90,16 @@ int main(void) {
 """
 
 
-def _run(tmp: Path, asm: str, stdin: str = "12\n") -> str:
+def _run(sandbox: Sandbox, tmp: Path, asm: str, stdin: str = "12\n") -> str:
+    """What a spliced file prints: assembled, linked and run in the sandbox, as candidates are."""
     s = tmp / "x.s"
     s.write_text(asm)
     exe = tmp / "x"
-    build = subprocess.run(["gcc", str(s), "-o", str(exe), "-lm"], capture_output=True, text=True)
-    assert build.returncode == 0, build.stderr
-    run = subprocess.run([str(exe)], input=stdin, capture_output=True, text=True, timeout=10)
-    assert run.returncode == 0, run.stderr
-    return run.stdout
+    build = build_binary([s], exe, sandbox=sandbox)
+    assert build.ok, build.stderr
+    run = sandbox.run(exe, stdin.encode())
+    assert run.exit_code == 0, run
+    return run.stdout.decode()
 
 
 def _gcc_s(tmp: Path, source: str, *flags: str) -> str:
@@ -104,6 +108,12 @@ def _gcc_s(tmp: Path, source: str, *flags: str) -> str:
     out = tmp / "p.s"
     subprocess.run(["gcc", "-O3", "-S", *flags, str(c), "-o", str(out)], check=True)
     return out.read_text()
+
+
+@pytest.fixture(scope="module")
+def sandbox() -> Iterator[Sandbox]:
+    with Sandbox() as opened:
+        yield opened
 
 
 @pytest.fixture(scope="module")
@@ -122,8 +132,8 @@ def part_baseline(work: Path) -> str:
 
 
 @pytest.fixture(scope="module")
-def expected(work: Path, baseline: str) -> str:
-    return _run(work, baseline)
+def expected(sandbox: Sandbox, work: Path, baseline: str) -> str:
+    return _run(sandbox, work, baseline)
 
 
 def test_gcc_made_the_parts_this_test_is_about(baseline: str) -> None:
@@ -141,29 +151,37 @@ def test_round_trip_of_own_region_is_identity(baseline: str, name: str) -> None:
     assert splice_function(baseline, name, region) == baseline
 
 
-def test_round_trip_of_whole_file_runs_the_same(work: Path, baseline: str, expected: str) -> None:
+def test_round_trip_of_whole_file_runs_the_same(
+    sandbox: Sandbox, work: Path, baseline: str, expected: str
+) -> None:
     for name in ("clampsum", "main", "scale"):
         spliced = splice_function(baseline, name, baseline)
         assert spliced == baseline
-        assert _run(work, spliced) == expected
+        assert _run(sandbox, work, spliced) == expected
 
 
-def test_bare_answer_changes_behaviour(work: Path, baseline: str, expected: str) -> None:
+def test_bare_answer_changes_behaviour(
+    sandbox: Sandbox, work: Path, baseline: str, expected: str
+) -> None:
     spliced = splice_function(baseline, "answer", "answer:\n\tmovl\t$42, %eax\n\tret\n")
     assert "\t.globl\tanswer" in spliced and "\t.type\tanswer, @function" in spliced
-    out = _run(work, spliced)
+    out = _run(sandbox, work, spliced)
     assert out.split()[-1] == "42" and out.split()[:-1] == expected.split()[:-1]
 
 
-def test_intel_answer_in_att_file(work: Path, baseline: str, expected: str) -> None:
+def test_intel_answer_in_att_file(
+    sandbox: Sandbox, work: Path, baseline: str, expected: str
+) -> None:
     answer = ".intel_syntax noprefix\nanswer:\n\tmov\teax, 7\n\tret\n"
     spliced = splice_function(baseline, "answer", answer)
-    assert _run(work, spliced).split()[-1] == "7"
+    assert _run(sandbox, work, spliced).split()[-1] == "7"
     bare = "answer:\n\tmov\teax, 8\n\tret\n"  # no directive: judged by its registers
-    assert _run(work, splice_function(baseline, "answer", bare)).split()[-1] == "8"
+    assert _run(sandbox, work, splice_function(baseline, "answer", bare)).split()[-1] == "8"
 
 
-def test_replacing_a_function_with_a_cold_part(work: Path, baseline: str, expected: str) -> None:
+def test_replacing_a_function_with_a_cold_part(
+    sandbox: Sandbox, work: Path, baseline: str, expected: str
+) -> None:
     # a clampsum that never calls report: the cold part goes with the old code
     # reuse a label name that main also defines, so the splice must rename ours
     clash = min(local_labels(function_text(baseline, "main")) - {".LCOLDB", ".LHOTB"})
@@ -175,41 +193,47 @@ def test_replacing_a_function_with_a_cold_part(work: Path, baseline: str, expect
     spliced = splice_function(baseline, "clampsum", new)
     assert "clampsum.cold" not in spliced
     assert re.search(rf"^{re.escape(clash)}_\d+:", spliced, re.M)
-    out = _run(work, spliced)
+    out = _run(sandbox, work, spliced)
     assert out.split()[0] == str(1 + 2000 + 12)
     assert out.split()[1:] == expected.split()[1:]
 
 
-def test_clone_only_function_takes_a_clone(work: Path, baseline: str, expected: str) -> None:
+def test_clone_only_function_takes_a_clone(
+    sandbox: Sandbox, work: Path, baseline: str, expected: str
+) -> None:
     clone = function_text(baseline, "scale.constprop.0")
     assert splice_function(baseline, "scale", clone) == baseline
     # scale(12, 7) computed some other way: a changed constant shows up in the output
     new = "scale.constprop.0:\n\tmovl\t$5, %eax\n\tret\n"
-    out = _run(work, splice_function(baseline, "scale", new))
+    out = _run(sandbox, work, splice_function(baseline, "scale", new))
     assert out.split()[-3] == "5"
     with pytest.raises(SpliceError, match=r"specialised copies of `scale`"):
         splice_function(baseline, "scale", "scale:\n\tret\n")
 
 
-def test_whole_file_candidate_brings_its_constants(work: Path, baseline: str) -> None:
+def test_whole_file_candidate_brings_its_constants(
+    sandbox: Sandbox, work: Path, baseline: str
+) -> None:
     other = C_SOURCE.replace(
         "answer(void) { return 41; }", 'answer(void) { return puts("hello from the candidate"); }'
     )
     candidate = _gcc_s(work, other)
     spliced = splice_function(baseline, "answer", candidate)
     assert "hello from the candidate" in spliced
-    out = _run(work, spliced)
+    out = _run(sandbox, work, spliced)
     assert out.startswith("hello from the candidate\n")
 
 
-def test_part_round_trip_and_unused_part_dropped(work: Path, part_baseline: str) -> None:
+def test_part_round_trip_and_unused_part_dropped(
+    sandbox: Sandbox, work: Path, part_baseline: str
+) -> None:
     assert "heavy.part.0" in {fn.name for fn in parse_functions(part_baseline)}
     region = function_text(part_baseline, "heavy.part.0")
     assert splice_function(part_baseline, "heavy", region) == part_baseline
-    expected = _run(work, part_baseline, "20\n")
+    expected = _run(sandbox, work, part_baseline, "20\n")
     first = splice_function(part_baseline, "use1", "use1:\n\tleal\t1(%rdi), %eax\n\tret\n")
     assert "heavy.part.0:" in first  # still called from use2 and main
-    assert _run(work, first, "20\n") == expected  # main has its own inlined copy
+    assert _run(sandbox, work, first, "20\n") == expected  # main has its own inlined copy
     second = splice_function(first, "use2", "use2:\n\tleal\t2(%rdi,%rdi), %eax\n\tret\n")
     assert "heavy.part.0:" in second
     new_main = (
@@ -218,12 +242,11 @@ def test_part_round_trip_and_unused_part_dropped(work: Path, part_baseline: str)
     )
     third = splice_function(second, "main", new_main)
     assert "heavy.part.0" not in third  # nobody calls it any more
-    subprocess.run(
-        ["gcc", "-c", "-x", "assembler", "-", "-o", str(work / "t.o")],
-        input=third,
-        text=True,
-        check=True,
+    (work / "t.s").write_text(third)
+    assembled = build_binary(
+        [work / "t.s"], work / "t.o", flags=("-c",), ldflags=(), sandbox=sandbox
     )
+    assert assembled.ok, assembled.stderr
 
 
 def test_errors_say_what_to_do(baseline: str) -> None:
@@ -263,7 +286,9 @@ int main(void) {
 
 
 @pytest.mark.skipif(shutil.which("clang") is None, reason="needs clang")
-def test_clang_function_with_common_state_splices_into_gcc(tmp_path: Path) -> None:
+def test_clang_function_with_common_state_splices_into_gcc(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
     """clang writes `.local state` / `.comm state` between two string constants; the splice
     copies the constant it needs, never the writable variable the baseline already has."""
     src = tmp_path / "s.c"
@@ -273,4 +298,4 @@ def test_clang_function_with_common_state_splices_into_gcc(tmp_path: Path) -> No
                    check=True)  # fmt: skip
     spliced = splice_function(base, "main", (tmp_path / "c.s").read_text())
     assert len(re.findall(r"\.comm\s+state", spliced)) == 1
-    assert _run(tmp_path, spliced) == _run(tmp_path, base)
+    assert _run(sandbox, tmp_path, spliced) == _run(sandbox, tmp_path, base)
