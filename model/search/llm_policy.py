@@ -125,6 +125,9 @@ class LLMPolicy:
             {"baseline": True},
         )
         if not ok:
+            why += (
+                " (gcc lets callers rely on that): leave them unchanged, or save and restore them"
+            )
             return NoCandidate(self.name, f"unusable answer: {why}", raw_response=text)
         return Candidate(
             asm=whole,

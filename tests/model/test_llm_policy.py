@@ -72,6 +72,24 @@ def test_function_answer_for_another_function_is_refused(baseline_asm: str) -> N
     assert isinstance(proposal, NoCandidate) and "unusable answer" in proposal.reason
 
 
+def test_function_answer_that_breaks_a_gcc_caller_is_refused_with_what_to_do() -> None:
+    # gcc -O3's main keeps r9 across `call answer`, whose own version leaves r9 alone.
+    baseline = (
+        "\t.text\n\t.globl\tanswer\n\t.type\tanswer, @function\nanswer:\n"
+        "\tleal 1(%rdi,%rdi), %eax\n\tret\n\t.size\tanswer, .-answer\n"
+        "\t.globl\tmain\n\t.type\tmain, @function\nmain:\n\tmovq $7, %r9\n"
+        "\tmovl $3, %edi\n\tcall answer\n\taddl %r9d, %eax\n\tret\n\t.size\tmain, .-main\n"
+    )
+    clobbers = "```assembly\nanswer:\n\tmovl %edi, %r9d\n\tleal 1(%r9,%r9), %eax\n\tret\n```"
+    keeps = "```assembly\nanswer:\n\tmovl %edi, %ecx\n\tleal 1(%rcx,%rcx), %eax\n\tret\n```"
+    request = Request(baseline_asm=baseline, c_source=C, function="answer")
+    refused, accepted = LLMPolicy(ScriptedBackend([clobbers, keeps])).propose(request, n=2)
+    assert isinstance(refused, NoCandidate)
+    assert "`main` (baseline) keeps values in r9 across its call to `answer`" in refused.reason
+    assert "save and restore them" in refused.reason
+    assert isinstance(accepted, Candidate)
+
+
 def test_c_function_text_finds_the_definition() -> None:
     text = c_function_text(C, "answer")
     assert text is not None and text.startswith("static int answer") and text.rstrip().endswith("}")
