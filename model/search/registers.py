@@ -123,13 +123,46 @@ _OPAQUE = re.compile(
 )
 
 
+class _CodeSections:
+    """Whether the statements of a function's text are code: gcc puts a jump table in
+    ``.rodata`` in the middle of its function, then goes back to ``.text``."""
+
+    def __init__(self) -> None:
+        self.now = True
+        self._previous = True
+        self._stack: list[bool] = []
+
+    def apply(self, op: str, args: str) -> None:
+        if op in (".text", ".data", ".bss"):
+            self._switch(op == ".text")
+        elif op in (".section", ".pushsection"):
+            parts = [p.strip().strip('"') for p in args.split(",")]
+            name, flags = parts[0], parts[1] if len(parts) > 1 else ""
+            executable = name.startswith((".text", ".init", ".fini")) or "x" in flags
+            if op == ".pushsection":
+                self._stack.append(self.now)
+            self._switch(executable)
+        elif op == ".previous":
+            self._switch(self._previous)
+        elif op == ".popsection" and self._stack:
+            self._switch(self._stack.pop())
+
+    def _switch(self, executable: bool) -> None:
+        self._previous, self.now = self.now, executable
+
+
 def _instructions(text: str, intel: bool = False) -> list[_Insn]:
     """The instructions of a function's text, each with the labels that precede it (a
     label at the end, with no instruction after it, is kept on an empty stop). Bytes the
     analysis cannot read become one ``.opaque`` instruction."""
     out: list[_Insn] = []
     labels: list[str] = []
+    code = _CodeSections()
     for found, op, args in statements(text):
+        if op.startswith("."):
+            code.apply(op, args)
+        if not code.now:
+            continue  # data: a jump table, a constant; its labels are not code
         labels += found
         if not op:
             continue
@@ -176,15 +209,22 @@ def _is_branch(insn: _Insn) -> bool:
     )
 
 
-def _calls(insns: Iterable[_Insn], local: set[str]) -> list[str]:
+_JUMP_TABLE = re.compile(r"^\s*\.(?:long|quad)\s+\.L[\w$.]+(?:\s*-\s*\.L[\w$.]+)?\s*$", re.M)
+
+
+def _calls(insns: Iterable[_Insn], local: set[str], text: str = "") -> list[str]:
     """Targets of calls and of jumps out of the function (tail calls), ``*`` for indirect
-    ones; ``local`` holds the function's own labels."""
+    ones; ``local`` holds the function's own labels. An indirect jump in a function whose
+    ``text`` holds a jump table (entries naming its labels) is a switch, not a call."""
     found = []
+    switch = bool(_JUMP_TABLE.search(text))
     for insn in insns:
         if _is_call(insn):
             found.append(_target(insn))
         elif _is_jump(insn) or _is_branch(insn):
             target = _target(insn)
+            if target == "*" and switch and _is_jump(insn):
+                continue
             if target not in local and target.rstrip("fb") not in local:
                 found.append(target)
     return found
@@ -211,6 +251,8 @@ _IMPLICIT_WRITES = {
     "xlatb": {"rax"},
     "rdpmc": {"rax", "rdx"},
     "rdmsr": {"rax", "rdx"},
+    **{f"{v}pcmp{e}stri": {"rcx"} for v in ("", "v") for e in "ei"},
+    **{f"{v}pcmp{e}strm": {"xmm0"} for v in ("", "v") for e in "ei"},
 }
 _IMPLICIT_READS = {
     "cqto": {"rax"},
@@ -229,6 +271,9 @@ _IMPLICIT_READS = {
     "xlatb": {"rax"},
     "jrcxz": {"rcx"},
     "jecxz": {"rcx"},
+    "sahf": {"rax"},
+    **{f"{v}pcmpestr{k}": {"rax", "rdx"} for v in ("", "v") for k in "im"},
+    **{name: {"rdx"} for name in ("mulx", "mulxl", "mulxq")},
 }
 # Instructions that write registers besides their destination (both operands of an exchange,
 # a gather's mask, mulx's two halves): every register they name counts as written.
@@ -238,20 +283,37 @@ _WRITES_SEVERAL = re.compile(
 )
 _MUL_DIV = re.compile(r"^i?(?:mul|div)[bwlq]?$")
 _STRING_OP = re.compile(r"^(?:movs|stos|lods|scas|cmps|ins|outs)[bwlqd]?$")
-# Instructions that only read the operand in the written position.
+# Instructions that only read the operand in the written position (integer compares and
+# tests, pushes, branches; one-operand multiplies and divides, whose operand is a source).
 _READS_DEST = re.compile(
-    r"^(?:v?u?comis[sd]|v?ptest|cmp\w*|test\w*|bt[wlq]?|push\w*|call\w*|jmp\w*|j\w+|ret\w*|"
-    r"nop\w*|prefetch\w*|i?mul[bwlq]?|i?div[bwlq]?|out\w*|ldmxcsr|fxrstor\w*|xrstor\w*|"
-    r"loop\w*|clflush\w*)$"
+    r"^(?:v?u?comis[sd]|v?ptest|vtestp[sd]|cmp[bwlq]?|test[bwlq]?|bt[wlq]?|push\w*|call\w*|"
+    r"jmp\w*|j\w+|ret\w*|nop\w*|prefetch\w*|out\w*|ldmxcsr|fxrstor\w*|xrstor\w*|loop\w*|"
+    r"clflush\w*|v?pcmp[ei]str[im])$"
 )
-# Moves and conversions whose destination is written whole, never read.
+
+
+def _reads_dest_only(insn: _Insn) -> bool:
+    return bool(_READS_DEST.match(insn.mnemonic)) or (
+        bool(_MUL_DIV.match(insn.mnemonic)) and len(insn.operands) <= 1
+    )
+
+
+# Moves and conversions whose destination is written whole, never read; and VEX/EVEX
+# instructions (three operands: the destination is not a source), less those below.
 _WRITE_ONLY = re.compile(
     r"^(?:mov[lq]?|movabs[q]?|movz\w+|movs[bwl][wlq]|movsx\w*|movzx|lea[lq]?|pop[q]?|"
     r"cvtt?s[sd]2si[lq]?|movmskp[sd]|pmovmskb|movd|movq|movap[sd]|movup[sd]|movdq[au]|"
-    r"v\w+|rdtsc|bsf[lq]?|bsr[lq]?|popcnt[lq]?|lzcnt[lq]?|tzcnt[lq]?|pextr\w+|set\w+)$"
+    r"v\w+|popcnt[lq]?|lzcnt[lq]?|tzcnt[lq]?|pextr\w+)$"
 )
-# VEX and EVEX instructions that do read their destination (fused multiply-adds, merging).
-_VEX_READS_DEST = re.compile(r"^v(?:fn?m(?:add|sub)\w*|fmaddsub\w*|fmsubadd\w*|pdpb\w*|pdpw\w*)$")
+# VEX and EVEX instructions that read their destination too (fused multiply-adds, dot
+# products and other accumulations, two-table permutes, ternary logic, gathers and
+# expansions that keep masked-off lanes), or only compare or test it.
+_VEX_READS_DEST = re.compile(
+    r"^v(?:fn?m(?:add|sub)\w*|fmaddsub\w*|fmsubadd\w*|4fn?madd\w*|p4dpwssd\w*|pdp\w*|"
+    r"dpbf16\w*|pmadd52\w*|psh[lr]dv\w*|perm[it]2\w*|pternlog\w*|fixupimm\w*|p?gather\w*|"
+    r"p?scatter\w*|p?expand\w*|p?compress\w*|zero\w*|pcmov\w*|p?maskmov\w*|[ls]dmxcsr|"
+    r"p2intersect\w*|u?comis[sd]|ptest|testp[sd]|pcmp[ei]str[im])$"
+)
 _ZEROING = re.compile(r"^v?p?(?:xor|sub)(?:[lq]|p[sd]|d|q)?$|^vpxor[dq]?$|^vxorp[sd]$")
 
 
@@ -269,7 +331,7 @@ def _writes_whole(insn: _Insn) -> str | None:
         and len({o.lower() for o in insn.operands}) == 1
     ):
         return reg  # xor %eax, %eax: zeroes, reads nothing
-    if not _WRITE_ONLY.match(m) or _VEX_READS_DEST.match(m) or m.startswith("set"):
+    if not _WRITE_ONLY.match(m) or _VEX_READS_DEST.match(m):
         return None
     if reg.startswith("xmm") and not m.startswith("v"):
         # A legacy SSE write to an xmm register keeps the bits above 128; for a scalar move
@@ -363,7 +425,7 @@ def clobbers_at_most(text: str, intel: bool = False) -> frozenset[str]:
     more than its destination names, and all of them when it calls anything."""
     insns = _instructions(text, intel)
     local = {label for i in insns for label in i.labels}
-    if _calls(insns, local) or any(i.mnemonic == ".opaque" for i in insns):
+    if _calls(insns, local, text) or any(i.mnemonic == ".opaque" for i in insns):
         return CALLER_SAVED
     code = [i for i in insns if i.mnemonic]
     last = code[-1].mnemonic if code else ""
@@ -376,7 +438,7 @@ def clobbers_at_most(text: str, intel: bool = False) -> frozenset[str]:
         m = insn.mnemonic
         if _WRITES_SEVERAL.match(m):
             regs |= set().union(*(_registers(o, insn.intel) for o in insn.operands))
-        elif insn.operands and not _READS_DEST.match(m):
+        elif insn.operands and not _reads_dest_only(insn):
             regs |= _registers(insn.dest, insn.intel) - _address_registers(insn.dest, insn.intel)
         regs |= _IMPLICIT_WRITES.get(m, set())
         if (_MUL_DIV.match(m) and len(insn.operands) <= 1) or m.startswith("cmpxchg"):
@@ -396,12 +458,12 @@ def clobbers_at_least(text: str, defined: set[str], intel: bool = False) -> froz
     else the registers it names as the destination of an instruction that writes one."""
     insns = _instructions(text, intel)
     local = {label for i in insns for label in i.labels}
-    for target in _calls(insns, local):
+    for target in _calls(insns, local, text):
         if target == "*" or target not in defined:
             return CALLER_SAVED
     regs: set[str] = set()
     for insn in insns:
-        if _READS_DEST.match(insn.mnemonic) or not insn.operands:
+        if _reads_dest_only(insn) or not insn.operands:
             continue
         names = (_INTEL_REG if insn.intel else _ATT_REG).findall(insn.dest.lower())
         if len(names) == 1 and names[0] in _NAMES and not _address_registers(insn.dest, insn.intel):
@@ -700,7 +762,9 @@ class _Source:
         self.surely = {
             n: clobbers_at_least(f.text, defined, f.intel) for n, f in self.functions.items()
         }
-        self.called = {t for code in self.code.values() for t in _calls(code, set())}
+        self.called = {
+            t for n, code in self.code.items() for t in _calls(code, set(), self.functions[n].text)
+        }
         self._reads: dict[str, frozenset[str]] | None = None
 
     @property
@@ -712,7 +776,8 @@ class _Source:
 
     def callees(self, name: str) -> set[str]:
         code = self.code[name]
-        return set(_calls(code, {label for i in code for label in i.labels}))
+        text = self.functions[name].text
+        return set(_calls(code, {label for i in code for label in i.labels}, text))
 
     def keeps(self, name: str) -> frozenset[str]:
         """What is live when ``name`` returns: its results (main's is an int) and, when a

@@ -10,6 +10,7 @@ import pytest
 from asmopt.model.search.compiler_search import CompilerSearchPolicy, Variant
 from asmopt.model.search.policy import Candidate, NoCandidate, Request
 from asmopt.model.search.registers import (
+    CALLER_SAVED,
     arguments_read,
     clobbers_at_least,
     clobbers_at_most,
@@ -55,6 +56,13 @@ def test_clobber_bounds():
     assert clobbers_at_most("f:\n\trep movsb\n\tret\n") >= {"rcx", "rsi", "rdi"}
     # movsd with operands is the SSE move, not the string instruction.
     assert clobbers_at_most("f:\n\tmovsd (%rdi), %xmm0\n\tret\n") == {"xmm0"}
+    # A two-operand multiply writes its destination; a one-operand one rax and rdx only.
+    assert clobbers_at_most("f:\n\timulq %rdi, %r9\n\tret\n") == {"r9"}
+    assert clobbers_at_most("f:\n\tmull %esi\n\tret\n") == {"rax", "rdx"}
+    # An SSE compare writes its destination; an integer compare writes nothing.
+    assert clobbers_at_most("f:\n\tcmpltps %xmm1, %xmm2\n\tcmpq %r8, %r9\n\tret\n") == {"xmm2"}
+    # String compares write rcx (or xmm0) without naming it.
+    assert clobbers_at_most("f:\n\tpcmpistri $12, (%rdi), %xmm1\n\tret\n") == {"rcx"}
     # Intel syntax: the destination comes first.
     intel = "f:\n\tmov r9, rdi\n\tadd rax, r9\n\tret\n"
     assert clobbers_at_most(intel, intel=True) == {"r9", "rax"}
@@ -90,6 +98,10 @@ def test_liveness_follows_branches_loops_and_formats():
     # Written on every path before any read: dead.
     text = "g:\n\tcall f\n\tmovl $1, %r9d\n\tmovq %r9, %rax\n\tret\n"
     assert "r9" not in live_after_calls(text, "f", at_exit=frozenset({"rax"}))
+    # A compare or a fused multiply-add reads the register in the written position.
+    for reads in ("vucomiss %xmm1, %xmm5", "vfmadd231sd %xmm1, %xmm2, %xmm5"):
+        text = f"g:\n\tcall f\n\t{reads}\n\tret\n"
+        assert "xmm5" in live_after_calls(text, "f", at_exit=frozenset())
     # An 8-bit write keeps the rest of the register: not a kill.
     text = "g:\n\tcall f\n\tmovb $1, %r9b\n\tmovq %r9, %rax\n\tret\n"
     assert "r9" in live_after_calls(text, "f", at_exit=frozenset({"rax"}))
@@ -109,6 +121,27 @@ def test_liveness_follows_branches_loops_and_formats():
     # A tail call to f returns to g's callers, who may rely on what g leaves alone.
     text = "g:\n\tmovl $1, %edi\n\tjmp f\n"
     assert "r9" in live_after_calls(text, "f", at_exit=frozenset({"r9", "rax"}))
+
+
+SWITCH = (  # as gcc writes it: call frame information delimits the function
+    "f:\n\t.cfi_startproc\n\tcmpl $1, %edi\n\tja .L3\n\tleaq .L4(%rip), %rdx\n\tmovslq (%rdx,%rdi,4), %rax\n"
+    "\taddq %rdx, %rax\n\tnotrack jmp *%rax\n\t.section .rodata\n\t.align 4\n.L4:\n"
+    "\t.long .L5-.L4\n\t.long .L3-.L4\n\t.text\n.L5:\n\tmovl $7, %eax\n\tret\n"
+    ".L3:\n\txorl %eax, %eax\n\tret\n\t.cfi_endproc\n\t.size\tf, .-f\n"
+)
+
+
+def test_a_switch_is_not_a_call_and_its_table_is_not_code():
+    # The jump table's entries are data, and its indirect jump stays in the function: gcc
+    # knows what f changes, and main may keep r9 across the call.
+    assert clobbers_at_least(SWITCH, {"f"}) == {"rdx", "rax"}
+    assert clobbers_at_most(SWITCH) == {"rdx", "rax"}
+    baseline = _file(MAIN_KEEPS_R9, SWITCH, data=FORMAT)
+    ok, why = _safe(baseline, _file(MAIN_KEEPS_R9, LEAF_WRITES_R9, data=FORMAT))
+    assert not ok and "r9" in why
+    # Without a table, an indirect jump leaves the function: gcc assumes it changes anything.
+    tail = "f:\n\tmovq (%rdi), %rax\n\tjmp *%rax\n"
+    assert clobbers_at_least(tail, {"f"}) == CALLER_SAVED
 
 
 def test_strings_decode_the_formats_of_a_file():
