@@ -21,7 +21,7 @@ can be needless but an acceptance is sound for code that follows the ABI otherwi
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from asmopt.executor.asmfile import clone_parent, parse_functions, statements
@@ -209,23 +209,56 @@ def _is_branch(insn: _Insn) -> bool:
     )
 
 
-_JUMP_TABLE = re.compile(r"^\s*\.(?:long|quad)\s+\.L[\w$.]+(?:\s*-\s*\.L[\w$.]+)?\s*$", re.M)
+# A jump table: a label heading ``.long .Lx-.Ltable`` (gcc, PIC) or ``.quad .Lx`` entries.
+_TABLE = re.compile(
+    r"^\s*([\w.$]+):\s*\n((?:\s*\.(?:long|quad)\s+[\w.$]+(?:\s*-\s*[\w.$]+)?\s*\n?)+)", re.M
+)
+_ENTRY = re.compile(r"\.(?:long|quad)\s+([\w.$]+)")
 
 
-def _calls(insns: Iterable[_Insn], local: set[str], text: str = "") -> list[str]:
+def jump_tables(asm: str) -> dict[str, frozenset[str]]:
+    """The jump tables of an assembly file: each table's label and the labels it jumps to."""
+    return {m.group(1): frozenset(_ENTRY.findall(m.group(2))) for m in _TABLE.finditer(asm)}
+
+
+def _switch_table(insns: list[_Insn], k: int, tables: dict[str, frozenset[str]]) -> str | None:
+    """The jump table an indirect jump at ``insns[k]`` dispatches through: one its operand
+    names, or one the straight-line code before it (back to a label) loads."""
+    for j in range(k, -1, -1):
+        insn = insns[j]
+        named = {w for o in insn.operands for w in re.findall(r"[\w.$]+", o)} & set(tables)
+        if named:
+            return min(named)
+        if insn.labels or (j != k and (_is_call(insn) or _is_jump(insn) or _is_branch(insn))):
+            return None  # control may come here from elsewhere, with another address
+    return None
+
+
+def _local_target(target: str, local: set[str]) -> bool:
+    """Whether a jump goes to one of ``local`` (``1f``/``1b``: to the numeric label 1)."""
+    return target in local or (
+        re.fullmatch(r"\d+[fb]", target) is not None and target[:-1] in local
+    )
+
+
+def _calls(
+    insns: list[_Insn], local: set[str], tables: dict[str, frozenset[str]] | None = None
+) -> list[str]:
     """Targets of calls and of jumps out of the function (tail calls), ``*`` for indirect
-    ones; ``local`` holds the function's own labels. An indirect jump in a function whose
-    ``text`` holds a jump table (entries naming its labels) is a switch, not a call."""
+    ones; ``local`` holds the function's own labels. An indirect jump through a jump table
+    of ``tables`` whose every entry is one of the function's labels is a switch, not a
+    call."""
     found = []
-    switch = bool(_JUMP_TABLE.search(text))
-    for insn in insns:
+    for k, insn in enumerate(insns):
         if _is_call(insn):
             found.append(_target(insn))
         elif _is_jump(insn) or _is_branch(insn):
             target = _target(insn)
-            if target == "*" and switch and _is_jump(insn):
-                continue
-            if target not in local and target.rstrip("fb") not in local:
+            if target == "*" and _is_jump(insn) and tables:
+                table = _switch_table(insns, k, tables)
+                if table is not None and tables[table] <= local:
+                    continue
+            if not _local_target(target, local):
                 found.append(target)
     return found
 
@@ -237,6 +270,9 @@ _IMPLICIT_WRITES = {
     "cwtd": {"rdx"},
     "cqo": {"rdx"},
     "cdq": {"rdx"},
+    "cwd": {"rdx"},
+    "cbw": {"rax"},
+    "cwde": {"rax"},
     "cltq": {"rax"},
     "cdqe": {"rax"},
     "cwtl": {"rax"},
@@ -260,6 +296,9 @@ _IMPLICIT_READS = {
     "cwtd": {"rax"},
     "cqo": {"rax"},
     "cdq": {"rax"},
+    "cwd": {"rax"},
+    "cbw": {"rax"},
+    "cwde": {"rax"},
     "cltq": {"rax"},
     "cdqe": {"rax"},
     "cwtl": {"rax"},
@@ -275,6 +314,10 @@ _IMPLICIT_READS = {
     **{f"{v}pcmpestr{k}": {"rax", "rdx"} for v in ("", "v") for k in "im"},
     **{name: {"rdx"} for name in ("mulx", "mulxl", "mulxq")},
 }
+# Implicit writes of part of a register (dx, ah, al; the low 128 bits of xmm0): not kills.
+_PARTIAL_IMPLICIT_WRITES = frozenset(
+    {"cwtd", "cwd", "cbtw", "cbw", "lahf", "xlat", "xlatb", "pcmpistrm", "pcmpestrm"}
+)
 # Instructions that write registers besides their destination (both operands of an exchange,
 # a gather's mask, mulx's two halves): every register they name counts as written.
 _WRITES_SEVERAL = re.compile(
@@ -283,6 +326,16 @@ _WRITES_SEVERAL = re.compile(
 )
 _MUL_DIV = re.compile(r"^i?(?:mul|div)[bwlq]?$")
 _STRING_OP = re.compile(r"^(?:movs|stos|lods|scas|cmps|ins|outs)[bwlqd]?$")
+
+
+def _is_string_op(insn: _Insn) -> bool:
+    """A string instruction: no operands, or only memory ones (``movsb (%rsi), (%rdi)``),
+    not the SSE ``movsd``/``cmpsd`` that share its names."""
+    return bool(_STRING_OP.match(insn.mnemonic)) and all(
+        "(" in o or "[" in o for o in insn.operands
+    )
+
+
 # Instructions that only read the operand in the written position (integer compares and
 # tests, pushes, branches; one-operand multiplies and divides, whose operand is a source).
 _READS_DEST = re.compile(
@@ -303,7 +356,8 @@ def _reads_dest_only(insn: _Insn) -> bool:
 _WRITE_ONLY = re.compile(
     r"^(?:mov[lq]?|movabs[q]?|movz\w+|movs[bwl][wlq]|movsx\w*|movzx|lea[lq]?|pop[q]?|"
     r"cvtt?s[sd]2si[lq]?|movmskp[sd]|pmovmskb|movd|movq|movap[sd]|movup[sd]|movdq[au]|"
-    r"v\w+|popcnt[lq]?|lzcnt[lq]?|tzcnt[lq]?|pextr\w+)$"
+    r"v\w+|popcnt[lq]?|lzcnt[lq]?|tzcnt[lq]?|pextr\w+|(?:shlx|sarx|shrx|rorx|andn|bzhi|pdep|pext|"
+    r"blsi|blsr|blsmsk)[lq]?)$"
 )
 # VEX and EVEX instructions that read their destination too (fused multiply-adds, dot
 # products and other accumulations, two-table permutes, ternary logic, gathers and
@@ -314,7 +368,8 @@ _VEX_READS_DEST = re.compile(
     r"p?scatter\w*|p?expand\w*|p?compress\w*|zero\w*|pcmov\w*|p?maskmov\w*|[ls]dmxcsr|"
     r"p2intersect\w*|u?comis[sd]|ptest|testp[sd]|pcmp[ei]str[im])$"
 )
-_ZEROING = re.compile(r"^v?p?(?:xor|sub)(?:[lq]|p[sd]|d|q)?$|^vpxor[dq]?$|^vxorp[sd]$")
+# x ^ x and x - x for integers are 0 whatever x holds (not x - x for floats: NaN, Inf).
+_ZEROING = re.compile(r"^(?:xor[bwlq]?|sub[bwlq]?|v?pxor[dq]?|v?xorp[sd]|v?psub[bwdq])$")
 
 
 def _writes_whole(insn: _Insn) -> str | None:
@@ -330,8 +385,10 @@ def _writes_whole(insn: _Insn) -> str | None:
         and len(insn.operands) >= 2
         and len({o.lower() for o in insn.operands}) == 1
     ):
-        return reg  # xor %eax, %eax: zeroes, reads nothing
-    if not _WRITE_ONLY.match(m) or _VEX_READS_DEST.match(m):
+        # xor %eax, %eax: zeroes, reads nothing (an 8- or 16-bit one keeps the rest)
+        return reg if width >= 32 or not reg.startswith("r") else None
+    three_operand_imul = m.startswith("imul") and len(insn.operands) == 3
+    if not (_WRITE_ONLY.match(m) or three_operand_imul) or _VEX_READS_DEST.match(m):
         return None
     if reg.startswith("xmm") and not m.startswith("v"):
         # A legacy SSE write to an xmm register keeps the bits above 128; for a scalar move
@@ -361,7 +418,7 @@ def _uses(insn: _Insn) -> set[str]:
     regs |= _IMPLICIT_READS.get(m, set())
     if _MUL_DIV.match(m) and len(insn.operands) <= 1:
         regs |= {"rax", "rdx"}
-    if (_STRING_OP.match(m) and not insn.operands) or insn.rep:
+    if _is_string_op(insn) or insn.rep:
         regs |= {"rax", "rcx", "rsi", "rdi"}
     if m.startswith("cmpxchg"):
         regs |= {"rax", "rdx", "rcx"}
@@ -381,6 +438,8 @@ def _vector_count(insns: list[_Insn], call: int) -> int | None:
     their number in %al, and a compiler sets %eax just before a call only for that (the call
     clobbers it otherwise). None when %eax is not set to a constant in the straight-line code
     before the call."""
+    if insns[call].labels:
+        return None  # control may reach the call from elsewhere
     for k in range(call - 1, -1, -1):
         insn = insns[k]
         if _is_call(insn) or _is_jump(insn) or _is_branch(insn):
@@ -410,6 +469,8 @@ def _kills(insn: _Insn, call_kills: dict[str, frozenset[str]]) -> set[str]:
         return set(call_kills.get(target, CALLER_SAVED))
     whole = _writes_whole(insn)
     kills = {whole} if whole else set()
+    if insn.mnemonic in _PARTIAL_IMPLICIT_WRITES:
+        return kills
     return kills | _IMPLICIT_WRITES.get(insn.mnemonic, set()) - _IMPLICIT_READS.get(
         insn.mnemonic, set()
     )
@@ -419,13 +480,17 @@ def _kills(insn: _Insn, call_kills: dict[str, frozenset[str]]) -> set[str]:
 # What a function may and surely changes.
 
 
-def clobbers_at_most(text: str, intel: bool = False) -> frozenset[str]:
+def clobbers_at_most(
+    text: str, intel: bool = False, tables: dict[str, frozenset[str]] | None = None
+) -> frozenset[str]:
     """Caller-saved registers a function may change: the destination of every instruction
     that writes one, those written implicitly, every register an instruction that writes
-    more than its destination names, and all of them when it calls anything."""
+    more than its destination names, and all of them when it calls anything (``tables``:
+    the jump tables of its file, to tell a switch from a call; else those in ``text``)."""
     insns = _instructions(text, intel)
     local = {label for i in insns for label in i.labels}
-    if _calls(insns, local, text) or any(i.mnemonic == ".opaque" for i in insns):
+    tables = jump_tables(text) if tables is None else tables
+    if _calls(insns, local, tables) or any(i.mnemonic == ".opaque" for i in insns):
         return CALLER_SAVED
     code = [i for i in insns if i.mnemonic]
     last = code[-1].mnemonic if code else ""
@@ -443,7 +508,7 @@ def clobbers_at_most(text: str, intel: bool = False) -> frozenset[str]:
         regs |= _IMPLICIT_WRITES.get(m, set())
         if (_MUL_DIV.match(m) and len(insn.operands) <= 1) or m.startswith("cmpxchg"):
             regs |= {"rax", "rdx"}
-        if (_STRING_OP.match(m) and not insn.operands) or insn.rep:
+        if _is_string_op(insn) or insn.rep:
             regs |= {"rcx", "rsi", "rdi", "rax"}
         if m.startswith("loop"):
             regs.add("rcx")
@@ -454,12 +519,17 @@ def clobbers_at_most(text: str, intel: bool = False) -> frozenset[str]:
 
 def clobbers_at_least(text: str, defined: set[str], intel: bool = False) -> frozenset[str]:
     """Caller-saved registers a function surely changes, as a caller built with IPA-RA may
-    assume: all of them when it calls something outside ``defined`` (or through a pointer),
-    else the registers it names as the destination of an instruction that writes one."""
+    assume: all of them when it calls something outside ``defined`` or through a pointer
+    (gcc then assumes every one is changed), else the registers it names as the destination
+    of an instruction that writes one. An indirect jump (a switch, or a tail call) counts
+    as neither: what is sure is what the function itself writes."""
     insns = _instructions(text, intel)
     local = {label for i in insns for label in i.labels}
-    for target in _calls(insns, local, text):
-        if target == "*" or target not in defined:
+    for insn in insns:
+        target = _target(insn) if _is_call(insn) or _is_jump(insn) else ""
+        if _is_call(insn) and (target == "*" or target not in defined):
+            return CALLER_SAVED
+        if _is_jump(insn) and target not in ("*", *defined) and not _local_target(target, local):
             return CALLER_SAVED
     regs: set[str] = set()
     for insn in insns:
@@ -555,11 +625,11 @@ _LIBC_ARGUMENTS = {
         2,
     ),
     **dict.fromkeys(
-        "memcpy memmove memset memcmp memchr strncmp strncpy fgets read write __memcpy_chk "
-        "__memset_chk __strcpy_chk strtol strtoul strtoll strtoull posix_memalign".split(),
+        "memcpy memmove memset memcmp memchr strncmp strncpy fgets read write __strcpy_chk "
+        "strtol strtoul strtoll strtoull posix_memalign".split(),
         3,
     ),
-    **dict.fromkeys("qsort fread fwrite __memmove_chk".split(), 4),
+    **dict.fromkeys("qsort fread fwrite __memmove_chk __memcpy_chk __memset_chk".split(), 4),
     "bsearch": 5,
 }
 _INTEGER_ARGUMENTS = ("rdi", "rsi", "rdx", "rcx", "r8", "r9")
@@ -580,18 +650,20 @@ _FORMATTED = {
     ),
     "__isoc23_fscanf": (1, True),
 }
-_CONVERSION = re.compile(
+_CONVERSION = (
     r"%(?P<suppress>\*)?(?:\d+\$)?[-+ #0']*(?P<width>\*|\d+)?(?:\.(?P<precision>\*|\d*))?"
-    r"(?P<length>hh|h|ll|l|L|q|j|z|Z|t)?(?P<kind>.)",
-    re.S,
+    r"{alloc}(?P<length>hh|h|ll|l|L|q|j|z|Z|t)?(?P<kind>.)"
 )
+_PRINTF_CONVERSION = re.compile(_CONVERSION.format(alloc=""), re.S)
+# scanf's ``m`` (allocate the string) is a modifier: ``%ms`` takes one pointer.
+_SCANF_CONVERSION = re.compile(_CONVERSION.format(alloc="m?"), re.S)
 
 
 def _format_counts(fmt: str, scanf: bool) -> tuple[int, int] | None:
     """How many integer (or pointer) and floating-point arguments a format takes, or None
     when it has a conversion this does not know."""
     integers = floats = 0
-    for m in _CONVERSION.finditer(fmt):
+    for m in (_SCANF_CONVERSION if scanf else _PRINTF_CONVERSION).finditer(fmt):
         kind = m.group("kind")
         if kind == "%" or kind == "m":
             continue
@@ -624,6 +696,8 @@ def _format_reads(insns: list[_Insn], k: int, strings: dict[str, str]) -> set[st
     if index >= len(_INTEGER_ARGUMENTS):
         return None
     register = _INTEGER_ARGUMENTS[index]
+    if insns[k].labels:
+        return None  # control may reach the call from elsewhere
     for j in range(k - 1, -1, -1):
         insn = insns[j]
         if _is_call(insn) or _is_jump(insn) or _is_branch(insn):
@@ -757,14 +831,13 @@ class _Source:
             for fn in parse_functions(asm)
         }
         self.strings = strings(asm)
+        self.tables = jump_tables(asm)
         self.code = {n: _instructions(f.text, f.intel) for n, f in self.functions.items()}
         defined = set(self.functions)
         self.surely = {
             n: clobbers_at_least(f.text, defined, f.intel) for n, f in self.functions.items()
         }
-        self.called = {
-            t for n, code in self.code.items() for t in _calls(code, set(), self.functions[n].text)
-        }
+        self.called = {t for code in self.code.values() for t in _calls(code, set(), self.tables)}
         self._reads: dict[str, frozenset[str]] | None = None
 
     @property
@@ -776,8 +849,7 @@ class _Source:
 
     def callees(self, name: str) -> set[str]:
         code = self.code[name]
-        text = self.functions[name].text
-        return set(_calls(code, {label for i in code for label in i.labels}, text))
+        return set(_calls(code, {label for i in code for label in i.labels}, self.tables))
 
     def keeps(self, name: str) -> frozenset[str]:
         """What is live when ``name`` returns: its results (main's is an int) and, when a
@@ -858,7 +930,8 @@ def splice_is_safe(
             theirs = funcs[owner[callee]].get(callee)
             if theirs is None or callee not in mine.functions:
                 return False, f"`{callee}` is missing from one of its sources"
-            extra = clobbers_at_most(theirs.text, theirs.intel) - mine.surely[callee]
+            their_tables = parsed[owner[callee]].tables
+            extra = clobbers_at_most(theirs.text, theirs.intel, their_tables) - mine.surely[callee]
             live = extra & mine.live_after(caller, callee) if extra else frozenset()
             if live:
                 return False, (

@@ -124,8 +124,9 @@ def test_liveness_follows_branches_loops_and_formats():
 
 
 SWITCH = (  # as gcc writes it: call frame information delimits the function
-    "f:\n\t.cfi_startproc\n\tcmpl $1, %edi\n\tja .L3\n\tleaq .L4(%rip), %rdx\n\tmovslq (%rdx,%rdi,4), %rax\n"
-    "\taddq %rdx, %rax\n\tnotrack jmp *%rax\n\t.section .rodata\n\t.align 4\n.L4:\n"
+    "f:\n\t.cfi_startproc\n\tcmpl $1, %edi\n\tja .L3\n\tleaq .L4(%rip), %rdx\n"
+    "\tmovslq (%rdx,%rdi,4), %rax\n\taddq %rdx, %rax\n\tnotrack jmp *%rax\n"
+    "\t.section .rodata\n\t.align 4\n.L4:\n"
     "\t.long .L5-.L4\n\t.long .L3-.L4\n\t.text\n.L5:\n\tmovl $7, %eax\n\tret\n"
     ".L3:\n\txorl %eax, %eax\n\tret\n\t.cfi_endproc\n\t.size\tf, .-f\n"
 )
@@ -139,9 +140,51 @@ def test_a_switch_is_not_a_call_and_its_table_is_not_code():
     baseline = _file(MAIN_KEEPS_R9, SWITCH, data=FORMAT)
     ok, why = _safe(baseline, _file(MAIN_KEEPS_R9, LEAF_WRITES_R9, data=FORMAT))
     assert not ok and "r9" in why
-    # Without a table, an indirect jump leaves the function: gcc assumes it changes anything.
+    # Without a table, an indirect jump may leave the function: it may change anything, and
+    # it surely changes only what it writes itself.
     tail = "f:\n\tmovq (%rdi), %rax\n\tjmp *%rax\n"
-    assert clobbers_at_least(tail, {"f"}) == CALLER_SAVED
+    assert clobbers_at_most(tail) == CALLER_SAVED
+    assert clobbers_at_least(tail, {"f"}) == {"rax"}
+
+
+def test_a_switch_beside_an_indirect_tail_call_still_calls_out():
+    # One indirect jump goes through the table, the other through a function pointer.
+    both = SWITCH.replace(
+        ".L3:\n\txorl %eax, %eax\n\tret\n",
+        ".L3:\n\tmovq handlers(%rip), %rax\n\tjmp *%rax\n",
+    )
+    assert clobbers_at_most(both) == CALLER_SAVED
+
+
+@pytest.mark.parametrize(
+    ("after", "strings_", "live"),
+    [
+        # __memset_chk(dest, c, len, destlen): destlen in rcx, kept across the call to f.
+        ("\tcall __memset_chk\n", {}, "rcx"),
+        # sscanf(s, "%d %ms", &i, &p): %m allocates, so two pointers (rdx, rcx).
+        ("\tleaq .LC1(%rip), %rsi\n\tcall __isoc99_sscanf\n", {".LC1": "%d %ms"}, "rcx"),
+        # x - x is not 0 for floats (NaN, Inf): subps reads its register.
+        ("\tsubps %xmm5, %xmm5\n\tmovaps %xmm5, %xmm0\n", {}, "xmm5"),
+        # xor %al, %al clears al only: the rest of rax is still read after it.
+        ("\txorb %al, %al\n\tmovq %rax, %rdx\n", {}, "rax"),
+    ],
+)
+def test_reads_hidden_in_calls_and_idioms_keep_a_register_live(
+    after: str, strings_: dict[str, str], live: str
+) -> None:
+    text = f"g:\n\tcall f\n{after}\tret\n"
+    at_exit = frozenset({"rdx", "xmm0"})
+    assert live in live_after_calls(text, "f", at_exit=at_exit, strings=strings_)
+
+
+def test_a_call_that_another_path_reaches_has_no_known_format():
+    # The label on the call: control may arrive with another format in rdi.
+    text = (
+        "g:\n\tcall f\n\ttestl %eax, %eax\n\tje .L2\n\tleaq .LC1(%rip), %rdi\n"
+        "\txorl %eax, %eax\n.L2:\n\tcall printf\n\tret\n"
+    )
+    live = live_after_calls(text, "f", at_exit=frozenset(), strings={".LC1": "%d\n"})
+    assert {"rdx", "rcx", "r8", "r9"} <= live
 
 
 def test_strings_decode_the_formats_of_a_file():
