@@ -898,6 +898,20 @@ def _root(name: str) -> str:
     return name
 
 
+def _code(function: _Function) -> list[tuple[str, tuple[str, ...]]]:
+    """A function's instructions with its ``.L`` labels numbered in order: what two builds
+    of the same function share when they are the same code."""
+    numbers: dict[str, str] = {}
+
+    def number(m: re.Match[str]) -> str:
+        return numbers.setdefault(m.group(0), f".L#{len(numbers)}")
+
+    return [
+        (i.mnemonic, tuple(re.sub(r"\.L[\w$.]+", number, o) for o in i.operands))
+        for i in _instructions(function.text, function.intel)
+    ]
+
+
 def splice_is_safe(
     choice: dict[str, str], sources: dict[str, str], ipa_ra: dict[str, bool]
 ) -> tuple[bool, str]:
@@ -908,7 +922,9 @@ def splice_is_safe(
     says which sources' callers may rely on what their callees leave alone (gcc builds;
     a source not named is assumed to). For a call from ``g`` (source S, with IPA-RA) to
     ``f`` (source T != S), no register T's ``f`` may change, and S's ``f`` surely did not,
-    may be live after the call in S's ``g``. Returns (ok, the reason when not).
+    may be live after the call in S's ``g``; and when ``f`` is a gcc clone (``f.constprop.0``,
+    ``f.isra.0``: specialised, its arguments changed), both builds' copies must be the same
+    code. Returns (ok, the reason when not).
     """
     parsed = {name: _Source(asm) for name, asm in sources.items()}
     funcs = {name: source.functions for name, source in parsed.items()}
@@ -919,8 +935,6 @@ def splice_is_safe(
     for f in choice:
         owner.update({g: choice[f] for g in funcs[choice[f]] if _root(g) == f})
     for caller, source in owner.items():
-        if not ipa_ra.get(source, True):
-            continue
         mine = parsed[source]
         if caller not in mine.functions:
             return False, f"`{caller}` is not in {source}"
@@ -930,6 +944,13 @@ def splice_is_safe(
             theirs = funcs[owner[callee]].get(callee)
             if theirs is None or callee not in mine.functions:
                 return False, f"`{callee}` is missing from one of its sources"
+            if clone_parent(callee) is not None and _code(theirs) != _code(mine.functions[callee]):
+                return False, (
+                    f"`{caller}` ({source}) calls `{callee}`, a copy that gcc specialised for "
+                    f"each build; {owner[callee]}'s may take other arguments"
+                )
+            if not ipa_ra.get(source, True):
+                continue
             their_tables = parsed[owner[callee]].tables
             extra = clobbers_at_most(theirs.text, theirs.intel, their_tables) - mine.surely[callee]
             live = extra & mine.live_after(caller, callee) if extra else frozenset()

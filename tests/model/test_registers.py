@@ -187,6 +187,21 @@ def test_a_call_that_another_path_reaches_has_no_known_format():
     assert {"rdx", "rcx", "r8", "r9"} <= live
 
 
+def test_a_clone_gcc_specialised_differently_in_each_build_is_refused():
+    # Each build specialised g on its own constant: the donor's f calls its g.constprop.0,
+    # which the baseline's g.constprop.0 is not.
+    base_clone = "g.constprop.0:\n\tleal 2(%rdi), %eax\n\tret\n"
+    donor_clone = "g.constprop.0:\n\tleal 3(%rdi), %eax\n\tret\n"
+    f_calls_clone = "f:\n\tcall g.constprop.0\n\tret\n"
+    main = "main:\n\tcall f\n\txorl %eax, %eax\n\tret\n"
+    baseline = _file(main, LEAF_WRITES_RAX, base_clone)
+    ok, why = _safe(baseline, _file(main, f_calls_clone, donor_clone), ipa_ra=False)
+    assert not ok and "`g.constprop.0`, a copy that gcc specialised for each build" in why
+    # The same code under other label numbers is the same clone.
+    same = _file(main, f_calls_clone, base_clone)
+    assert _safe(baseline, same, ipa_ra=False)[0]
+
+
 def test_strings_decode_the_formats_of_a_file():
     asm = '.LC0:\n\t.string "%d %s\\n"\n.LC1:\n\t.string "a\\045d"\n'
     assert strings(asm) == {".LC0": "%d %s\n", ".LC1": "a%d"}
