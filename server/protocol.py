@@ -53,15 +53,37 @@ def encoded(value: Any) -> EncodedResult:
 
 
 class AsmoptProtocol(LanguageServerProtocol):
-    """pygls' protocol plus the rules above."""
+    """pygls' protocol plus the rules above; and once a message cannot be written (the
+    client went away), nothing more is sent."""
+
+    # Set by the first write that fails. pygls reports a failed write to the client as a
+    # message, whose write fails too, and so on without end; and a job that ends after the
+    # client left would each time log a traceback into a stderr nobody reads any more.
+    client_gone = False
+
+    def _send_data(self, data: Any) -> None:
+        if self.client_gone:
+            return
+        try:
+            super()._send_data(data)
+        except (BrokenPipeError, ConnectionError, ValueError):  # ValueError: a closed file
+            self.lost_client()
+
+    def lost_client(self) -> None:
+        if not self.client_gone:
+            self.client_gone = True
+            logger.error("the client went away: nothing more is sent")
 
     def _send_response(self, msg_id: Any, result: Any = None, error: Any = None) -> None:
         if error is None and isinstance(result, EncodedResult):
             self._result_types.pop(msg_id, None)
             body = f'{{"jsonrpc":"2.0","id":{json.dumps(msg_id)},"result":{result}}}'
             data = body.encode("utf-8")
-            if self.writer is not None:
-                self.writer.write(b"Content-Length: %d\r\n\r\n" % len(data) + data)
+            if self.writer is not None and not self.client_gone:
+                try:
+                    self.writer.write(b"Content-Length: %d\r\n\r\n" % len(data) + data)
+                except (BrokenPipeError, ConnectionError, ValueError):
+                    self.lost_client()
             return
         super()._send_response(msg_id, result, error)
 

@@ -306,6 +306,17 @@ class AsmoptLanguageServer(LanguageServer):
         except Exception as err:  # a client that cannot refresh just keeps old lenses
             logger.debug("refresh failed: %s", err)
 
+    def report_server_error(self, error: Exception, source: Any) -> None:
+        """pygls' report of an error to the client, except for a failed write to the client:
+        reporting it would be one more write, which fails the same way."""
+        from pygls.exceptions import JsonRpcInternalError
+
+        if source is JsonRpcInternalError:  # pygls' source for a failed write
+            assert isinstance(self.protocol, AsmoptProtocol)
+            self.protocol.lost_client()
+            return
+        super().report_server_error(error, source)
+
     def send_status(self, state: str | None = None) -> None:
         jobs = [
             {"uri": j.uri, "function": j.function, "stage": j.stage} for j in self.jobs.active()

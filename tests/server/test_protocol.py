@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from asmopt.server.protocol import frames
 
 
@@ -168,3 +170,31 @@ def test_the_loop_ends_when_told_to_exit_while_a_task_starts_a_process():
         )
         assert done.stdout.strip() == "ended", done.stderr
         assert "did not end within" in done.stderr  # the stuck task is named, not waited on
+
+
+class _ClosedPipe:
+    """A writer whose every write fails, as stdout does once the client has gone."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+        self.writes = 0
+
+    def write(self, data: bytes) -> None:
+        self.writes += 1
+        raise self.error
+
+
+@pytest.mark.parametrize("error", [ValueError("I/O operation on closed file"), BrokenPipeError()])
+def test_a_server_whose_client_has_gone_stops_writing_instead_of_reporting_it(error) -> None:
+    """A job that ends after the client left (its status notification fails to write) used
+    to make pygls report the failure to the client, whose write failed too, without end:
+    each round logged a traceback until stderr filled and the server hung at exit."""
+    from asmopt.server.server import create_server
+
+    server = create_server()
+    writer = _ClosedPipe(error)
+    server.protocol.set_writer(writer)
+    server.send_status()
+    server.send_status("idle")
+    assert server.protocol.client_gone
+    assert writer.writes == 1  # nothing more was tried after the first failure
