@@ -263,20 +263,13 @@ def _calls(
     return found
 
 
-# Instructions that read or write registers they do not name.
+# Instructions that read or write registers they do not name. Sign extensions (AT&T and
+# Intel names) read rax and write rdx, or rax itself.
+_SIGN_INTO_RDX = ("cqto", "cltd", "cwtd", "cqo", "cdq", "cwd")
+_SIGN_IN_RAX = ("cltq", "cdqe", "cwtl", "cwde", "cbtw", "cbw")
 _IMPLICIT_WRITES = {
-    "cqto": {"rdx"},
-    "cltd": {"rdx"},
-    "cwtd": {"rdx"},
-    "cqo": {"rdx"},
-    "cdq": {"rdx"},
-    "cwd": {"rdx"},
-    "cbw": {"rax"},
-    "cwde": {"rax"},
-    "cltq": {"rax"},
-    "cdqe": {"rax"},
-    "cwtl": {"rax"},
-    "cbtw": {"rax"},
+    **{name: {"rdx"} for name in _SIGN_INTO_RDX},
+    **{name: {"rax"} for name in _SIGN_IN_RAX},
     "cpuid": {"rax", "rcx", "rdx"},
     "rdtsc": {"rax", "rdx"},
     "rdtscp": {"rax", "rdx", "rcx"},
@@ -291,18 +284,7 @@ _IMPLICIT_WRITES = {
     **{f"{v}pcmp{e}strm": {"xmm0"} for v in ("", "v") for e in "ei"},
 }
 _IMPLICIT_READS = {
-    "cqto": {"rax"},
-    "cltd": {"rax"},
-    "cwtd": {"rax"},
-    "cqo": {"rax"},
-    "cdq": {"rax"},
-    "cwd": {"rax"},
-    "cbw": {"rax"},
-    "cwde": {"rax"},
-    "cltq": {"rax"},
-    "cdqe": {"rax"},
-    "cwtl": {"rax"},
-    "cbtw": {"rax"},
+    **{name: {"rax"} for name in _SIGN_INTO_RDX + _SIGN_IN_RAX},
     "cpuid": {"rax", "rcx"},
     "syscall": {"rax", "rdi", "rsi", "rdx", "r10", "r8", "r9"},
     "xgetbv": {"rcx"},
