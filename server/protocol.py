@@ -52,22 +52,37 @@ def encoded(value: Any) -> EncodedResult:
     return EncodedResult(json.dumps(value, separators=(",", ":")))
 
 
+class _GuardedWriter:
+    """The client's writer, until a write to it fails (the client went away): then nothing
+    more is written, and the failure is not raised into pygls, which would report it to the
+    client with another write, failing the same way, without end (each time logging a
+    traceback into a stderr that nobody may read any more)."""
+
+    def __init__(self, writer: Any, protocol: AsmoptProtocol) -> None:
+        self._writer = writer
+        self._protocol = protocol
+
+    def write(self, data: bytes) -> Any:
+        if self._protocol.client_gone:
+            return None
+        try:
+            return self._writer.write(data)
+        except (OSError, ValueError):  # a broken pipe, a reset, a closed file
+            self._protocol.lost_client()
+            return None
+
+    def close(self) -> Any:
+        return self._writer.close()
+
+
 class AsmoptProtocol(LanguageServerProtocol):
     """pygls' protocol plus the rules above; and once a message cannot be written (the
     client went away), nothing more is sent."""
 
-    # Set by the first write that fails. pygls reports a failed write to the client as a
-    # message, whose write fails too, and so on without end; and a job that ends after the
-    # client left would each time log a traceback into a stderr nobody reads any more.
     client_gone = False
 
-    def _send_data(self, data: Any) -> None:
-        if self.client_gone:
-            return
-        try:
-            super()._send_data(data)
-        except (BrokenPipeError, ConnectionError, ValueError):  # ValueError: a closed file
-            self.lost_client()
+    def set_writer(self, writer: Any, include_headers: bool = True) -> None:
+        super().set_writer(_GuardedWriter(writer, self), include_headers)
 
     def lost_client(self) -> None:
         if not self.client_gone:
@@ -79,11 +94,8 @@ class AsmoptProtocol(LanguageServerProtocol):
             self._result_types.pop(msg_id, None)
             body = f'{{"jsonrpc":"2.0","id":{json.dumps(msg_id)},"result":{result}}}'
             data = body.encode("utf-8")
-            if self.writer is not None and not self.client_gone:
-                try:
-                    self.writer.write(b"Content-Length: %d\r\n\r\n" % len(data) + data)
-                except (BrokenPipeError, ConnectionError, ValueError):
-                    self.lost_client()
+            if self.writer is not None:
+                self.writer.write(b"Content-Length: %d\r\n\r\n" % len(data) + data)
             return
         super()._send_response(msg_id, result, error)
 

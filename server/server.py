@@ -307,13 +307,10 @@ class AsmoptLanguageServer(LanguageServer):
             logger.debug("refresh failed: %s", err)
 
     def report_server_error(self, error: Exception, source: Any) -> None:
-        """pygls' report of an error to the client, except for a failed write to the client:
-        reporting it would be one more write, which fails the same way."""
-        from pygls.exceptions import JsonRpcInternalError
-
-        if source is JsonRpcInternalError:  # pygls' source for a failed write
-            assert isinstance(self.protocol, AsmoptProtocol)
-            self.protocol.lost_client()
+        """pygls' report of an error to the client, unless the client has gone."""
+        assert isinstance(self.protocol, AsmoptProtocol)
+        if self.protocol.client_gone:
+            logger.error("%s", error)
             return
         super().report_server_error(error, source)
 
