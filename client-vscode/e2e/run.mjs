@@ -165,16 +165,21 @@ async function command(page, title) {
 }
 
 /** The `index`-th lens (top to bottom) whose text is `text`. */
-async function lensNamed(page, text, index) {
-    const found = [];
-    for (const handle of await page.$$('.codelens-decoration a')) {
-        if ((await handle.textContent()).trim() !== text) continue;
-        const box = await handle.boundingBox();
-        if (box) found.push({ handle, y: box.y });
+// The editor draws lenses a moment after a file is shown (again): look for up to 15 s.
+async function lensNamed(page, text, index, timeout = 15_000) {
+    const deadline = Date.now() + timeout;
+    for (;;) {
+        const found = [];
+        for (const handle of await page.$$('.codelens-decoration a')) {
+            if ((await handle.textContent()).trim() !== text) continue;
+            const box = await handle.boundingBox();
+            if (box) found.push({ handle, y: box.y });
+        }
+        found.sort((a, b) => a.y - b.y);
+        if (found[index]) return found[index].handle;
+        if (Date.now() >= deadline) throw new Error(`no lens #${index} "${text}" (found ${found.length})`);
+        await page.waitForTimeout(250);
     }
-    found.sort((a, b) => a.y - b.y);
-    if (!found[index]) throw new Error(`no lens #${index} "${text}" (found ${found.length})`);
-    return found[index].handle;
 }
 
 async function goToLine(page, line) {
