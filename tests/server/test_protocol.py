@@ -198,3 +198,23 @@ def test_a_server_whose_client_has_gone_stops_writing_instead_of_reporting_it(er
     server.send_status("idle")
     assert server.protocol.client_gone
     assert writer.writes == 1  # nothing more was tried after the first failure
+
+
+class _Collect:
+    def __init__(self) -> None:
+        self.data = bytearray()
+
+    def write(self, data: bytes) -> None:
+        self.data += data
+
+
+def test_a_message_that_cannot_be_serialised_is_reported_and_the_server_goes_on() -> None:
+    from asmopt.server.server import create_server
+
+    server = create_server()
+    writer = _Collect()
+    server.protocol.set_writer(writer)
+    server.protocol.notify("asmopt/odd", {"value": object()})  # not JSON
+    server.send_status("idle")
+    assert not server.protocol.client_gone
+    assert b"window/showMessage" in writer.data and b'"idle"' in writer.data
