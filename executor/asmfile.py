@@ -36,6 +36,7 @@ __all__ = [
     "DataItem",
     "LineState",
     "clone_parent",
+    "comparable_code",
     "data_item",
     "defined_symbols",
     "function_body",
@@ -730,6 +731,45 @@ def defined_symbols(text: str) -> set[str]:
             if stmt.op in (".set", ".equ", ".equiv"):
                 found.add(_first_arg(stmt.args))
     return found
+
+
+_LOCAL_LABEL = re.compile(r"\.L[\w$.]+")
+
+
+def comparable_code(asm: str, only: Iterable[str] | None = None) -> dict[str, str]:
+    """Each function's code in a form that compares across builds: comments and blank lines
+    dropped, the function's own code labels numbered in order of appearance, and a constant
+    it names by label (``.LC0``) replaced by that constant's contents. Two compilers' builds
+    of a function compare equal when they differ only in how they number labels. ``only``:
+    just these functions."""
+    lines = asm.splitlines()
+    wanted = None if only is None else set(only)
+    constants: dict[str, str] = {}  # label -> its contents ("" for a label that is not data)
+    return {
+        fn.name: _comparable(asm, "\n".join(lines[fn.label_line : fn.end_line]), constants)
+        for fn in parse_functions(asm)
+        if wanted is None or fn.name in wanted
+    }
+
+
+def _comparable(asm: str, text: str, constants: dict[str, str]) -> str:
+    own = local_labels(text)
+    numbering: dict[str, str] = {}
+
+    def rename(m: re.Match[str]) -> str:
+        label = m.group(0)
+        if label not in constants:
+            item = data_item(asm, label)
+            constants[label] = "{" + "; ".join(item.content) + "}" if item is not None else ""
+        if constants[label]:
+            return constants[label]
+        if label in own:
+            return numbering.setdefault(label, f".L#{len(numbering)}")
+        return label
+
+    lines = (" ".join(_LOCAL_LABEL.sub(rename, raw.split("#", 1)[0]).split()) for raw in
+             text.splitlines())  # fmt: skip
+    return "\n".join(line for line in lines if line)
 
 
 def local_labels(region_text: str) -> set[str]:

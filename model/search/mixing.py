@@ -10,7 +10,7 @@ Not every splice is worth timing; each one skipped is a judgement, stated here:
 
 - a function whose code is the donor's and the baseline's alike is the same code (code
   compares with label numbers and comments left out, and constants by their contents:
-  :func:`_function_code`);
+  :func:`asmopt.executor.asmfile.comparable_code`);
 - a donor that differs from the baseline in one function alone, spliced there, is that
   donor again, function for function: the splice is not timed, and the donor's verdict
   stands for it when the mix chooses its functions (only the layout of the two files may
@@ -51,12 +51,11 @@ function from another source that may change that register.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Iterator
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from asmopt.executor.asmfile import clone_parent, data_item, local_labels, parse_functions
+from asmopt.executor.asmfile import comparable_code, parse_functions
 from asmopt.executor.racing import BEATEN
 from asmopt.executor.verify import Baseline, candidate_hash
 from asmopt.model.search.policy import Candidate
@@ -77,51 +76,6 @@ __all__ = [
 # A function from another source must beat the baseline's by this much (median) before a mix
 # takes it: below that, per-function measurements are mostly noise.
 MIN_FUNCTION_GAIN = 1.01
-
-
-def _root(name: str) -> str:
-    while (parent := clone_parent(name)) is not None:
-        name = parent
-    return name
-
-
-def _function_texts(asm: str) -> dict[str, str]:
-    lines = asm.splitlines()
-    return {fn.name: "\n".join(lines[fn.label_line : fn.end_line]) for fn in parse_functions(asm)}
-
-
-_LOCAL_LABEL = re.compile(r"\.L[\w$.]+")
-
-
-def _function_code(asm: str) -> dict[str, str]:
-    """Each function's code in a form that compares across builds: comments and blank lines
-    dropped, the function's own code labels numbered in order of appearance, and a constant
-    it names by label (``.LC0``) replaced by that constant's contents. Two compilers' builds
-    of a function compare equal when they differ only in how they number labels."""
-    constants: dict[str, str] = {}
-    return {name: _code(asm, text, constants) for name, text in _function_texts(asm).items()}
-
-
-def _code(asm: str, text: str, constants: dict[str, str]) -> str:
-    """One function's ``text`` as :func:`_function_code` compares it; ``constants`` caches
-    the contents of the constants of ``asm`` ("" for a label that is not one)."""
-    own = local_labels(text)
-    numbering: dict[str, str] = {}
-
-    def rename(m: re.Match[str]) -> str:
-        label = m.group(0)
-        if label not in constants:
-            item = data_item(asm, label)
-            constants[label] = "{" + "; ".join(item.content) + "}" if item is not None else ""
-        if constants[label]:
-            return constants[label]
-        if label in own:
-            return numbering.setdefault(label, f".L#{len(numbering)}")
-        return label
-
-    lines = (" ".join(_LOCAL_LABEL.sub(rename, raw.split("#", 1)[0]).split()) for raw in
-             text.splitlines())  # fmt: skip
-    return "\n".join(line for line in lines if line)
 
 
 def _uses_ipa_ra(candidate: Candidate) -> bool:
@@ -256,8 +210,8 @@ def _function_jobs(
     a splice that is its donor again goes to ``again``, with the donor's verdict."""
     from asmopt.model.search.splice import SpliceError, splice_function
 
-    base_texts = _function_code(baseline.asm)
-    texts = {d.label: _function_code(d.candidate.asm) for d in donors}
+    base_texts = comparable_code(baseline.asm)
+    texts = {d.label: comparable_code(d.candidate.asm) for d in donors}
     for k, donor in enumerate(donors):
         mine = texts[donor.label]
         differs = {f for f, code in mine.items() if code != base_texts.get(f)}
@@ -330,8 +284,8 @@ def _is_one_donor(
     if len(labels) != 1:
         return False
     label = labels.pop()
-    base_texts = _function_code(baseline.asm)
-    theirs = _function_code(by_label[label].candidate.asm)
+    base_texts = comparable_code(baseline.asm)
+    theirs = comparable_code(by_label[label].candidate.asm)
     differs = {f for f, text in theirs.items() if text != base_texts.get(f) and f in base_texts}
     if not differs <= set(best):
         return False

@@ -24,7 +24,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from asmopt.executor.asmfile import clone_parent, parse_functions, statements
+from asmopt.executor.asmfile import clone_parent, comparable_code, parse_functions, statements
 
 __all__ = [
     "CALLER_SAVED",
@@ -420,20 +420,30 @@ def _vector_count(insns: list[_Insn], call: int) -> int | None:
     their number in %al, and a compiler sets %eax just before a call only for that (the call
     clobbers it otherwise). None when %eax is not set to a constant in the straight-line code
     before the call."""
+    insn = _set_for_call(insns, call, "rax")
+    if insn is None:
+        return None
+    if _ZEROING.match(insn.mnemonic):
+        return 0
+    source = insn.sources[0] if len(insn.sources) == 1 else ""
+    m = _AL_CONSTANT.match(source.removeprefix("$") if not insn.intel else source)
+    return int(m.group(1)) if m and insn.mnemonic in ("mov", "movl") else None
+
+
+def _set_for_call(insns: list[_Insn], call: int, register: str) -> _Insn | None:
+    """The instruction that sets ``register`` (whole) for the call at ``insns[call]``, in the
+    straight-line code just before it; None when the register is read after being set, or
+    control may reach the call from elsewhere (a label, a jump) before it is found."""
     if insns[call].labels:
-        return None  # control may reach the call from elsewhere
+        return None
     for k in range(call - 1, -1, -1):
         insn = insns[k]
         if _is_call(insn) or _is_jump(insn) or _is_branch(insn):
             return None
-        if _writes_whole(insn) == "rax":
-            if _ZEROING.match(insn.mnemonic):
-                return 0
-            source = insn.sources[0] if len(insn.sources) == 1 else ""
-            m = _AL_CONSTANT.match(source.removeprefix("$") if not insn.intel else source)
-            return int(m.group(1)) if m and insn.mnemonic in ("mov", "movl") else None
-        if "rax" in _uses(insn) or insn.labels:
-            return None  # %eax is read, or control may enter between here and the call
+        if _writes_whole(insn) == register:
+            return insn
+        if register in _uses(insn) or insn.labels:
+            return None
     return None
 
 
@@ -677,30 +687,22 @@ def _format_reads(insns: list[_Insn], k: int, strings: dict[str, str]) -> set[st
     index, scanf = _FORMATTED[name]
     if index >= len(_INTEGER_ARGUMENTS):
         return None
-    register = _INTEGER_ARGUMENTS[index]
-    if insns[k].labels:
-        return None  # control may reach the call from elsewhere
-    for j in range(k - 1, -1, -1):
-        insn = insns[j]
-        if _is_call(insn) or _is_jump(insn) or _is_branch(insn):
-            return None
-        if _writes_whole(insn) == register:
-            source = insn.sources[0] if len(insn.sources) == 1 else ""
-            m = re.fullmatch(r"\s*(?:offset\s+)?([\w.$]+)(?:\(%rip\)|\[rip\])?\s*", source)
-            label = m.group(1) if m and insn.mnemonic.startswith("lea") else None
-            if label is None and m and insn.intel:
-                inner = re.fullmatch(r".*\[\s*rip\s*\+\s*([\w.$]+)\s*\]\s*", source)
-                label = inner.group(1) if inner else None
-            fmt = strings.get(label or "")
-            counts = _format_counts(fmt, scanf) if fmt is not None else None
-            if counts is None:
-                return None
-            integers, floats = counts
-            reads = set(_INTEGER_ARGUMENTS[: index + 1 + integers]) | {"rax"}
-            return reads | set(_VECTOR_ARGUMENTS[:floats])
-        if register in _uses(insn) or insn.labels:
-            return None
-    return None
+    insn = _set_for_call(insns, k, _INTEGER_ARGUMENTS[index])
+    if insn is None:
+        return None
+    source = insn.sources[0] if len(insn.sources) == 1 else ""
+    m = re.fullmatch(r"\s*(?:offset\s+)?([\w.$]+)(?:\(%rip\)|\[rip\])?\s*", source)
+    label = m.group(1) if m and insn.mnemonic.startswith("lea") else None
+    if label is None and m and insn.intel:
+        inner = re.fullmatch(r".*\[\s*rip\s*\+\s*([\w.$]+)\s*\]\s*", source)
+        label = inner.group(1) if inner else None
+    fmt = strings.get(label or "")
+    counts = _format_counts(fmt, scanf) if fmt is not None else None
+    if counts is None:
+        return None
+    integers, floats = counts
+    reads = set(_INTEGER_ARGUMENTS[: index + 1 + integers]) | {"rax"}
+    return reads | set(_VECTOR_ARGUMENTS[:floats])
 
 
 def _call_reads(
@@ -821,6 +823,11 @@ class _Source:
         }
         self.called = {t for code in self.code.values() for t in _calls(code, set(), self.tables)}
         self._reads: dict[str, frozenset[str]] | None = None
+        self._asm = asm
+
+    def comparable(self, name: str) -> str:
+        """Function ``name``'s code as two builds compare it (``asmfile.comparable_code``)."""
+        return comparable_code(self._asm, only=[name]).get(name, "")
 
     @property
     def reads(self) -> dict[str, frozenset[str]]:
@@ -880,20 +887,6 @@ def _root(name: str) -> str:
     return name
 
 
-def _code(function: _Function) -> list[tuple[str, tuple[str, ...]]]:
-    """A function's instructions with its ``.L`` labels numbered in order: what two builds
-    of the same function share when they are the same code."""
-    numbers: dict[str, str] = {}
-
-    def number(m: re.Match[str]) -> str:
-        return numbers.setdefault(m.group(0), f".L#{len(numbers)}")
-
-    return [
-        (i.mnemonic, tuple(re.sub(r"\.L[\w$.]+", number, o) for o in i.operands))
-        for i in _instructions(function.text, function.intel)
-    ]
-
-
 def splice_is_safe(
     choice: dict[str, str], sources: dict[str, str], ipa_ra: dict[str, bool]
 ) -> tuple[bool, str]:
@@ -926,7 +919,9 @@ def splice_is_safe(
             theirs = funcs[owner[callee]].get(callee)
             if theirs is None or callee not in mine.functions:
                 return False, f"`{callee}` is missing from one of its sources"
-            if clone_parent(callee) is not None and _code(theirs) != _code(mine.functions[callee]):
+            if clone_parent(callee) is not None and parsed[owner[callee]].comparable(
+                callee
+            ) != mine.comparable(callee):
                 return False, (
                     f"`{caller}` ({source}) calls `{callee}`, a copy that gcc specialised for "
                     f"each build; {owner[callee]}'s may take other arguments"

@@ -598,7 +598,7 @@ def test_functions_compare_by_code_not_by_label_numbers():
     """Two builds of one function that differ only in how their labels are numbered are the
     same code (the mix does not time a splice that is its donor again); a constant they name
     counts by its contents."""
-    from asmopt.model.search.mixing import _function_code
+    from asmopt.executor.asmfile import comparable_code
 
     def build(loop: str, const: str, text: str) -> str:
         return (
@@ -608,9 +608,9 @@ def test_functions_compare_by_code_not_by_label_numbers():
             f"\tjne {loop}\n\tjmp puts@PLT\n\t.size main, .-main\n"
         )
 
-    one = _function_code(build(".L3", ".LC0", "%d"))["main"]
-    assert one == _function_code(build(".L17", ".LC4", "%d"))["main"]
-    assert one != _function_code(build(".L3", ".LC0", "%d!"))["main"]
+    one = comparable_code(build(".L3", ".LC0", "%d"))["main"]
+    assert one == comparable_code(build(".L17", ".LC4", "%d"))["main"]
+    assert one != comparable_code(build(".L3", ".LC0", "%d!"))["main"]
     assert ".L3" not in one and "%d" in one
 
 
