@@ -4,7 +4,7 @@ hundred milliseconds (the shipped align example, bench programs).
 
 For each program, in a fresh copy (no stored profile), it starts ``python -m asmopt.server``,
 opens the file and polls ``textDocument/codeLens`` until a profile lens appears (cold: the
-worker builds the program and runs callgrind on the quickest tests that fit its budget, in
+worker builds the program and runs valgrind on the quickest tests that fit its budget, in
 the sandbox); then it asks ``asmopt.hottestFunctions``, stops the server, starts a new one
 and opens the file again (warm: the profile comes from the workspace's ``.asmopt/`` store).
 It prints each program's tests' time at ``gcc -O3`` (run natively, outside any sandbox: our

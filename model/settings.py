@@ -82,7 +82,7 @@ class Settings:
     # Optimize even a program whose run is mostly process start-up and libc (by its
     # instruction profile); without it the job says so and stops.
     go_on: bool = False
-    # The editor profiles a file's target (callgrind instructions per function, in the
+    # The editor profiles a file's target (valgrind instructions per function, in the
     # sandbox) when the file is opened, to show each function's share in its lens; off: only
     # when asked (the "hottest functions" command).
     profile_on_open: bool = True

@@ -2,7 +2,7 @@
 
 The language server starts one per profile (:mod:`asmopt.server.features.profile`), so its
 event loop never waits on gcc or valgrind, and a profile it no longer needs ends with a kill
-of the whole process tree. The program is built and run under callgrind in the sandbox, as
+of the whole process tree. The program is built and run under valgrind in the sandbox, as
 every generated or compiled program is (``profile_program``). The worker runs at a lower CPU
 priority: instruction counts do not depend on it, and an optimization's timings running
 beside it are disturbed less.

@@ -1,6 +1,6 @@
 """Where a file's program spends its instructions, as the editor shows it.
 
-A target's *profile* is callgrind's count of the instructions each function executes on the
+A target's *profile* is valgrind's count of the instructions each function executes on the
 target's tests (:mod:`asmopt.executor.profile`; instructions, never time). The language
 server makes one in a worker process (:mod:`asmopt.server.profile_worker`) and keeps it
 in the workspace store (``.asmopt/results.sqlite``, a record of kind ``profile``) under
@@ -27,9 +27,9 @@ from asmopt.executor.profile import FunctionShare, Profile
 RECORD_KIND = "profile"
 # Below this share of the instructions a function gets no lens (the hover still says it).
 NEGLIGIBLE = 0.01
-# Seconds of callgrind the editor spends at most: the quickest tests that fit are profiled.
+# Seconds of valgrind the editor spends at most: the quickest tests that fit are profiled.
 BUDGET = 5.0
-METRIC = "instructions (callgrind Ir); not time"
+METRIC = "instructions (valgrind Ir); not time"
 
 
 class ProfileUnavailable(Exception):
@@ -168,7 +168,7 @@ class ProfileEntry:
         tests = f"{len(p.tests)} test{'s' if len(p.tests) != 1 else ''}"
         if p.skipped:
             tests += f" ({len(p.skipped)} longer left out)"
-        return f"callgrind on {tests}; instructions, not time"
+        return f"valgrind on {tests}; instructions, not time"
 
 
 def share_text(share: float) -> str:
@@ -253,7 +253,7 @@ def hottest_answer(
 
 # What a source's lenses say while its target's profile is being made (``ProfileIndex.state``).
 WAITING = "waiting"  # for the optimize jobs to end: valgrind does not run beside their timings
-MEASURING = "measuring"  # the worker builds the program and runs it under callgrind
+MEASURING = "measuring"  # the worker builds the program and runs it under valgrind
 STATE_TITLES = {
     WAITING: "profile waits for the optimize job",
     MEASURING: "measuring instructions…",

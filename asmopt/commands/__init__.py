@@ -2,7 +2,7 @@
 
 - :mod:`.verify`: ``asmopt verify``, a candidate .s against the tests, timed against gcc -O3.
 - :mod:`.optimize`: ``asmopt optimize``, a faster verified version of a source file.
-- :mod:`.profile`: ``asmopt profile``, a program's hottest functions (callgrind).
+- :mod:`.profile`: ``asmopt profile``, a program's hottest functions (valgrind).
 - :mod:`.bench`: ``asmopt bench``, every row of a data set generated, verified, timed, reported.
 - :mod:`.dataset`: ``asmopt dataset build`` and ``asmopt dataset show``, the paper's parquet.
 - :mod:`.train`: ``asmopt train``, PPO locally or with verl; its options derive from

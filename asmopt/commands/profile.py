@@ -1,4 +1,4 @@
-"""`asmopt profile`: where a program's work goes, by instructions executed (callgrind)."""
+"""`asmopt profile`: where a program's work goes, by instructions executed (valgrind)."""
 
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ from asmopt.commands.common import (
 def profile(source: Path, tests_dir: Path | None, budget: float, all_tests: bool, top: int,
             as_json: bool, no_sandbox: bool, timeout: float) -> None:  # fmt: skip
     """Where SOURCE's work goes: its hottest functions by instructions executed on its tests
-    (callgrind in the sandbox; instructions, not time)."""
+    (valgrind in the sandbox; instructions, not time)."""
     from rich.markup import escape
     from rich.table import Table
 
@@ -60,7 +60,7 @@ def profile(source: Path, tests_dir: Path | None, budget: float, all_tests: bool
         source, None, settings, target=target, workspace=workspace.root, config=workspace.config
     )
     try:
-        with _console(stderr=True).status("profiling (valgrind --tool=callgrind)"):
+        with _console(stderr=True).status("profiling (valgrind --tool=cachegrind)"):
             name, prof = profile_program(request, budget=budget, every_test=all_tests)
     except OptimizeError as err:
         _fail(str(err))
@@ -68,7 +68,7 @@ def profile(source: Path, tests_dir: Path | None, budget: float, all_tests: bool
         click.echo(json.dumps({"target": name, **prof.to_dict()}, indent=2))
         return
     console = _console()
-    table = Table(title=f"{name}: instructions executed per function (callgrind; not time)")
+    table = Table(title=f"{name}: instructions executed per function (valgrind; not time)")
     table.add_column("function")
     table.add_column("instructions", justify="right")
     table.add_column("share", justify="right")

@@ -275,7 +275,7 @@ async function mainSession(browser, extensions) {
             }
         });
         await step(page, 'the profile lens ("% of instructions") and Show hottest functions', async () => {
-            // Opening align.c profiled it (callgrind on its quickest test, in the sandbox).
+            // Opening align.c profiled it (valgrind on its quickest test, in the sandbox).
             await openFile(page, 'align.c');
             const share = await waitFor(page, 'the profile lens', async () => (await lenses(page)).find((t) => /% of instructions$/.test(t)), 180_000);
             log(`  profile lens: ${share}`);

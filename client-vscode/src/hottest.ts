@@ -1,6 +1,6 @@
 /**
  * "asmopt: Show hottest functions": the file's functions by their share of the instructions
- * their program executes on its tests (the server's `asmopt.hottestFunctions`: callgrind, in
+ * their program executes on its tests (the server's `asmopt.hottestFunctions`: valgrind, in
  * the sandbox; instructions, not time), in a quick pick that jumps to the one chosen, in
  * whichever source of the program defines it. The profile lenses run it too, with the
  * document's URI.
@@ -55,7 +55,7 @@ export function hottestItems(answer: HottestAnswer, asked?: string): PickItem[] 
 /** The quick pick's placeholder: what the figures are, and a start-up-bound run said once. */
 export function hottestPlaceholder(answer: HottestAnswer): string {
     const tests = `${answer.tests.length} test${answer.tests.length === 1 ? '' : 's'}`;
-    const head = `${answer.target}: instructions per function on ${tests} (callgrind; not time)`;
+    const head = `${answer.target}: instructions per function on ${tests} (valgrind; not time)`;
     if (answer.startupBound) return `${head}. Mostly start-up and libc: its own code runs ${shareText(answer.ownShare)} of them`;
     return head;
 }
@@ -97,7 +97,7 @@ export class HottestFunctions {
     /** The server's answer, under a progress notification (a first profile takes seconds). */
     private ask(uri: string): Promise<HottestResult | undefined> {
         return new Promise((resolve, reject) => {
-            this.host.withProgress('asmopt: profiling (callgrind, on the tests)…', false, async () => {
+            this.host.withProgress('asmopt: profiling (valgrind, on the tests)…', false, async () => {
                 try {
                     resolve((await this.server.executeServerCommand(Commands.hottestFunctions, [uri])) as HottestResult | undefined);
                 } catch (err) {

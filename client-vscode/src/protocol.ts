@@ -81,7 +81,7 @@ export interface HotFunction {
     line: number | null;
 }
 
-/** The answer of `asmopt.hottestFunctions` (instructions from callgrind, not time). */
+/** The answer of `asmopt.hottestFunctions` (instructions from valgrind, not time). */
 export interface HottestAnswer {
     target: string;
     metric: string;

@@ -26,7 +26,7 @@ Not every splice is worth timing; each one skipped is a judgement, stated here:
   lend both (the case mixing is for);
 - a mix whose every function comes from one donor, and that takes every function in which
   that donor differs from the baseline, is that donor again (timed whole already);
-- nothing is spliced when the baseline's instruction profile (callgrind, on the tests it
+- nothing is spliced when the baseline's instruction profile (valgrind, on the tests it
   covers) leaves at most one unit of work that could gain ``MIN_FUNCTION_GAIN``: one function
   executing at least ``1 - 1 / MIN_FUNCTION_GAIN`` of the instructions, with libc and
   start-up counted as one more unit when they execute that much (a donor's function may take
@@ -102,7 +102,7 @@ def one_unit_of_work(profile: Profile | None) -> str | None:
     tests = ", ".join(profile.tests)
     where = f"`{hot[0].name}` executes {hot[0].share:.2%}" if hot else "no function executes 1%"
     return (
-        f"no mix: {where} of the instructions (callgrind on {tests}), so no two functions can "
+        f"no mix: {where} of the instructions (valgrind on {tests}), so no two functions can "
         f"each gain {MIN_FUNCTION_GAIN - 1:.0%}; each donor's version of that work was timed "
         "with the donor, whole"
     )

@@ -207,7 +207,7 @@ def optimize(
     (``outcome.record()``) is kept in ``store`` unless the job was cancelled.
 
     Before any candidate is verified, a program whose quickest test is short is profiled
-    (callgrind instructions); when its own code executes only a small share of them, the
+    (valgrind instructions); when its own code executes only a small share of them, the
     job stops with one line saying so (``startup_bound``), unless ``settings.go_on``. The
     compiler search builds its variants meanwhile (:class:`_Prefetched`); LLMs are asked
     after it.
@@ -364,7 +364,7 @@ def _startup_bound(
     quickest = min(baseline.tests, key=lambda t: baseline.wall_seconds.get(t.name, 0.0))
     if baseline.wall_seconds.get(quickest.name, 0.0) > STARTUP_CHECK_MAX_SECONDS:
         return "", None
-    say(Stage.BASELINE, f"profiling test {quickest.name} (callgrind instructions)")
+    say(Stage.BASELINE, f"profiling test {quickest.name} (valgrind instructions)")
     try:
         profile = profile_binary(sandbox, baseline.binary, [quickest], workers=1, timeout=30)
     except (CallgrindError, ToolNotFoundError, SandboxError):
@@ -373,7 +373,7 @@ def _startup_bound(
 
 
 # The mix skips splices that cannot gain, by the baseline's instruction profile on the
-# quickest tests that fit this many seconds of callgrind on one core (estimated from the
+# quickest tests that fit this many seconds of valgrind on one core (estimated from the
 # baseline's wall time, which load inflates: the budget leaves room, so that the choice
 # does not flip between two runs of a test of a few hundred milliseconds); it is made while
 # the candidates are screened, from the first verdict on (before it, the first candidate
@@ -396,7 +396,7 @@ class _WorkProfile:
     ) -> _WorkProfile:
         """What the mix will need: nothing when the job cannot mix (a function asked for,
         command tests, fewer than two functions); ``known`` (the start-up check's) when it
-        covers the same tests, or when even the quickest test would take callgrind more than
+        covers the same tests, or when even the quickest test would take valgrind more than
         ``MIX_PROFILE_BUDGET``; else a profile to make (:meth:`begin`)."""
         from asmopt.executor.asmfile import parse_functions
         from asmopt.executor.profile import SLOWDOWN, VALGRIND_START, select_tests
@@ -459,7 +459,7 @@ def profile_program(
     request: OptimizeRequest, *, budget: float = 8.0, every_test: bool = False
 ) -> tuple[str, Profile]:
     """The instruction profile of ``request``'s program (its ``gcc -O3`` baseline build) on
-    the quickest of its tests that fit ``budget`` seconds of callgrind (``every_test``: all);
+    the quickest of its tests that fit ``budget`` seconds of valgrind (``every_test``: all);
     returns the target's name and the profile. Raises ``OptimizeError`` with what to do."""
     from asmopt.executor.callgrind import CallgrindError
     from asmopt.executor.profile import profile_binary

@@ -1,5 +1,5 @@
 """Where the time goes, before any optimizing: each function's share of the instructions its
-program executes on its tests (callgrind, in the sandbox; instructions, not time), shown in
+program executes on its tests (valgrind, in the sandbox; instructions, not time), shown in
 its lens and hover, and ``asmopt.hottestFunctions``, the file's functions hottest first.
 
 When a C or assembly file whose target has tests is opened (setting ``profileOnOpen``,
@@ -305,7 +305,7 @@ class Profiler:
             task = asyncio.current_task()
 
             def started() -> None:
-                # Shown once callgrind has run a moment: a profile that fails at once (a
+                # Shown once valgrind has run a moment: a profile that fails at once (a
                 # build error, no profile to make) does not flash a lens.
                 asyncio.get_running_loop().call_later(SHOW_AFTER, self._measuring, key, task)
 

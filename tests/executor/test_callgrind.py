@@ -182,3 +182,52 @@ def test_counting_inside_the_sandbox_matches_counting_outside(tmp_path: Path) ->
     assert inside.exit_code == 0
     assert inside.program == outside.program
     assert inside.program > 100000
+
+
+def test_parse_cachegrind_profile_adds_a_functions_lines_across_files() -> None:
+    profile = """\
+desc: I1 cache:         32768 B, 64 B, 8-way associative
+cmd: /tmp/prog 5
+events: Ir Dr
+fl=prog.c
+fn=main
+4 10 2
+6 5 0
+fl=/usr/include/x86_64-linux-gnu/bits/stdio2.h
+fn=main
+12 3 1
+fl=???
+fn=printf@@GLIBC_2.2.5
+0 300 40
+fl=prog.c
+fn=work
+9 7 7
+summary: 325 50
+"""
+    total, per_function = callgrind.parse_cachegrind_output(profile)
+    assert total == 325
+    # main's lines inlined from a header are main's own instructions too.
+    assert per_function == {"main": 18, "printf@@GLIBC_2.2.5": 300, "work": 7}
+
+
+@needs_valgrind
+def test_cachegrind_counts_each_function_as_callgrind_does(binaries: Path) -> None:
+    """Profiles count with cachegrind, which keeps no call graph: the instructions of each of
+    the program's functions are callgrind's self counts, in the sandbox."""
+    pytest.importorskip("pyseccomp")
+    from asmopt.executor.callgrind import count_instructions_sandboxed
+    from asmopt.executor.sandbox import Sandbox
+
+    with Sandbox() as box:
+        by_callgrind = count_instructions_sandboxed(box, binaries / "loop", b"20000\n")
+        by_cachegrind = count_instructions_sandboxed(
+            box, binaries / "loop", b"20000\n", tool="cachegrind"
+        )
+        with pytest.raises(ValueError, match="tool"):
+            count_instructions_sandboxed(box, binaries / "loop", b"1\n", tool="memcheck")
+    assert by_cachegrind.exit_code == 0
+    assert by_cachegrind.per_function["work"] == by_callgrind.per_function["work"] > 20000
+    # callgrind counts the PLT stubs main jumps through (scanf, printf) as main's, and the
+    # binary's unnamed code as the program's; cachegrind counts its named functions alone.
+    assert 0 <= by_callgrind.per_function["main"] - by_cachegrind.per_function["main"] <= 12
+    assert 0 <= by_callgrind.program - by_cachegrind.program <= 100

@@ -107,7 +107,7 @@ def _prefetching() -> list:
 def test_the_compiler_search_builds_its_variants_while_the_start_up_check_profiles(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The start-up check (callgrind on the quickest test) and the compiler search's builds
+    """The start-up check (valgrind on the quickest test) and the compiler search's builds
     (profile-guided ones with their training runs) are independent: the first variant is
     built before the check ends. A job stopped right after the check leaves no thread
     building more."""

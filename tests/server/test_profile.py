@@ -1,4 +1,4 @@
-"""Where the instructions go: a file's target is profiled when it is opened (callgrind in the
+"""Where the instructions go: a file's target is profiled when it is opened (valgrind in the
 sandbox, in a worker process), each function's share shows in its lens and hover, the
 profile is kept in the workspace store (a reopened file shows it at once, without profiling
 again), a saved change makes a new one, and ``asmopt.hottestFunctions`` lists the functions
@@ -305,7 +305,7 @@ async def test_the_lens_says_the_profile_waits_for_the_optimize_job(workspace, l
         asked = asyncio.ensure_future(s.command("asmopt.hottestFunctions", uri))
         titles = await s.wait_for_lens(uri, WAITING)
         assert titles.count(WAITING) == 2 and titles[0].startswith("running…"), titles
-        await s.wait_for_lens(uri, MEASURING, timeout=30)  # the job ended: callgrind runs
+        await s.wait_for_lens(uri, MEASURING, timeout=30)  # the job ended: valgrind runs
         answer = await asyncio.wait_for(asked, 60)
         assert answer["functions"][0]["name"] == "sum_to"
         titles = await s.wait_for_lens(uri, "31%")

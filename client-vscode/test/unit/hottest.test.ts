@@ -9,7 +9,7 @@ const C = 'file:///w/prog.c';
 
 const ANSWER: HottestAnswer = {
     target: 'prog',
-    metric: 'instructions (callgrind Ir); not time',
+    metric: 'instructions (valgrind Ir); not time',
     total: 2000,
     ownShare: 0.9,
     startupBound: '',
@@ -59,7 +59,7 @@ describe('asmopt.showHottestFunctions', () => {
                 ['main', '0.25% of instructions'],
             ],
         );
-        assert.match(host.picks[0].placeholder, /^prog: instructions per function on 2 tests \(callgrind; not time\)$/);
+        assert.match(host.picks[0].placeholder, /^prog: instructions per function on 2 tests \(valgrind; not time\)$/);
         assert.deepEqual(host.revealed, [{ uri: C, line: 2 }]);
         assert.equal(chosen?.name, 'work');
     });
