@@ -479,21 +479,24 @@ def _wide_round(
     check: RunCheck | None,
     rounds: _Rounds,
 ) -> list[tuple[list[float], list[float], list[float]]]:
-    """One round two wide, on the cores of the member's cohort and of ``other`` (idle, lent
-    for this round): for each test, holding both cohorts' turns, the baseline runs on both
-    cores at once and then the candidate does (or the other way round, alternating as
-    :func:`_round` does); each core's candidate run pairs with that core's baseline run. Two
-    rounds' figures, one per core. Nothing of the candidate runs beside a baseline run it is
-    paired with, and each ratio has a baseline run of its own (see ``cohort.py``)."""
+    """One round two wide, on the cores of the member's cohort and of ``other`` (lent for
+    this round), holding both cohorts' turns for the whole round: for each test, the
+    baseline runs on both cores at once and then the candidate does (or the other way round,
+    alternating as :func:`_round` does); each core's candidate run pairs with that core's
+    baseline run. Two rounds' figures, one per core. Nothing of the candidate runs beside a
+    baseline run it is paired with, and each ratio has a baseline run of its own (see
+    ``cohort.py``). The lent cohort's own members, if any, wait for the round's end: taking
+    the turns test by test would let them in between, and the round would take as long as
+    two narrow ones."""
     assert runs.cohort is not None
     lanes = runs.lanes()
     a_times: list[dict[str, float]] = [{}, {}]
     b_times: list[dict[str, float]] = [{}, {}]
     walls = [[0.0, 0.0], [0.0, 0.0]]
     k = round_no + 1
-    for j, test in enumerate(tests):
-        first = (round_no + j) % 2 == 0  # the baseline first
-        with Cohort.both_turns(runs.cohort, other):
+    with Cohort.both_turns(runs.cohort, other):
+        for j, test in enumerate(tests):
+            first = (round_no + j) % 2 == 0  # the baseline first
             for side in (0, 1) if first else (1, 0):
                 name = "candidate" if side else "baseline"
                 calls = [partial(run_test, lane[side], test, limits, cancel) for lane in lanes]

@@ -37,8 +37,10 @@ Every baseline run is judged like a test by whoever ran it; one that fails is ne
 
 A member alone in its cohort while another cohort has none (the last candidate of a job, its
 winner's second measurement as a rule) would leave that core idle: it takes its rounds *two
-wide* instead (:meth:`Seat.widened`), holding both cohorts' turns. Both cores run the baseline,
-then both run the candidate; each core's two runs pair, so both rules above hold.
+wide* instead (:meth:`Seat.widened`), holding both cohorts' turns for the round. Both cores
+run the baseline, then both run the candidate; each core's two runs pair, so both rules above
+hold. A job may also lend a cohort that has members (its first candidate, until its first
+verdict): they wait for the round's end, as for any member's turn.
 
 A member takes its turns through a :class:`Seat`, which its job may move to another cohort
 between two timed rounds (when that cohort's core would otherwise be idle). At that point the
@@ -190,8 +192,9 @@ class Seat:
     two timed rounds (and only then: see the module).
 
     ``widen`` lends the member a second cohort for one round when it is alone in its own
-    and another cohort has no member (its core would idle): the round is then timed *two
-    wide* (``benchmark``'s wide rounds), holding both cohorts' turns. Within each test both
+    (and another cohort has no member, whose core would idle, or its job puts it first):
+    the round is then timed *two wide* (``benchmark``'s wide rounds), holding both cohorts'
+    turns. Within each test both
     cores run the baseline at once, then both run the candidate at once (or the other way
     round), each core pairing its own two runs. No candidate process runs while a baseline run
     it is paired with runs, so the cohorts' first rule holds; each of the two ratios pairs with

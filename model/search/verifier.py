@@ -50,6 +50,11 @@ COHORT_SIZE = 3
 # wide, on both cores (executor.cohort.Seat.widen): the last candidate timed, typically the
 # winner's second measurement, no longer leaves a core idle.
 WIDE_WHEN_ALONE = True
+# Until a job's first verdict, its first candidate takes its rounds two wide even while the
+# other core has candidates of its own (they wait a round at a time): its figures come twice
+# as fast, and the first verified speed-up is streamed sooner (about 12 s instead of 15-21 s
+# on examples/align); the other candidates' work is only put off, not added to.
+FIRST_GOES_WIDE = True
 
 # What the verifier is asked to judge: a candidate, its kind and where its functions came from.
 Job = tuple[Candidate, TrialKind, dict[str, str]]
@@ -344,8 +349,9 @@ class Verifier:
     def _join(self, ticket: int) -> Cohort | None:
         """The cohort a candidate is timed in: the one with the fewest members, at most
         ``COHORT_SIZE``; candidates join in the order they were submitted (``ticket``).
-        Until a first verdict, the first candidate has its cohort (its core) to itself, so
-        that verdict comes as soon as when every candidate had a core."""
+        Until a first verdict, the first candidate has its cohort (its core) to itself, and
+        takes its rounds two wide (:meth:`_widen`), so that verdict comes sooner than when
+        every candidate had a core."""
         if not self.cohorts:
             return None
         with self._cohort_turns:
@@ -380,19 +386,25 @@ class Verifier:
             return target
 
     def _widen(self, seat: Seat) -> Cohort | None:
-        """A cohort lent to ``seat``'s candidate for one round two wide: one without members,
-        when the candidate is alone in its own (``WIDE_WHEN_ALONE``); it counts as a member
-        of the lent cohort until :meth:`_give_back`."""
+        """A cohort lent to ``seat``'s candidate for one round two wide, when the candidate is
+        alone in its own (``WIDE_WHEN_ALONE``): one without members; or, for the job's first
+        candidate until the job's first verdict (``FIRST_GOES_WIDE``), any other, whose
+        members wait while it holds that core for the round. It counts as a member of the
+        lent cohort until :meth:`_give_back`."""
         if not WIDE_WHEN_ALONE:
             return None
         with self._cohort_turns:
             if seat.cohort.members != 1:
                 return None
-            idle = next((c for c in self.cohorts if c is not seat.cohort and c.members == 0), None)
-            if idle is not None:
-                idle.members += 1
+            others = [c for c in self.cohorts if c is not seat.cohort]
+            lent = next((c for c in others if c.members == 0), None)
+            first = FIRST_GOES_WIDE and seat.cohort is self._first and not self._first_done
+            if lent is None and first and others:
+                lent = min(others, key=lambda c: c.members)
+            if lent is not None:
+                lent.members += 1
                 self.wide_rounds += 1
-            return idle
+            return lent
 
     def _give_back(self, cohort: Cohort) -> None:
         with self._cohort_turns:

@@ -430,3 +430,63 @@ def test_a_baseline_run_lost_in_a_wide_round_is_made_again_in_its_lane():
     estimate = benchmark(None, None, None, tests, opts, sessions=sessions, shared=seat, spare=spare)  # type: ignore[arg-type]
     assert lent and estimate.runs == 4 and lost_lane.calls == 2 + 1
     assert len(clock.threads["base-lane1"]) == 1  # made again in its own lane's thread
+
+
+def test_a_wide_round_holds_the_lent_cores_turns_for_the_whole_round(monkeypatch):
+    """A job may lend a cohort that has members of its own (its first candidate goes two
+    wide until the first verdict): they wait for the wide round's end and never run within
+    it. Were the turns taken test by test, their runs would come in between and a wide round
+    would take as long as two narrow ones."""
+    import asmopt.executor.benchmark as benchmark_module
+
+    clock = _Clock()
+    own, busy = Cohort(), Cohort()
+    own.members, busy.members = 1, 1
+    real = benchmark_module._wide_round
+    calls: list[tuple[float, float]] = []
+
+    def recorded(*args, **kwargs):
+        start = time.monotonic()
+        try:
+            return real(*args, **kwargs)
+        finally:
+            calls.append((start, time.monotonic()))
+
+    monkeypatch.setattr(benchmark_module, "_wide_round", recorded)
+
+    def widen(seat: Seat) -> Cohort | None:
+        busy.members += 1
+        return busy
+
+    def give_back(cohort: Cohort) -> None:
+        cohort.members -= 1
+
+    def sessions(who: str) -> tuple[_FakeSession, _FakeSession]:
+        return (
+            _FakeSession(f"base-for-{who}", clock, None, 0.01),
+            _FakeSession(who, clock, 1.0, 0.01),
+        )
+
+    tests = [TestCase(f"t{i}", b"", None) for i in range(3)]
+    opts = BenchmarkOptions(min_rounds=8, max_rounds=8, target_rel_ci=0.0, warmup_rounds=0)
+    other = threading.Thread(
+        target=benchmark,
+        args=(None, None, None, tests, opts),
+        kwargs={"sessions": sessions("d"), "shared": Seat(busy, "d")},
+    )
+    other.start()
+    seat = Seat(own, "c", widen=widen, give_back=give_back)
+    estimate = benchmark(
+        None, None, None, tests, opts, sessions=sessions("c"), shared=seat,
+        spare=lambda: sessions("c"),
+    )  # type: ignore[arg-type]  # fmt: skip
+    other.join()
+
+    assert estimate.runs == 8 and len(calls) == 4 and busy.members == 1
+    theirs = [(s, e) for who, s, e, _ in clock.runs if who in ("d", "base-for-d")]
+    assert len(theirs) == 2 * 3 * 8  # the other member was timed meanwhile
+    for start, end in calls:
+        mine = [(s, e) for who, s, e, _ in clock.runs if who.endswith("c") and start <= s < end]
+        assert len(mine) == 4 * len(tests)  # both sides, both cores, every test
+        first, last = min(s for s, _ in mine), max(e for _, e in mine)
+        assert not [(s, e) for s, e in theirs if s < last and first < e]

@@ -594,6 +594,40 @@ def test_a_candidate_alone_is_lent_the_idle_cohort_for_a_round(monkeypatch):
         pool.close()
 
 
+def test_the_first_candidate_goes_two_wide_until_the_first_verdict(monkeypatch):
+    """Until the job's first verdict, its first candidate is lent the other core for its
+    rounds even while candidates are timed there (they wait a round at a time), so the first
+    figure comes sooner; any other candidate, and the first one after a verdict, is lent
+    only an idle core."""
+    import asmopt.model.search.verifier as verifier_module
+    from asmopt.executor.cohort import Seat
+    from asmopt.model.search.stages import quiet
+    from asmopt.model.search.verifier import Verifier
+
+    pool = Verifier(None, None, OPTIONS, None, 2, quiet, None)  # type: ignore[arg-type]
+    try:
+        first = pool._join(0)
+        assert first is not None
+        busy = pool._join(1)
+        assert busy is not None and busy is not first and busy.members == 1
+        seat = Seat(first, "a", widen=pool._widen, give_back=pool._give_back)
+        with seat.widened() as lent:
+            assert lent is busy and busy.members == 2
+        assert busy.members == 1
+        with Seat(busy, "b", widen=pool._widen).widened() as lent:
+            assert lent is None  # not the first: the other core is not idle
+        monkeypatch.setattr(verifier_module, "FIRST_GOES_WIDE", False)
+        with seat.widened() as lent:
+            assert lent is None
+        monkeypatch.setattr(verifier_module, "FIRST_GOES_WIDE", True)
+        pool._leave(busy)  # a verdict: the job's first
+        busy.members += 1
+        with seat.widened() as lent:
+            assert lent is None
+    finally:
+        pool.close()
+
+
 def test_functions_compare_by_code_not_by_label_numbers():
     """Two builds of one function that differ only in how their labels are numbered are the
     same code (the mix does not time a splice that is its donor again); a constant they name
