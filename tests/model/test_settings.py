@@ -78,3 +78,15 @@ def test_default_target_finds_tests_beside_the_file(tmp_path: Path) -> None:
     assert default_target(src).tests is None  # type: ignore[union-attr]
     (tmp_path / "tests").mkdir()
     assert default_target(src).tests == (tmp_path / "tests").resolve()  # type: ignore[union-attr]
+
+
+def test_the_commands_time_to_the_settings_precision_by_default() -> None:
+    """`asmopt verify --ci` and `asmopt bench --ci` default to the setting ``ci_target``'s
+    default, the precision `optimize` and the editor time to."""
+    import click
+
+    from asmopt.commands.common import ci_option
+
+    command = ci_option(click.Command("probe", callback=lambda target_ci: None))
+    (option,) = [p for p in command.params if p.name == "target_ci"]
+    assert option.default == Settings().ci_target == 0.03
