@@ -17,6 +17,7 @@ import contextlib
 import os
 import re
 import signal as signals
+import stat
 import subprocess
 import tempfile
 import uuid
@@ -177,14 +178,20 @@ def _count(
     per_function: dict[str, int] = {}
     for (_, function), cost in by_object.items():
         per_function[function] = per_function.get(function, 0) + cost
-    ordered = dict(sorted(per_function.items(), key=lambda item: (-item[1], item[0])))
-    # valgrind re-raises the program's fatal signal on itself; a wrapper may instead
-    # report it as 128 + signal, which is then indistinguishable from an exit status.
+    return _result(total, in_program, per_function, returncode)
+
+
+def _result(
+    total: int, program: int, per_function: dict[str, int], returncode: int
+) -> InstructionCount:
+    """The count, its functions largest first. valgrind re-raises the program's fatal signal
+    on itself (a negative ``returncode``); a wrapper may instead report it as 128 + signal,
+    which is then indistinguishable from an exit status."""
     exit_code, signal = (returncode, None) if returncode >= 0 else (None, -returncode)
     return InstructionCount(
         total=total,
-        program=in_program,
-        per_function=ordered,
+        program=program,
+        per_function=dict(sorted(per_function.items(), key=lambda item: (-item[1], item[0]))),
         exit_code=exit_code,
         signal=signal,
     )
@@ -309,6 +316,8 @@ def count_instructions_sandboxed(
     counts as their caller's)."""
     from dataclasses import replace
 
+    if tool not in _TOOL_OPTIONS:
+        raise ValueError(f"tool must be one of {sorted(_TOOL_OPTIONS)}, not {tool!r}")
     valgrind = Path(require_tool("valgrind")).resolve()
     # Debian's valgrind is a shell wrapper that execs "$0.bin"; the sandbox stages the program
     # under another name, so run the real launcher directly.
@@ -331,8 +340,6 @@ def count_instructions_sandboxed(
         wall_seconds=timeout,
         cpu_seconds=int(timeout) + 1,
     )
-    if tool not in _TOOL_OPTIONS:
-        raise ValueError(f"tool must be one of {sorted(_TOOL_OPTIONS)}, not {tool!r}")
     run = sandbox.run(
         valgrind,
         stdin,
@@ -358,26 +365,46 @@ def count_instructions_sandboxed(
     profile = out / f"{tool}.out"
     if run.timed_out:
         raise CallgrindError(f"valgrind timed out after {timeout:.0f} s on {program.name}")
-    if not profile.exists():
+    if not profile.exists() and not profile.is_symlink():
         tail = "\n".join(stderr.strip().splitlines()[-8:]) or "(nothing)"
         raise CallgrindError(f"valgrind wrote no profile for {program.name}; it said:\n{tail}")
-    text = profile.read_text(errors="replace")
+    text = _read_left(profile, program.name)
     code = run.exit_code if run.exit_code is not None else -(run.signal or 0)
-    if tool == "callgrind":
-        total, by_object = parse_callgrind_output(text)
-        return _count(total, by_object, text, copy, code)
+    try:
+        if tool == "callgrind":
+            total, by_object = parse_callgrind_output(text)
+            return _count(total, by_object, text, copy, code)
+        total, per_function = parse_cachegrind_output(text)
+    except (ValueError, IndexError):  # the program may have written over it
+        raise CallgrindError(f"the profile of {program.name} is malformed") from None
     from asmopt.executor.elf import ElfInspectionError, functions
 
-    total, per_function = parse_cachegrind_output(text)
     try:
         own = {f.name for f in functions(program)}
     except ElfInspectionError:
         own = set()
-    exit_code, signal = (code, None) if code >= 0 else (None, -code)
-    return InstructionCount(
-        total=total,
-        program=sum(n for name, n in per_function.items() if name in own),
-        per_function=dict(sorted(per_function.items(), key=lambda item: (-item[1], item[0]))),
-        exit_code=exit_code,
-        signal=signal,
-    )
+    program_count = sum(n for name, n in per_function.items() if name in own)
+    return _result(total, program_count, per_function, code)
+
+
+# The most of a profile read back from the sandbox's output directory: a real one of a
+# program of thousands of functions is a few megabytes.
+PROFILE_READ_LIMIT = 64 << 20
+
+
+def _read_left(path: Path, name: str) -> str:
+    """The text of the profile valgrind left at ``path``, in a directory the program under
+    test could write too: it may have put a link there (to a host file, or to /dev/zero,
+    which would never end), a FIFO or a huge file. Only a regular file is read, never
+    through a link, and at most ``PROFILE_READ_LIMIT`` bytes; else ``CallgrindError``."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as err:
+        raise CallgrindError(f"the profile of {name} cannot be read: {err.strerror}") from None
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            raise CallgrindError(f"the profile of {name} is not a regular file")
+        data = f.read(PROFILE_READ_LIMIT + 1)
+    if len(data) > PROFILE_READ_LIMIT:
+        raise CallgrindError(f"the profile of {name} is over {PROFILE_READ_LIMIT >> 20} MiB")
+    return data.decode(errors="replace")

@@ -219,3 +219,45 @@ def test_caller_keeps_working_after_hostile_runs(lab) -> None:
     result = verify_candidate(asm, baseline, sandbox, options)
     assert result.all_passed
     assert result.identical_to_baseline is False or result.tests_passed == 1
+
+
+# A program under valgrind that leaves, where valgrind writes its profile (beside itself in
+# the output directory the sandbox lends), a link to /dev/zero: valgrind writes through it at
+# exit, and a profile read through the link would never end.
+PROFILE_LINK_C = r"""
+#include <libgen.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+int main(int argc, char **argv) {
+    char dir[4096], path[4200];
+    const char *names[] = {"callgrind.out", "cachegrind.out"};
+    for (int i = 0; i < 2; i++) {
+        strncpy(dir, argv[0], sizeof dir - 1);
+        dir[sizeof dir - 1] = 0;
+        snprintf(path, sizeof path, "%s/%s", dirname(dir), names[i]);
+        unlink(path);
+        symlink("/dev/zero", path);
+    }
+    puts("1");
+    return 0;
+}
+"""
+
+
+@pytest.mark.parametrize("tool", ["callgrind", "cachegrind"])
+def test_a_program_cannot_plant_a_link_where_its_profile_goes(tmp_path: Path, tool: str) -> None:
+    """What valgrind leaves is read from a directory the program could write too: a link
+    there (to /dev/zero, which would never end; or to a host file) is not followed."""
+    pytest.importorskip("pyseccomp")
+    from asmopt.executor.callgrind import CallgrindError, count_instructions_sandboxed
+    from asmopt.executor.toolchain import find_tool
+
+    if find_tool("valgrind") is None:
+        pytest.skip("valgrind not installed")
+    src = tmp_path / "plant.c"
+    src.write_text(PROFILE_LINK_C)
+    binary = tmp_path / "plant"
+    subprocess.run(["gcc", "-O1", str(src), "-o", str(binary)], check=True)
+    with Sandbox() as box, pytest.raises(CallgrindError, match="profile of plant cannot be read"):
+        count_instructions_sandboxed(box, binary, b"", timeout=60, tool=tool)
