@@ -15,11 +15,13 @@ timing), and the time `asmopt profile` takes on the shipped align example (a pro
 a few hundred milliseconds a test).
 
     .venv/bin/python bench/time_to_verdict.py [--before REV] [--also REV] [--only align,fizz]
-        [--skip-extras] [--json out]
+        [--repeat N] [--skip-extras] [--json out]
 
 ``--also REV`` times a further revision in the same rotation (e.g. main when a piece of work
-started, against which that work's own ratio is wanted); ``--skip-extras`` leaves out the A/A
-check and the profile timing.
+started, against which that work's own ratio is wanted); ``--repeat N`` times every program N
+times and adds, per program, the ratio of the median wall times and the range of the runs'
+own ratios (on a shared machine one run's ratio moves by a few hundredths either way);
+``--skip-extras`` leaves out the A/A check and the profile timing.
 
 Ratios are from this one run on this machine; the load is printed with them.
 """
@@ -31,6 +33,7 @@ import json
 import os
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -208,6 +211,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget", type=float, default=None, help="--budget for both")
     parser.add_argument("--also", default=None, help="a further revision to time (main)")
     parser.add_argument("--aa-trials", type=int, default=2)
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="time each program this many times (its spread)"
+    )
     parser.add_argument("--skip-extras", action="store_true", help="no A/A check, no profile")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
@@ -221,10 +227,17 @@ def main(argv: list[str] | None = None) -> int:
         if args.also:
             trees["also"] = before_tree(args.also, tmp / "also")
         trees["now"] = None
-        runs_of = {name: time_versions(name, trees, i, tmp, extra) for i, name in enumerate(names)}
+        runs_of = {
+            _key(name, k): time_versions(name, trees, i + k, tmp / f"run{k}", extra)
+            for k in range(args.repeat)
+            for i, name in enumerate(names)
+        }
         record.update(runs_of)
         print()
         print(results_table(runs_of, args.also))
+        if args.repeat > 1:
+            print()
+            print(spread_table(runs_of, names))
         if not args.skip_extras:
             print()
             aa = aa_check(args.aa_trials)
@@ -256,6 +269,30 @@ def time_versions(
             flush=True,
         )
     return runs
+
+
+def _key(name: str, k: int) -> str:
+    """The record key of run ``k`` of ``name`` (``name`` alone for the first)."""
+    return name if k == 0 else f"{name}#{k + 1}"
+
+
+def spread_table(runs_of: dict[str, dict[str, dict]], names: list[str]) -> str:
+    """Per program over its repeated runs: each version's wall times, the ratio of their
+    medians and the range of the runs' own ratios (each run's before and now are one pair)."""
+    rows = []
+    for name in names:
+        pairs = [r for key, r in runs_of.items() if key.split("#")[0] == name]
+        before = sorted(r["before"]["wall"] for r in pairs)
+        now = sorted(r["now"]["wall"] for r in pairs)
+        ratios = sorted(r["now"]["wall"] / r["before"]["wall"] for r in pairs)
+        rows.append([
+            name, str(len(pairs)),
+            " ".join(f"{w:.0f}" for w in before), " ".join(f"{w:.0f}" for w in now),
+            f"{statistics.median(now) / statistics.median(before):.2f}",
+            f"{ratios[0]:.2f}–{ratios[-1]:.2f}",
+        ])  # fmt: skip
+    headers = ["program", "runs", "before s", "now s", "median now/before", "per-run ratios"]
+    return table(headers, rows)
 
 
 def results_table(runs_of: dict[str, dict[str, dict]], also: str | None) -> str:

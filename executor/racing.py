@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from asmopt.executor.intervals import median_bounds, one_sided_rank
@@ -143,6 +143,11 @@ class Race:
         with self._lock:
             finite = [v for v in self._lower.values() if v[0] > -math.inf]
         return max(finite) if finite else None
+
+    def timing(self, keys: Iterable[str]) -> dict[str, tuple[tuple[float, ...], str]]:
+        """The round ratios so far (and label) of each of ``keys`` that has any."""
+        with self._lock:
+            return {k: self._samples[k] for k in keys if k in self._samples}
 
     def check(self, key: str, label: str, samples: Sequence[float]) -> str | None:
         """Record ``samples`` of candidate ``key``; at a look, why it should stop (or None)."""

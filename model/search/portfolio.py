@@ -32,7 +32,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from asmopt.executor.benchmark import RacingRule
+from asmopt.executor.benchmark import RacingRule, order_statistic_median_ci
+from asmopt.executor.intervals import MIN_CI_SAMPLES
 from asmopt.executor.sandbox import Sandbox
 from asmopt.executor.store import ResultStore
 from asmopt.executor.verify import Baseline, VerifyOptions, candidate_hash
@@ -49,7 +50,7 @@ from asmopt.model.search.trials import (
     rank,
     rank_key,
 )
-from asmopt.model.search.verifier import Job, SameCode, Verifier, Withdrawal
+from asmopt.model.search.verifier import Job, SameCode, Timing, Verifier, Withdrawal
 
 if TYPE_CHECKING:
     from asmopt.executor.profile import Profile
@@ -73,6 +74,11 @@ DEFAULT_RACING = RacingRule()
 # again at the full one.
 SCREEN_MIN_ROUNDS = 6
 SCREEN_REL_CI = 0.05
+# ... within this share of the job's time budget (timing goes on past it only until the CI
+# exists, as always): the screening only chooses what is measured again, with the whole
+# budget. On examples/dispatch, the leader's rounds in a cohort spread so much (1.11-1.47)
+# that its screening ran to the whole budget: 24 rounds, 54 s of the job's 87.
+SCREEN_BUDGET_SHARE = 0.5
 _NOTHING_AGAIN = "no candidate looks faster: nothing to measure again"
 
 
@@ -169,10 +175,11 @@ def optimize(
     ``racing`` is the rule by which candidates that cannot win stop being timed early (None:
     every candidate is timed to its CI target or budget); its ``contenders`` and ``min_gain``
     are filled in here. A racing job that confirms screens candidates to a looser precision
-    (``SCREEN_REL_CI`` from ``SCREEN_MIN_ROUNDS`` rounds) and measures the best again at the
-    full one. ``same_code`` False times candidates with identical machine code
-    again. ``on_update`` hears of every verified speed-up as soon as it is known (see
-    :class:`SoFar`). When ``cancel`` is set, the job stops and returns what was verified.
+    (``SCREEN_REL_CI`` from ``SCREEN_MIN_ROUNDS`` rounds, in ``SCREEN_BUDGET_SHARE`` of the
+    budget) and measures the best again at the full one. ``same_code`` False times
+    candidates with identical machine code again. ``on_update`` hears of every verified
+    speed-up as soon as it is known (see :class:`SoFar`). When ``cancel`` is set, the job
+    stops and returns what was verified.
     ``profile`` gives the baseline's instruction profile (waiting for it if it is being made),
     or None: the mix uses it to skip splices that cannot gain (see ``mixing``).
 
@@ -242,6 +249,7 @@ def _screening(opts: VerifyOptions) -> VerifyOptions:
         opts.bench,
         min_rounds=min(opts.bench.min_rounds, SCREEN_MIN_ROUNDS),
         target_rel_ci=max(opts.bench.target_rel_ci, SCREEN_REL_CI),
+        budget_seconds=opts.bench.budget_seconds * SCREEN_BUDGET_SHARE,
     )
     return replace(opts, bench=bench)
 
@@ -480,7 +488,7 @@ EARLY_AT_MOST = 4
 
 def _measure_early(
     pool: Verifier, opts: VerifyOptions, say: Progress, background: ThreadPoolExecutor
-) -> tuple[Callable[[list[Trial]], bool], Callable[[], _Early | None]]:
+) -> tuple[Callable[[list[Trial], Timing], bool], Callable[[], _Early | None]]:
     """The screening's idle hook, and what it started: when every candidate is being verified
     and a worker would be idle, the best so far is measured again at once (in ``background``)
     rather than after the screening, so that the job's last step overlaps its first. When a
@@ -488,12 +496,15 @@ def _measure_early(
     confirmation chooses: :func:`_promising`), that measurement is withdrawn and the new
     first is measured again at once, up to ``EARLY_AT_MOST`` times. A later candidate whose
     median lies above the first's CI is measured again after the screening, without waiting
-    for this one (see :func:`_measure_again`)."""
+    for this one (see :func:`_measure_again`). While a candidate still being screened ranks
+    above the best so far on its rounds so far (:func:`_outranked`), nothing is begun: on
+    examples/dispatch the measurement begun meanwhile was withdrawn when that one's screening
+    ended, and had slowed it down."""
     started: list[_Early] = []
 
-    def idle(done: list[Trial]) -> bool:
+    def idle(done: list[Trial], timing: Timing) -> bool:
         best = _promising(pool.resolve(done), True, 1)
-        current = started[-1] if started else None
+        current = started[-1] if started and not started[-1].halt.why else None
         if not best or (current is not None and current.chash == best[0].result.candidate_hash):
             return False  # keep being told: a later candidate may rank first
         if current is not None:
@@ -503,6 +514,8 @@ def _measure_early(
                 else f"{best[0].label} now ranks first (the confirmation measures the first)"
             )
             say(Stage.VERIFY, f"{current.trial.label} is not measured again: {current.halt.why}")
+        if _outranked(best[0], timing):
+            return False  # it would likely be withdrawn: wait for that candidate's verdict
         if len(started) < EARLY_AT_MOST:
             halt = Withdrawal()
             future = background.submit(_fresh, best, pool, opts, say, Stage.VERIFY, halt)
@@ -513,6 +526,21 @@ def _measure_early(
         return started[-1] if started and not started[-1].halt.why else None
 
     return idle, current
+
+
+def _outranked(best: Trial, timing: Timing) -> bool:
+    """Whether a candidate still being screened ranks above ``best`` on its rounds so far (a
+    higher lower bound of its 95% CI, once it has one): measuring ``best`` again now would
+    most likely be withdrawn when that one's screening ends, and meanwhile slow it down."""
+    top = best.result.speedup
+    if top is None:
+        return False
+    for samples, _ in timing.values():
+        if len(samples) >= MIN_CI_SAMPLES:
+            median, low, _ = order_statistic_median_ci(samples)
+            if median > 1.0 and low > top.ci_low:
+                return True
+    return False
 
 
 def _beaten(measured: Trial, best: Trial) -> bool:

@@ -41,7 +41,7 @@ from asmopt.model.search.policy import Candidate
 from asmopt.model.search.stages import Progress, Stage
 from asmopt.model.search.trials import OnUpdate, SoFar, Trial, TrialKind
 
-__all__ = ["COHORT_SIZE", "Job", "SameCode", "Verifier"]
+__all__ = ["COHORT_SIZE", "Job", "SameCode", "Timing", "Verifier"]
 
 # Candidates timed together on each core (executor.cohort): each round of a test runs the
 # baseline once for all of them. 1: every candidate alone on a core, with its own baseline runs.
@@ -58,6 +58,8 @@ FIRST_GOES_WIDE = True
 
 # What the verifier is asked to judge: a candidate, its kind and where its functions came from.
 Job = tuple[Candidate, TrialKind, dict[str, str]]
+# The round ratios so far (and label) of each candidate still being timed, by candidate hash.
+Timing = dict[str, tuple[tuple[float, ...], str]]
 
 
 class SameCode:
@@ -280,7 +282,7 @@ class Verifier:
         contenders: int = 0,
         fresh_race: bool = False,
         stage: Stage = Stage.VERIFY,
-        on_idle: Callable[[list[Trial]], bool] | None = None,
+        on_idle: Callable[[list[Trial], Timing], bool] | None = None,
         halt: Withdrawal | None = None,
     ) -> list[Trial]:
         """Verify ``jobs`` (taken one by one as they are made) ``workers`` at a time.
@@ -289,7 +291,8 @@ class Verifier:
         Each call races in a race of its own, so two calls may run at once (in two threads),
         sharing the workers. Its progress lines report ``stage``. Once every job was taken
         and fewer are left than the pool has threads (a worker would be idle), ``on_idle`` is
-        called with the trials done so far as each one ends, until it says it is done.
+        called with the trials done so far, and the round ratios so far of the candidates
+        still being timed (:data:`Timing`), as each one ends, until it says it is done.
         Setting ``halt`` stops timing this call's candidates (see :class:`Withdrawal`)."""
         if self.cancel is not None and self.cancel.is_set():
             self.cancelled = True
@@ -297,7 +300,7 @@ class Verifier:
             return []
         opts = options or self.options
         race = self._race(contenders, fresh_race)
-        futures: dict[Future[Trial], Candidate] = {}
+        futures: dict[Future[Trial], str] = {}  # -> its candidate's hash
         done: list[Trial] = []
         pending: set[Future[Trial]] = set()
 
@@ -333,7 +336,7 @@ class Verifier:
                 ticket = self._tickets
                 self._tickets += 1
             fut = self.pool.submit(self._one, c, kind, sources, opts, race, ticket, halt)
-            futures[fut] = c
+            futures[fut] = candidate_hash(c.asm)
             pending.add(fut)
             collect(0)
         looked = -1
@@ -341,7 +344,8 @@ class Verifier:
             idle = len(pending) < self.threads and len(done) > looked
             if on_idle is not None and idle and not self.cancelled:
                 looked = len(done)
-                if on_idle(list(done)):
+                timing = race.timing(futures[f] for f in pending) if race is not None else {}
+                if on_idle(list(done), timing):
                     on_idle = None
             collect(0.2)
         return done

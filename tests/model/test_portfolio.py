@@ -661,8 +661,8 @@ def test_the_best_measured_again_during_the_screening_is_not_measured_again_afte
     pool.rule = RacingRule()
     with ThreadPoolExecutor(1) as background:
         idle, early = _measure_early(pool, OPTIONS, lambda *_: None, background)  # type: ignore[arg-type]
-        assert not idle([]) and early() is None  # nothing to measure yet: asked again later
-        idle([whole])
+        assert not idle([], {}) and early() is None  # nothing to measure yet: asked again later
+        idle([whole], {})
         assert early() is not None
         trials, _ = _after_screening(
             SimpleNamespace(asm=_variant()), [whole], pool, OPTIONS, mix=True, mix_sources=6,  # type: ignore[arg-type]
@@ -708,12 +708,12 @@ def test_an_early_measurement_is_withdrawn_when_a_surely_faster_candidate_appear
     pool, lines = _WithdrawablePool("A"), []
     with ThreadPoolExecutor(4) as background:
         idle, early = _measure_early(pool, OPTIONS, lambda _s, line: lines.append(line), background)  # type: ignore[arg-type]
-        idle([first])
+        idle([first], {})
         measuring_a = early()
         assert measuring_a is not None and measuring_a.trial.label == "A"
-        idle([first, tie])
+        idle([first, tie], {})
         assert early() is measuring_a  # a tie withdraws nothing
-        idle([first, tie, faster])
+        idle([first, tie, faster], {})
         now = early()
         assert now is not None and now.trial.label == "B"
         assert measuring_a.future.result(timeout=10) == {}  # A's cut-short figures are dropped
@@ -733,7 +733,7 @@ def test_an_early_measurement_of_a_candidate_the_confirmation_does_not_choose_is
     pool = _WithdrawablePool("A")
     with ThreadPoolExecutor(4) as background:
         idle, early = _measure_early(pool, OPTIONS, lambda *_: None, background)  # type: ignore[arg-type]
-        idle([first])  # B was screened after the last look (or past EARLY_AT_MOST)
+        idle([first], {})  # B was screened after the last look (or past EARLY_AT_MOST)
         measuring = early()
         assert measuring is not None and measuring.trial.label == "A"
         chosen = _promising([first, best], True, 3)
@@ -742,6 +742,69 @@ def test_an_early_measurement_of_a_candidate_the_confirmation_does_not_choose_is
     assert [t.label for t in trials if t.confirmed] == ["B"]
     assert measuring.halt.why and [labels for labels, _ in pool.asked] == [["A"], ["B"]]
     assert pool.restored == ["A"]  # its twins take its screening verdict, as it shows
+
+
+def test_no_early_measurement_begins_while_a_candidate_being_screened_ranks_above_the_best():
+    """A candidate still being screened whose rounds so far give a higher CI lower bound than
+    the best finished one would most likely take the confirmation from it: nothing is
+    measured early until it ends (or until its rounds no longer rank it above). Too few
+    rounds for a CI, or a lower bound below the best's, do not hold the measurement back."""
+    from asmopt.model.search.portfolio import _measure_early
+
+    best = _whole("A", _variant(f=True), 1.14, 1.10, 1.16)
+    leading = [1.11, 1.25, 1.24, 1.37, 1.16, 1.16, 1.18, 1.16]  # CI [1.11, 1.37]: above A
+    trailing = [1.05, 1.12, 1.09, 1.15, 1.08, 1.10, 1.07, 1.11]  # CI low 1.05: below A
+    pool = _WithdrawablePool("none")
+    with ThreadPoolExecutor(4) as background:
+        idle, early = _measure_early(pool, OPTIONS, lambda *_: None, background)  # type: ignore[arg-type]
+        assert not idle([best], {"b": (tuple(leading), "B")})
+        assert early() is None and pool.asked == []
+        assert not idle([best], {"b": (tuple(leading[:5]), "B"), "c": (tuple(trailing), "C")})
+        measuring = early()
+        assert measuring is not None and measuring.trial.label == "A"
+        measuring.future.result(timeout=10)
+    assert [labels for labels, _ in pool.asked] == [["A"]]
+
+
+def test_the_idle_hook_hears_the_rounds_so_far_of_the_candidates_still_being_timed():
+    """``Verifier.verify`` tells its idle hook the round ratios so far (from its race) of the
+    candidates still being timed, and not those of the ones done."""
+    from asmopt.executor.verify import candidate_hash
+    from asmopt.model.search.stages import quiet
+    from asmopt.model.search.verifier import Verifier
+
+    quick, slow = _whole("Q", "quick asm", 1.1, 1.05, 1.2), _whole("S", "slow asm", 1.3, 1.2, 1.4)
+    checked, release = threading.Event(), threading.Event()
+
+    def one(candidate, kind, sources, options, race, ticket=0, halt=None):
+        if candidate.label == "S":
+            race.check(candidate_hash(candidate.asm), "S", [1.3] * 6)
+            checked.set()
+            release.wait(10)
+            return slow
+        race.check(candidate_hash(candidate.asm), "Q", [1.1] * 7)
+        checked.wait(10)
+        return quick
+
+    heard = []
+
+    def on_idle(done, timing):
+        if not done:
+            return False
+        heard.append(([t.label for t in done], dict(timing)))
+        release.set()
+        return True
+
+    pool = Verifier(None, None, OPTIONS, None, 1, quiet, None)  # type: ignore[arg-type]
+    pool.rule = RacingRule()
+    pool._one = one  # type: ignore[method-assign]
+    try:
+        jobs = [(slow.candidate, "whole", {}), (quick.candidate, "whole", {})]
+        done = pool.verify(jobs, contenders=2, on_idle=on_idle)  # type: ignore[arg-type]
+    finally:
+        pool.close()
+    assert sorted(t.label for t in done) == ["Q", "S"]
+    assert heard == [(["Q"], {candidate_hash("slow asm"): ((1.3,) * 6, "S")})]
 
 
 def test_the_early_measurement_follows_the_candidate_that_ranks_first():
@@ -754,9 +817,9 @@ def test_the_early_measurement_follows_the_candidate_that_ranks_first():
     pool, lines = _WithdrawablePool("A"), []
     with ThreadPoolExecutor(4) as background:
         idle, early = _measure_early(pool, OPTIONS, lambda _s, line: lines.append(line), background)  # type: ignore[arg-type]
-        idle([first])
+        idle([first], {})
         measuring_a = early()
-        idle([first, tie_ranked_first])
+        idle([first, tie_ranked_first], {})
         now = early()
         assert measuring_a is not None and now is not None and now.trial.label == "B"
         assert measuring_a.future.result(timeout=10) == {}
