@@ -121,14 +121,18 @@ def run_optimize(pythonpath: Path | None, source: Path, extra: list[str]) -> dic
         "ci": (speedup.get("ci_low"), speedup.get("ci_high")),
         "message": data.get("message", ""),
         "candidates": len(data.get("candidates", ())),
-        # What was judged, and how many rounds each was timed (0: not timed).
-        "trials": [
-            (c.get("kind"), c.get("label"), (c.get("speedup") or {}).get("runs", 0))
-            for c in data.get("candidates", ())
-        ],
+        # What was judged, how many rounds each was timed (0: not timed), and its figures
+        # (median, CI; the screening's for a candidate not measured again).
+        "trials": [_trial(c) for c in data.get("candidates", ())],
         "rounds": sum((c.get("speedup") or {}).get("runs", 0) for c in data.get("candidates", ())),
         "notes": data.get("notes", []),
     }
+
+
+def _trial(c: dict) -> tuple:
+    s = c.get("speedup") or {}
+    return (c.get("kind"), c.get("label"), s.get("runs", 0), s.get("median"), s.get("ci_low"),
+            s.get("ci_high"))  # fmt: skip
 
 
 def same_or_within(before: dict, after: dict) -> str:

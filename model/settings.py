@@ -76,7 +76,7 @@ class Settings:
     # ±2%: the CI misses as rarely (bench/ci_coverage.py), and where rounds spread 5% (a busy
     # 2-core machine) it takes half the rounds; set 0.02 for the narrower figure.
     ci_target: float = 0.03
-    bench_budget: float = 60.0  # seconds of benchmarking per candidate at most
+    bench_budget: float = 60.0  # seconds of benchmarking per measurement (a screening: half)
     compare: str = "tokens"
     tolerance: float = 1e-6
     workers: int = 0  # 0: one per core

@@ -95,7 +95,12 @@ from asmopt.commands.common import (
     help="The CPU level the code will run on; above x86-64, candidates built for it are "
     "tried too (labelled with what they require). Default: x86-64 (portable).",
 )
-@click.option("--budget", type=float, default=None, help="Seconds of benchmarking per candidate.")
+@click.option(
+    "--budget",
+    type=float,
+    default=None,
+    help="Seconds of benchmarking per measurement (screening a candidate takes half).",
+)
 @click.option("--workers", type=int, default=None, help="Verifications at once (default: cores).")
 @click.option(
     "--go-on",

@@ -347,11 +347,12 @@ def _confirm(
     """Measure again, with twice the budget and half the CI target, the ``count`` best trials
     by CI lower bound and the ``count`` best by median: a screening run cut short by its
     budget after two rounds has a meaningless (often far too narrow) CI, so the median is the
-    second opinion. When the job races, the best by CI lower bound and only those whose median
-    lies above its CI (at most ``count``), racing each other afresh, at the job's own
-    precision (``opts``: the precision the user asked for; the screening was looser): those
-    within its CI are ties, reported with their screening figures, and measuring the best
-    again is what keeps the winner's figure free of the selection. Trials that share
+    second opinion. When the job races, the best by CI lower bound, the best by median when
+    its median is higher, and others only when their median lies above the first's CI (at
+    most ``count``), racing each other afresh, at the job's own precision (``opts``: the
+    precision the user asked for; the screening was looser): the rest within its CI are
+    ties, reported with their screening figures, and measuring the best again is what keeps
+    the winner's figure free of the selection. Trials that share
     another's machine code are not measured again (their twin is); nor is one ``early``
     measured again already."""
     chosen = _promising(trials, pool.rule is not None, count)
@@ -378,14 +379,23 @@ def _promising(trials: list[Trial], racing: bool, count: int, above: float = 0.0
         if all(t is not p for p in promising):
             promising.append(t)
     if racing and promising:
-        # Racing: the best by CI lower bound, and others only when their median is above
-        # its whole CI (they may well be better); near-ties are not measured again, since
-        # any of them is a winner within the best one's CI.
+        # Racing: the best by CI lower bound; the best by median too when its median is
+        # higher (a noisy candidate's wider CI can rank it below a steadier, slower one); and
+        # others only when their median is above the best's whole CI (they may well be
+        # better). Other near-ties are not measured again: any of them is a winner within
+        # the best one's CI.
         ordered = rank(promising)
         top = ordered[0].result.speedup
         assert top is not None
+        lead = by_median[0]
         promising = [ordered[0]] + [
-            t for t in ordered[1:] if t.result.speedup and t.result.speedup.median > top.ci_high
+            t
+            for t in ordered[1:]
+            if t.result.speedup
+            and (
+                t.result.speedup.median > top.ci_high
+                or (t is lead and t.result.speedup.median > top.median)
+            )
         ]
         promising = promising[:count]
     return promising
