@@ -17,7 +17,6 @@ import contextlib
 import os
 import re
 import signal as signals
-import stat
 import subprocess
 import tempfile
 import uuid
@@ -25,6 +24,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from asmopt.executor.leftover import NotRegularFile, open_left
 from asmopt.executor.results import InstructionCount
 from asmopt.executor.toolchain import require_tool
 
@@ -398,12 +398,12 @@ def _read_left(path: Path, name: str) -> str:
     which would never end), a FIFO or a huge file. Only a regular file is read, never
     through a link, and at most ``PROFILE_READ_LIMIT`` bytes; else ``CallgrindError``."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        f = open_left(path)
+    except NotRegularFile:
+        raise CallgrindError(f"the profile of {name} is not a regular file") from None
     except OSError as err:
         raise CallgrindError(f"the profile of {name} cannot be read: {err.strerror}") from None
-    with os.fdopen(fd, "rb") as f:
-        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
-            raise CallgrindError(f"the profile of {name} is not a regular file")
+    with f:
         data = f.read(PROFILE_READ_LIMIT + 1)
     if len(data) > PROFILE_READ_LIMIT:
         raise CallgrindError(f"the profile of {name} is over {PROFILE_READ_LIMIT >> 20} MiB")

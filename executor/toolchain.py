@@ -17,7 +17,6 @@ import os
 import re
 import shutil
 import signal
-import stat
 import subprocess
 import tempfile
 import threading
@@ -27,6 +26,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from asmopt.executor.diagnostics import parse_diagnostics
+from asmopt.executor.leftover import NotRegularFile, open_left
 from asmopt.executor.results import BuildResult, Diagnostic, RunResult, Severity
 from asmopt.executor.sandbox import (
     GiB,
@@ -340,21 +340,18 @@ def _limit_problem(tool: str, run: RunResult, limits: SandboxLimits, what: str) 
 def _take_product(produced: Path, out: Path, limits: SandboxLimits) -> str:
     """Copy what the tool made to ``out``; a reason when it is not a plain file."""
     try:
-        fd = os.open(produced, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        src = open_left(produced)
+    except NotRegularFile as err:
+        return str(err)
     except OSError:
         return ""  # not there: _build_result says the tool wrote nothing
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            return f"{produced.name} is not a regular file"
-        if st.st_size > limits.file_size_bytes:
+    with src:
+        if os.fstat(src.fileno()).st_size > limits.file_size_bytes:
             return f"{produced.name} is over {limits.file_size_bytes // MiB} MiB"
-        with os.fdopen(fd, "rb", closefd=False) as src, open(out, "wb") as dst:
+        with open(out, "wb") as dst:
             shutil.copyfileobj(src, dst)
-        os.chmod(out, 0o755)
-        return ""
-    finally:
-        os.close(fd)
+    os.chmod(out, 0o755)
+    return ""
 
 
 def compile_to_asm(

@@ -20,13 +20,13 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import stat
 import subprocess
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from asmopt.executor.leftover import open_left
 from asmopt.executor.results import BuildResult
 from asmopt.executor.sandbox import Sandbox, SandboxError, SandboxLimits
 from asmopt.executor.testcases import TestCase, TestSetError, load_tests
@@ -442,12 +442,11 @@ def _collect_profile(lent: Path, into: Path, suffixes: tuple[str, ...]) -> list[
                 continue
             src = os.path.join(root, name)
             try:
-                fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW)
+                fh = open_left(Path(src))
             except OSError:
-                continue  # a link, or gone
-            with os.fdopen(fd, "rb") as fh:
-                st = os.fstat(fh.fileno())
-                if not stat.S_ISREG(st.st_mode) or total + st.st_size > _MAX_PROFILE_BYTES:
+                continue  # a link, a FIFO or anything but a regular file, or gone
+            with fh:
+                if total + os.fstat(fh.fileno()).st_size > _MAX_PROFILE_BYTES:
                     continue
                 data = fh.read(_MAX_PROFILE_BYTES - total + 1)
             total += len(data)

@@ -261,3 +261,31 @@ def test_a_program_cannot_plant_a_link_where_its_profile_goes(tmp_path: Path, to
     subprocess.run(["gcc", "-O1", str(src), "-o", str(binary)], check=True)
     with Sandbox() as box, pytest.raises(CallgrindError, match="profile of plant cannot be read"):
         count_instructions_sandboxed(box, binary, b"", timeout=60, tool=tool)
+
+
+def test_what_a_program_leaves_is_read_only_as_a_regular_file_and_never_waits(
+    tmp_path: Path,
+) -> None:
+    """The one way the host opens a file a sandboxed program could have written
+    (``executor.leftover.open_left``: its profiles, a tool's product, PGO data): a link is
+    refused (ELOOP), and a FIFO is refused at once, where a plain open would wait for a
+    writer forever."""
+    import errno
+    import os
+
+    from asmopt.executor.leftover import NotRegularFile, open_left
+
+    (tmp_path / "real").write_bytes(b"data")
+    os.symlink(tmp_path / "real", tmp_path / "link")
+    os.mkfifo(tmp_path / "fifo")
+    with open_left(tmp_path / "real") as f:
+        assert f.read() == b"data"
+    with pytest.raises(OSError) as refused:
+        open_left(tmp_path / "link")
+    assert refused.value.errno == errno.ELOOP
+    with pytest.raises(NotRegularFile):
+        open_left(tmp_path / "fifo")
+    with pytest.raises(NotRegularFile):
+        open_left(tmp_path)
+    with pytest.raises(FileNotFoundError):
+        open_left(tmp_path / "missing")

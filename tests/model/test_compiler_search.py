@@ -214,6 +214,7 @@ def test_collect_profile_ignores_links_and_other_files(tmp_path):
     secret.write_text("host file")
     os.symlink(secret, lent / "evil.gcda")
     os.symlink(tmp_path, lent / "dirlink")
+    os.mkfifo(lent / "stall.gcda")  # opening it for reading would wait for a writer forever
     into = tmp_path / "into"
     copied = _collect_profile(lent, into, (".gcda",))
     assert copied == [into / "tmp" / "x" / "prog.gcda"]
